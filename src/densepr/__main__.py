@@ -1,0 +1,7 @@
+"""``python -m densepr`` (and ``torchrun -m densepr``)."""
+
+import sys
+
+from densepr.cli.main import main
+
+sys.exit(main())

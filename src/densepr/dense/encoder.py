@@ -1,0 +1,128 @@
+"""One encoder tower: a BERT-family transformer plus pooling ([CLS], mean, or DPR's pooler)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from densepr.dense.loading import TowerSpec, resolve_model_path, tower_spec
+from densepr.errors import DenseprError
+
+log = logging.getLogger(__name__)
+POOLINGS = ("cls", "mean", "dpr")
+
+
+def cpu_supports_bf16() -> bool:
+    """True on CPUs with native bf16 matrix units (AVX512-BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _load_model(spec: TowerSpec) -> PreTrainedModel:
+    config = json.loads((spec.path / "config.json").read_text(encoding="utf-8"))
+    archs = set(config.get("architectures") or [])
+    if spec.pooling == "dpr":
+        from transformers import DPRContextEncoder, DPRQuestionEncoder
+
+        cls = DPRContextEncoder if "DPRContextEncoder" in archs else DPRQuestionEncoder
+        return cls.from_pretrained(spec.path)
+    return AutoModel.from_pretrained(spec.path)
+
+
+class Encoder(torch.nn.Module):
+    """Maps texts (or title/text pairs) to vectors.
+
+    >>> enc = Encoder.from_pretrained("default")          # doctest: +SKIP
+    >>> enc.embed(["who wrote hamlet"]).shape             # doctest: +SKIP
+    (1, 384)
+    """
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pooling: str = "cls",
+                 normalize: bool = False, max_length: int = 256):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise DenseprError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
+        self.model, self.tokenizer = model, tokenizer
+        self.pooling, self.normalize, self.max_length = pooling, normalize, max_length
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, pooling: str | None = None, max_length: int | None = None) -> Encoder:
+        """Load a local folder or hub name (plain HF, sentence-transformers or DPR layout)."""
+        spec = tower_spec(resolve_model_path(name_or_path), pooling)
+        try:
+            model = _load_model(spec)
+            tokenizer = AutoTokenizer.from_pretrained(spec.path)
+        except (OSError, ValueError) as exc:
+            raise DenseprError(f"{spec.path}: cannot load model or tokenizer ({str(exc).splitlines()[0]})") from None
+        length = max_length or spec.max_length or min(getattr(tokenizer, "model_max_length", 512), 512)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        return cls(model.eval().to(device), tokenizer, spec.pooling, spec.normalize, int(length))
+
+    @property
+    def dim(self) -> int:
+        cfg = self.model.config
+        return int(getattr(cfg, "projection_dim", 0) or cfg.hidden_size)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Pooled (and optionally L2-normalised) vectors of a tokenised batch."""
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        out = self.model(**kwargs)
+        if self.pooling == "dpr":
+            vectors = out.pooler_output
+        elif self.pooling == "cls":
+            vectors = out.last_hidden_state[:, 0]
+        else:
+            mask = attention_mask.unsqueeze(-1).to(out.last_hidden_state.dtype)
+            vectors = (out.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(vectors, dim=-1) if self.normalize else vectors
+
+    def tokenize(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> dict[str, list]:
+        """Unpadded token ids; ``pairs`` makes ``[CLS] text [SEP] pair [SEP]`` inputs (DPR's title/text)."""
+        return self.tokenizer(list(texts), list(pairs) if pairs is not None else None, truncation=True,
+                              max_length=self.max_length, padding=False)
+
+    @torch.inference_mode()
+    def embed(self, texts: Sequence[str], pairs: Sequence[str] | None = None, batch_size: int = 64,
+              bf16: bool | None = None, progress: bool = False) -> np.ndarray:
+        """Encode texts in length-sorted batches; returns float32 ``(n, dim)`` in input order.
+
+        ``bf16=None`` uses bf16 autocast where the CPU has native bf16 units.
+        """
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        device = next(self.model.parameters()).device
+        bf16 = (device.type == "cuda" or cpu_supports_bf16()) if bf16 is None else bf16
+        encoded = self.tokenize(texts, pairs)
+        order = np.argsort([-len(ids) for ids in encoded["input_ids"]], kind="stable")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
+        bar = tqdm(total=len(texts), disable=not progress, unit="text", desc="encode", leave=False)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batch = self.tokenizer.pad({k: [encoded[k][i] for i in idx] for k in keys}, return_tensors="pt")
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                vectors = self(**{k: batch[k].to(device) for k in keys})
+            out[idx] = vectors.float().cpu().numpy()
+            bar.update(len(idx))
+        bar.close()
+        return out
+
+    def save(self, path: str | Path) -> None:
+        """Save as a standard Hugging Face folder plus ``densepr_tower.json`` (pooling settings)."""
+        path = Path(path)
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        settings = {"pooling": self.pooling, "normalize": self.normalize, "max_length": self.max_length}
+        (path / "densepr_tower.json").write_text(json.dumps(settings, indent=2))

@@ -1,0 +1,101 @@
+"""Atomic writes, JSON(L) reading with line-precise errors, and file fingerprints."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from densepr.errors import DenseprError, at_line
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
+    """Open a temporary file beside ``path``; rename it over ``path`` only on success.
+
+    A crash or kill never leaves a half-written ``path`` that later loads as valid.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    try:
+        with os.fdopen(fd, mode, **kwargs) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
+    """Write ``obj`` as JSON, atomically."""
+    with atomic_open(path, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, ensure_ascii=False, indent=indent)
+
+
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Save a numpy array (no pickle), atomically."""
+    with atomic_open(path, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file; malformed content becomes a one-line :class:`DenseprError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DenseprError(f"{path}: no such file")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except UnicodeDecodeError as exc:
+        raise DenseprError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise at_line(path, exc.lineno, f"malformed JSON: {exc.msg} (column {exc.colno})") from None
+
+
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line_number, object)`` for each non-blank line of a JSONL file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DenseprError(f"{path}: no such file")
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise at_line(path, lineno, f"not UTF-8 text ({exc.reason})") from None
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise at_line(path, lineno, f"malformed JSON: {exc.msg}") from None
+            if not isinstance(obj, dict):
+                raise at_line(path, lineno, f"expected a JSON object, got {type(obj).__name__}")
+            yield lineno, obj
+
+
+def fingerprint(path: str | os.PathLike, sample: int = 1 << 16) -> str:
+    """A cheap identity for a large file: its size plus hashes of its head and tail."""
+    path = Path(path)
+    size = path.stat().st_size
+    digest = hashlib.sha1(str(size).encode())
+    with open(path, "rb") as fh:
+        digest.update(fh.read(sample))
+        if size > sample:
+            fh.seek(max(sample, size - sample))
+            digest.update(fh.read())
+    return f"{size}:{digest.hexdigest()[:16]}"

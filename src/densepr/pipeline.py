@@ -1,0 +1,85 @@
+"""The pipeline steps as functions over paths: what each CLI command calls, usable from Python too."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from densepr.corpus.documents import documents_to_passages, read_documents
+from densepr.corpus.passages import PassageStore, write_passages
+from densepr.dense.biencoder import BiEncoder
+from densepr.dense.passage_encoding import encode_passages, load_embeddings
+from densepr.errors import DenseprError
+from densepr.index.faiss_index import DenseIndex
+from densepr.questions import read_questions
+from densepr.retrieve.open import load_retriever
+from densepr.retrieve.results import build_results, open_passages, write_results
+
+log = logging.getLogger("densepr")
+
+
+def make_passages(inputs: Sequence[str], out: str | Path, words: int = 100, fmt: str | None = None) -> int:
+    """Split every input into passages and write one DPR TSV; returns the passage count."""
+    if not inputs:
+        raise DenseprError("give at least one input (a file, or wiki-vital)")
+
+    def documents():
+        for source in inputs:
+            yield from read_documents(source, fmt)
+
+    count = write_passages(out, documents_to_passages(documents(), words))
+    if count == 0:
+        raise DenseprError("the inputs hold no text: no passages written")
+    log.info("wrote %d passages to %s", count, out)
+    return count
+
+
+def build_bm25(passages: str | Path, out: str | Path, k1: float = 0.9, b: float = 0.4, progress: bool = True) -> None:
+    """Build and save a BM25 index over a passages TSV."""
+    from densepr.sparse.bm25 import BM25Retriever
+
+    start = time.perf_counter()
+    retriever = BM25Retriever.build(PassageStore(passages), k1=k1, b=b, progress=progress)
+    retriever.save(out)
+    log.info("BM25 index of %d passages in %.1fs -> %s", len(retriever.ids), time.perf_counter() - start, out)
+
+
+def encode(passages: str | Path, out: str | Path, model: str | None = None, shard_id: int = 0, num_shards: int = 1,
+           batch_size: int = 64, bf16: bool | None = None, progress: bool = True) -> Path:
+    """Embed one shard of a passages TSV with the passage tower (resumable)."""
+    store = PassageStore(passages)
+    encoder = BiEncoder.load(model)
+    start = time.perf_counter()
+    path = encode_passages(store, encoder, out, shard_id, num_shards, batch_size=batch_size, bf16=bf16, progress=progress)
+    log.info("encoded shard %d/%d in %.1fs -> %s", shard_id, num_shards, time.perf_counter() - start, path)
+    return path
+
+
+def build_index(embeddings: str | Path, out: str | Path, kind: str = "flat", **params) -> DenseIndex:
+    """Merge embedding shards into one FAISS index folder."""
+    vectors, ids, meta = load_embeddings(embeddings)
+    provenance = {k: meta[k] for k in ("model", "passages", "passages_fingerprint")}
+    index = DenseIndex.build(vectors, ids, kind, meta=provenance, **{k: v for k, v in params.items() if v is not None})
+    index.save(out)
+    log.info("%s index of %d vectors built in %.1fs -> %s", kind, len(ids), index.meta["build_seconds"], out)
+    return index
+
+
+def retrieve(index: str | Path, questions: str | Path, out: str | Path, kind: str | None = None, top_k: int = 100,
+             passages: str | Path | None = None, match: str = "string", nprobe: int | None = None,
+             ef_search: int | None = None, **dense_options) -> list[dict]:
+    """Top-k retrieval for a question file, written as a DPR result file."""
+    qs = read_questions(questions)
+    retriever = load_retriever(index, kind, **dense_options)
+    if hasattr(retriever, "index"):
+        retriever.index.configure(nprobe=nprobe, ef_search=ef_search)
+    store = open_passages(retriever.meta, passages)
+    start = time.perf_counter()
+    hits = retriever.search([q.text for q in qs], k=top_k)
+    seconds = time.perf_counter() - start
+    log.info("retrieved top-%d for %d questions in %.2fs (%.1f questions/s)", top_k, len(qs), seconds, len(qs) / max(seconds, 1e-9))
+    results = build_results(qs, hits, store, retriever.ids, match)
+    write_results(out, results)
+    return results

@@ -1,0 +1,57 @@
+"""Dense retrieval: encode questions with the question tower, search the FAISS index."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from densepr.dense.biencoder import BiEncoder
+from densepr.errors import DenseprError
+from densepr.index.faiss_index import DenseIndex
+from densepr.hits import Hit
+
+
+class DenseRetriever:
+    """Question encoder + passage index.
+
+    >>> retriever = DenseRetriever.load("INDEX_DIR")               # doctest: +SKIP
+    >>> retriever.search(["who wrote hamlet"], k=5)[0]              # doctest: +SKIP
+    """
+
+    def __init__(self, model: BiEncoder, index: DenseIndex):
+        if model.dim != index.dim:
+            raise DenseprError(f"model {model.name!r} makes {model.dim}-d vectors but the index holds {index.dim}-d vectors "
+                               f"(built with {index.meta.get('model')!r}); pass the index's --model")
+        self.model, self.index = model, index
+
+    @property
+    def ids(self) -> list[str]:
+        return self.index.ids
+
+    @property
+    def meta(self) -> dict:
+        return self.index.meta
+
+    @classmethod
+    def load(cls, index_dir: str | Path, model: str | BiEncoder | None = None, question_model: str | None = None,
+             allow_model_mismatch: bool = False) -> DenseRetriever:
+        """Load an index folder and its question encoder (by default the model recorded in the index)."""
+        index = DenseIndex.load(index_dir)
+        if isinstance(model, BiEncoder):
+            encoder = model
+        elif question_model:
+            encoder = BiEncoder(BiEncoder.load(question_model).question_encoder, name=question_model)
+        else:
+            encoder = BiEncoder.load(model or index.meta.get("model"))
+            if model and not allow_model_mismatch and index.meta.get("model") not in (None, encoder.name):
+                raise DenseprError(f"{index_dir} was built with model {index.meta['model']!r}, not {encoder.name!r} "
+                                   "(pass --allow-model-mismatch if the question encoder is meant to differ)")
+        return cls(encoder, index)
+
+    def search(self, questions: Sequence[str], k: int = 100, batch_size: int = 128, progress: bool = False) -> list[list[Hit]]:
+        """Top-k passages per question by inner product, best first."""
+        if not questions:
+            return []
+        vectors = self.model.encode_questions(questions, batch_size=batch_size, progress=progress)
+        scores, rows = self.index.search(vectors, k)
+        return [[Hit(int(r), float(s)) for r, s in zip(rr, ss) if r >= 0] for rr, ss in zip(rows, scores)]

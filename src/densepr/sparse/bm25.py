@@ -1,0 +1,86 @@
+"""BM25 over passages (Lucene scoring via ``bm25s``, Porter/Snowball stemming, English stopwords).
+
+Defaults follow the DPR paper: k1 = 0.9, b = 0.4. A passage is indexed as ``title text``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import bm25s
+import numpy as np
+import Stemmer
+
+from densepr.corpus.passages import PassageStore
+from densepr.errors import DenseprError
+from densepr.fileio import atomic_open, read_json, write_json
+from densepr.hits import Hit
+
+log = logging.getLogger(__name__)
+
+
+class BM25Retriever:
+    """A saved, memory-mappable BM25 index whose rows are the passage file's rows.
+
+    >>> bm25 = BM25Retriever.build(PassageStore("psgs.tsv"))     # doctest: +SKIP
+    >>> bm25.search(["who wrote hamlet"], k=5)[0][0].score       # doctest: +SKIP
+    """
+
+    def __init__(self, model: bm25s.BM25, ids: list[str], meta: dict):
+        self.model, self.ids, self.meta = model, ids, meta
+        self._stemmer = Stemmer.Stemmer(meta["stemmer"]) if meta.get("stemmer") else None
+
+    def _tokenize(self, texts: Sequence[str], return_ids: bool, progress: bool = False):
+        return bm25s.tokenize(list(texts), stopwords=self.meta.get("stopwords"), stemmer=self._stemmer,
+                              return_ids=return_ids, show_progress=progress)
+
+    @classmethod
+    def build(cls, passages: PassageStore, k1: float = 0.9, b: float = 0.4, stemmer: str | None = "english",
+              stopwords: str | None = "en", progress: bool = True) -> BM25Retriever:
+        """Index every passage of ``passages``."""
+        if stemmer and stemmer not in Stemmer.algorithms():
+            raise DenseprError(f"unknown stemmer {stemmer!r}; choose from {', '.join(Stemmer.algorithms())}")
+        meta = {"retriever": "bm25", "k1": k1, "b": b, "method": "lucene", "stemmer": stemmer, "stopwords": stopwords,
+                "passages": str(passages.path.resolve()), "passages_fingerprint": passages.fingerprint(), "size": len(passages)}
+        ids, texts = [], []
+        for p in passages:
+            ids.append(p.id)
+            texts.append(f"{p.title} {p.text}")
+        if not texts:
+            raise DenseprError(f"{passages.path}: no passages to index")
+        retriever = cls(bm25s.BM25(method="lucene", k1=k1, b=b), ids, meta)
+        retriever.model.index(retriever._tokenize(texts, return_ids=True, progress=progress), show_progress=progress)
+        return retriever
+
+    def search(self, questions: Sequence[str], k: int = 100, threads: int = 0) -> list[list[Hit]]:
+        """Top-k passages per question, best first; passages sharing no term with it are left out."""
+        if not questions:
+            return []
+        k = min(k, len(self.ids))
+        tokens = self._tokenize(questions, return_ids=False)
+        rows, scores = self.model.retrieve(tokens, k=k, show_progress=False, n_threads=threads)
+        return [[Hit(int(r), float(s)) for r, s in zip(rr, ss) if s > 0] for rr, ss in zip(rows, scores)]
+
+    def scores(self, question: str, rows: np.ndarray) -> np.ndarray:
+        """BM25 scores of ``question`` for the given passage rows (0 where no term matches)."""
+        return self.model.get_scores(self._tokenize([question], return_ids=False)[0])[rows]
+
+    def save(self, out_dir: str | os.PathLike) -> None:
+        out_dir = Path(out_dir)
+        self.model.save(out_dir)
+        with atomic_open(out_dir / "ids.txt", "w", encoding="utf-8") as fh:
+            fh.writelines(i + "\n" for i in self.ids)
+        write_json(out_dir / "meta.json", self.meta)
+
+    @classmethod
+    def load(cls, index_dir: str | os.PathLike, mmap: bool = True) -> BM25Retriever:
+        index_dir = Path(index_dir)
+        meta = read_json(index_dir / "meta.json")
+        if meta.get("retriever") != "bm25":
+            raise DenseprError(f"{index_dir} is not a BM25 index (retriever={meta.get('retriever')!r})")
+        model = bm25s.BM25.load(index_dir, mmap=mmap)
+        ids = (index_dir / "ids.txt").read_text(encoding="utf-8").splitlines()
+        return cls(model, ids, meta)
