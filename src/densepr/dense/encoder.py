@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
 from densepr.dense.loading import TowerSpec, resolve_model_path, tower_spec
 from densepr.errors import DenseprError
@@ -59,11 +60,16 @@ class Encoder(torch.nn.Module):
     def from_pretrained(cls, name_or_path: str | Path, pooling: str | None = None, max_length: int | None = None) -> Encoder:
         """Load a local folder or hub name (plain HF, sentence-transformers or DPR layout)."""
         spec = tower_spec(resolve_model_path(name_or_path), pooling)
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # a weight-loading bar per tower is noise
         try:
             model = _load_model(spec)
             tokenizer = AutoTokenizer.from_pretrained(spec.path)
         except (OSError, ValueError) as exc:
             raise DenseprError(f"{spec.path}: cannot load model or tokenizer ({str(exc).splitlines()[0]})") from None
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
         length = max_length or spec.max_length or min(getattr(tokenizer, "model_max_length", 512), 512)
         device = "cuda" if torch.cuda.is_available() else "cpu"
         return cls(model.eval().to(device), tokenizer, spec.pooling, spec.normalize, int(length))

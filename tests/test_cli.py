@@ -1,0 +1,117 @@
+"""The CLI end to end on a tiny model, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from densepr.cli.main import main
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main(["-q", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def built(tmp_path, capsys, tiny_bert, docs_jsonl):
+    """passages → bm25 → encode (2 shards) → flat index, through the CLI."""
+    d = tmp_path
+    assert run(capsys, "passages", docs_jsonl, "--out", d / "psgs.tsv", "--words", "12")[0] == 0
+    assert run(capsys, "bm25", "--passages", d / "psgs.tsv", "--out", d / "bm25")[0] == 0
+    for shard in (0, 1):
+        assert run(capsys, "encode", "--passages", d / "psgs.tsv", "--out", d / "emb", "--model", tiny_bert,
+                   "--shard-id", shard, "--num-shards", 2, "--no-bf16")[0] == 0
+    assert run(capsys, "index", "--embeddings", d / "emb", "--out", d / "flat")[0] == 0
+    return d
+
+
+def test_bm25_pipeline_finds_answers(built, capsys, questions_jsonl):
+    code, _, err = run(capsys, "retrieve", "--retriever", "bm25", "--index", built / "bm25", "--questions", questions_jsonl,
+                       "--out", built / "bm25.json", "--top-k", 3)
+    assert code == 0, err
+    results = json.loads((built / "bm25.json").read_text())
+    assert len(results) == 3 and set(results[0]["ctxs"][0]) == {"id", "title", "text", "score", "has_answer"}
+    assert results[0]["ctxs"][0]["title"] == "Albert Einstein" and results[0]["ctxs"][0]["has_answer"]
+    code, out, _ = run(capsys, "evaluate", built / "bm25.json", "--json", "--ks", "1,3")
+    report = json.loads(out)
+    assert report["questions"] == 3 and report["top_k_accuracy"]["1"] == pytest.approx(100.0)
+
+
+def test_dense_pipeline_writes_dpr_results(built, capsys, questions_jsonl):
+    code, _, err = run(capsys, "retrieve", "--retriever", "dense", "--index", built / "flat", "--questions", questions_jsonl,
+                       "--out", built / "dense.json", "--top-k", 100)
+    assert code == 0, err
+    results = json.loads((built / "dense.json").read_text())
+    n_passages = sum(1 for _ in open(built / "psgs.tsv")) - 1
+    assert all(len(r["ctxs"]) == n_passages for r in results)  # k is capped at the corpus size
+    scores = [c["score"] for c in results[0]["ctxs"]]
+    assert scores == sorted(scores, reverse=True)
+    code, out, _ = run(capsys, "evaluate", built / "dense.json")
+    assert "top-100  accuracy  100.00" in out
+
+
+def test_ask_on_a_given_index(built, capsys):
+    code, out, err = run(capsys, "ask", "where was einstein born", "--index", built / "flat", "--top-k", 2)
+    assert code == 0, err
+    assert out.startswith("1. [") and "2. [" in out and "3. [" not in out
+
+
+def test_retrieve_errors_are_one_line(built, capsys, questions_jsonl, tiny_dpr, tmp_path):
+    cases = [
+        (["retrieve", "--retriever", "bm25", "--index", built / "flat", "--questions", questions_jsonl, "--out", tmp_path / "x.json"],
+         "is a dense index, not bm25"),
+        (["retrieve", "--retriever", "dense", "--index", built / "flat", "--questions", questions_jsonl, "--out", tmp_path / "x.json",
+          "--model", tiny_dpr[0]], "was built with model"),
+        (["retrieve", "--retriever", "dense", "--index", tmp_path / "nothing", "--questions", questions_jsonl, "--out", tmp_path / "x.json"],
+         "not an index folder"),
+        (["evaluate", questions_jsonl], "malformed JSON"),
+        (["retrieve", "--retriever", "bm25", "--index", built / "bm25", "--questions", questions_jsonl, "--out", tmp_path / "x.json",
+          "--top-k", 0], "--top-k must be >= 1"),
+    ]
+    for argv, message in cases:
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and message in err and err.count("\n") == 1, (argv, err)
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_model_with_another_dimension_is_refused(built, capsys, questions_jsonl, tiny_dpr, tmp_path):
+    from densepr.dense.biencoder import BiEncoder
+    from densepr.retrieve.dense import DenseRetriever
+
+    model = BiEncoder.load(tiny_dpr[0])
+    model.question_encoder.model.config.projection_dim = 8  # pretend: an 8-d encoder
+    with pytest.raises(Exception, match="makes 8-d vectors but the index holds 32-d"):
+        DenseRetriever.load(built / "flat", model=model)
+
+
+def test_changed_corpus_is_detected(built, capsys, questions_jsonl):
+    psgs = built / "psgs.tsv"
+    shutil.copy(psgs, built / "orig.tsv")
+    with open(psgs, "a", encoding="utf-8") as fh:
+        fh.write("999\textra passage\tExtra\n")
+    code, _, err = run(capsys, "retrieve", "--retriever", "bm25", "--index", built / "bm25", "--questions", questions_jsonl,
+                       "--out", built / "x.json")
+    assert code == 2 and "not the corpus the index was built from" in err
+    code, _, err = run(capsys, "retrieve", "--retriever", "bm25", "--index", built / "bm25", "--questions", questions_jsonl,
+                       "--out", built / "x.json", "--passages", built / "orig.tsv")
+    assert code == 0, err
+
+
+def test_malformed_passages_input(capsys, tmp_path):
+    bad = tmp_path / "docs.jsonl"
+    bad.write_text('{"title": "a", "text": "ok"}\n{"title": "b"\n')
+    code, _, err = run(capsys, "passages", bad, "--out", tmp_path / "p.tsv")
+    assert code == 2 and "docs.jsonl:2: malformed JSON" in err
+    assert not (tmp_path / "p.tsv").exists()
+    code, _, err = run(capsys, "passages", "no-such-corpus", "--out", tmp_path / "p.tsv")
+    assert code == 2 and "no such file" in err
+
+
+def test_unknown_option_exits_with_usage(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["retrieve", "--bogus"])
+    assert exc.value.code == 2

