@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from densepr.cli.main import main
@@ -115,3 +116,14 @@ def test_unknown_option_exits_with_usage(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["retrieve", "--bogus"])
     assert exc.value.code == 2
+
+
+def test_evaluate_with_beir_qrels(capsys, tmp_path):
+    results = [{"question": "q", "answers": [], "qid": "q1",
+                "ctxs": [{"id": "d2", "text": "", "has_answer": False}, {"id": "d1", "text": "", "has_answer": False}]}]
+    (tmp_path / "r.json").write_text(json.dumps(results))
+    (tmp_path / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    code, out, err = run(capsys, "evaluate", tmp_path / "r.json", "--qrels", tmp_path / "qrels.tsv", "--json")
+    assert code == 0, err
+    beir = json.loads(out)["beir"]
+    assert beir["recall@100"] == 100.0 and beir["ndcg@10"] == pytest.approx(100 / np.log2(3))
