@@ -83,3 +83,44 @@ def retrieve(index: str | Path, questions: str | Path, out: str | Path, kind: st
     results = build_results(qs, hits, store, retriever.ids, match)
     write_results(out, results)
     return results
+
+
+def build_train(questions: str | Path, passages: str | Path, bm25: str | Path, out: str | Path, match: str = "string",
+                hard_negatives: int = 30, random_negatives: int = 10, depth: int = 100, words: int = 100) -> dict[str, int]:
+    """Write DPR training JSON for a question file (SQuAD files get gold positives); returns the counts."""
+    from densepr.sparse.bm25 import BM25Retriever
+    from densepr.train import build_training_data, squad_gold_rows, write_training_data
+
+    store, qs = PassageStore(passages), read_questions(questions)
+    retriever = BM25Retriever.load(bm25)
+    open_passages(retriever.meta, passages)  # the BM25 index must be over these passages
+    gold = squad_gold_rows(questions, store, words) if str(questions).endswith(".json") else None
+    examples, stats = build_training_data(qs, store, retriever, gold, hard_negatives, random_negatives, depth, match)
+    write_training_data(out, examples)
+    return stats
+
+
+def train(train_file: str | Path, out: str | Path, model: str | None = None, dev_file: str | Path | None = None,
+          **options) -> dict:
+    """Train the dual encoder from DPR training JSON (multi-process under torchrun)."""
+    from densepr.train import DualEncoderModel, TrainConfig, Trainer, read_training_data
+
+    config = TrainConfig(out=str(out), **{k: v for k, v in options.items() if v is not None})
+    bi = BiEncoder.load(model)
+    dual = DualEncoderModel(bi, shared=config.shared, similarity=config.similarity, temperature=config.temperature)
+    dev = read_training_data(dev_file) if dev_file else None
+    stats = Trainer(dual, read_training_data(train_file), config, dev, name=bi.name).train()
+    log.info("trained %d steps in %.0fs (%.1f questions/s, peak RSS %.0f MB) -> %s/final",
+             stats["steps"], stats["seconds"], stats["questions_per_second"], stats["peak_rss_mb"], out)
+    return stats
+
+
+def mine(train_file: str | Path, index: str | Path, out: str | Path, model: str | None = None, depth: int = 100,
+         keep: int = 30, match: str = "string") -> None:
+    """Re-mine hard negatives of a training file with a dense index (built with the model to mine with)."""
+    from densepr.retrieve.dense import DenseRetriever
+    from densepr.train import mine_hard_negatives, read_training_data, write_training_data
+
+    retriever = DenseRetriever.load(index, model=model)
+    store = open_passages(retriever.meta)
+    write_training_data(out, mine_hard_negatives(read_training_data(train_file), retriever, store, depth, keep, match))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,18 @@ def cpu_supports_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@contextlib.contextmanager
+def _no_hf_progress_bars() -> Iterator[None]:
+    """Hide transformers' per-call loading/saving bars (noise next to our own progress bars)."""
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _load_model(spec: TowerSpec) -> PreTrainedModel:
@@ -60,17 +73,14 @@ class Encoder(torch.nn.Module):
     def from_pretrained(cls, name_or_path: str | Path, pooling: str | None = None, max_length: int | None = None) -> Encoder:
         """Load a local folder or hub name (plain HF, sentence-transformers or DPR layout)."""
         spec = tower_spec(resolve_model_path(name_or_path), pooling)
-        bars = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()  # a weight-loading bar per tower is noise
         try:
-            model = _load_model(spec)
-            tokenizer = AutoTokenizer.from_pretrained(spec.path)
+            with _no_hf_progress_bars():
+                model = _load_model(spec)
+                tokenizer = AutoTokenizer.from_pretrained(spec.path)
         except (OSError, ValueError) as exc:
             raise DenseprError(f"{spec.path}: cannot load model or tokenizer ({str(exc).splitlines()[0]})") from None
-        finally:
-            if bars:
-                hf_logging.enable_progress_bar()
-        length = max_length or spec.max_length or min(getattr(tokenizer, "model_max_length", 512), 512)
+        positions = getattr(model.config, "max_position_embeddings", 512)
+        length = min(max_length or spec.max_length or getattr(tokenizer, "model_max_length", 512), positions, 512)
         device = "cuda" if torch.cuda.is_available() else "cpu"
         return cls(model.eval().to(device), tokenizer, spec.pooling, spec.normalize, int(length))
 
@@ -113,6 +123,8 @@ class Encoder(torch.nn.Module):
         encoded = self.tokenize(texts, pairs)
         order = np.argsort([-len(ids) for ids in encoded["input_ids"]], kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
+        was_training = self.training
+        self.eval()  # no dropout when embedding, even mid-training
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
         bar = tqdm(total=len(texts), disable=not progress, unit="text", desc="encode", leave=False)
         for start in range(0, len(order), batch_size):
@@ -123,12 +135,14 @@ class Encoder(torch.nn.Module):
             out[idx] = vectors.float().cpu().numpy()
             bar.update(len(idx))
         bar.close()
+        self.train(was_training)
         return out
 
     def save(self, path: str | Path) -> None:
         """Save as a standard Hugging Face folder plus ``densepr_tower.json`` (pooling settings)."""
         path = Path(path)
-        self.model.save_pretrained(path)
+        with _no_hf_progress_bars():
+            self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
         settings = {"pooling": self.pooling, "normalize": self.normalize, "max_length": self.max_length}
         (path / "densepr_tower.json").write_text(json.dumps(settings, indent=2))

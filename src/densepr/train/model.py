@@ -1,0 +1,67 @@
+"""The training view of the dual encoder: encode batches, gather across processes, NLL over in-batch negatives."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+
+from densepr.dense.biencoder import BiEncoder
+from densepr.errors import DenseprError
+from densepr.train.distributed import gather_with_grad
+
+SIMILARITIES = ("dot", "cosine", "l2")
+
+
+def similarity(q: torch.Tensor, p: torch.Tensor, kind: str = "dot") -> torch.Tensor:
+    """``(Q, P)`` scores: inner product, cosine, or negative squared L2 distance."""
+    if kind == "dot":
+        return q @ p.T
+    if kind == "cosine":
+        return F.normalize(q, dim=-1) @ F.normalize(p, dim=-1).T
+    if kind == "l2":
+        return -torch.cdist(q, p).pow(2)
+    raise DenseprError(f"unknown similarity {kind!r}; choose from {', '.join(SIMILARITIES)}")
+
+
+class DualEncoderModel(torch.nn.Module):
+    """Question and passage towers trained with DPR's loss.
+
+    Each question's passages come in a block of ``1 + hard negatives`` (positive first); every other
+    passage in the (global) batch is a negative for it. Scores are divided by ``temperature``
+    (default: 1 for raw vectors as in DPR, 0.05 for unit-length ones).
+    """
+
+    def __init__(self, model: BiEncoder, shared: bool = False, similarity: str = "dot", temperature: float | None = None):
+        super().__init__()
+        self.question_encoder = model.question_encoder
+        if model.shared and not shared:  # one pretrained tower → two trainable copies, as DPR
+            self.passage_encoder = copy.deepcopy(model.passage_encoder)
+        else:
+            self.passage_encoder = model.passage_encoder
+        # Unit-length vectors score in [-1, 1]: without a temperature the softmax is nearly flat and training
+        # degrades the model (seen here). 0.05 is sentence-transformers' MNRL scale of 20; raw DPR vectors use 1.
+        unit = similarity == "cosine" or self.question_encoder.normalize
+        self.similarity = similarity
+        self.temperature = temperature if temperature is not None else (0.05 if unit else 1.0)
+
+    def biencoder(self, name: str = "") -> BiEncoder:
+        return BiEncoder(self.question_encoder, self.passage_encoder, name=name)
+
+    def encode_questions(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.question_encoder(**batch)
+
+    def encode_passages(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.passage_encoder(**batch)
+
+    def loss(self, q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """NLL of each question's positive among all passages of all processes."""
+        q_all, p_all = gather_with_grad(q.float()), gather_with_grad(p.float())
+        per_question = p_all.size(0) // q_all.size(0)
+        scores = similarity(q_all, p_all, self.similarity) / self.temperature
+        targets = torch.arange(q_all.size(0), device=scores.device) * per_question
+        return F.cross_entropy(scores, targets)
+
+    def forward(self, questions: dict[str, torch.Tensor], passages: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.loss(self.encode_questions(questions), self.encode_passages(passages))

@@ -1,0 +1,131 @@
+"""Training data: DPR JSON format, SQuAD gold positives, distant supervision, hard negatives, mining."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from densepr.corpus.passages import PassageStore
+from densepr.errors import DenseprError
+from densepr.evaluate.answers import has_answer
+from densepr.pipeline import build_bm25, make_passages
+from densepr.questions import Question, read_questions
+from densepr.sparse.bm25 import BM25Retriever
+from densepr.train import build_training_data, read_training_data, squad_gold_rows, write_training_data
+
+from conftest import shared
+
+SQUAD = {"data": [
+    {"title": "Ulm_City", "paragraphs": [
+        {"context": "Ulm is a city in Germany on the river Danube. It has a tall minster.",
+         "qas": [{"id": "q1", "question": "Which river runs through Ulm?", "answers": [{"text": "Danube", "answer_start": 38}]}]},
+        {"context": "Albert Einstein was born in Ulm in 1879 and later lived in Bern.",
+         "qas": [{"id": "q2", "question": "When was Einstein born?", "answers": [{"text": "1879", "answer_start": 35}]}]}]},
+    {"title": "Paris", "paragraphs": [
+        {"context": "Paris is the capital of France. The Seine flows through Paris.",
+         "qas": [{"id": "q3", "question": "What river flows through Paris?", "answers": [{"text": "Seine", "answer_start": 36}]}]}]},
+]}
+
+
+@pytest.fixture
+def squad_corpus(tmp_path):
+    path = tmp_path / "squad.json"
+    path.write_text(json.dumps(SQUAD))
+    make_passages([str(path)], tmp_path / "psgs.tsv", words=8)
+    build_bm25(tmp_path / "psgs.tsv", tmp_path / "bm25", progress=False)
+    return path, PassageStore(tmp_path / "psgs.tsv"), BM25Retriever.load(tmp_path / "bm25")
+
+
+def test_reads_dpr_training_json_as_shipped():
+    examples = read_training_data(shared("dpr-format/nq-dev-sample.json"))
+    assert len(examples) == 5
+    ex = examples[0]
+    assert ex.answers == ["Linda Davis"] and ex.positives[0].id == "11828866" and ex.hard_negatives
+
+
+def test_training_json_round_trip_and_errors(tmp_path):
+    examples = read_training_data(shared("dpr-format/nq-dev-sample.json"))
+    write_training_data(tmp_path / "t.json", examples)
+    assert read_training_data(tmp_path / "t.json") == examples
+    (tmp_path / "bad.json").write_text('[{"question": "q", "positive_ctxs": [{"title": "t"}]}]')
+    with pytest.raises(DenseprError, match="positive_ctxs\\[0\\] needs a string 'text'"):
+        read_training_data(tmp_path / "bad.json")
+    (tmp_path / "none.json").write_text('[{"question": "q", "positive_ctxs": []}]')
+    with pytest.raises(DenseprError, match="no example has a positive"):
+        read_training_data(tmp_path / "none.json")
+
+
+def test_squad_gold_rows_hold_the_answer_span(squad_corpus):
+    path, store, _ = squad_corpus
+    gold = squad_gold_rows(path, store, words_per_passage=8)
+    assert set(gold) == {"q1", "q2", "q3"}
+    assert store[gold["q1"]].title == "Ulm City" and "Danube" in store[gold["q1"]].text
+    assert "1879" in store[gold["q2"]].text and "Seine" in store[gold["q3"]].text
+
+
+def test_build_training_data_gold_distant_and_dropped(squad_corpus):
+    path, store, bm25 = squad_corpus
+    questions = read_questions(path) + [Question("minster in ulm", ["minster"]), Question("unanswerable", ["zzz"])]
+    examples, stats = build_training_data(questions, store, bm25, squad_gold_rows(path, store, 8), hard_negatives=3,
+                                          random_negatives=2, progress=False)
+    assert stats == {"gold": 3, "distant": 1, "dropped": 1}
+    for ex in examples:
+        assert has_answer(ex.answers, ex.positives[0].text)
+        assert all(not has_answer(ex.answers, p.text) for p in ex.hard_negatives + ex.negatives)
+        assert ex.positives[0].id not in {p.id for p in ex.hard_negatives}
+
+
+def test_mined_negatives_come_from_the_dense_retriever(tiny_bert, squad_corpus, tmp_path):
+    from densepr.pipeline import build_index, encode
+    from densepr.retrieve.dense import DenseRetriever
+    from densepr.train import mine_hard_negatives
+
+    path, store, bm25 = squad_corpus
+    examples, _ = build_training_data(read_questions(path), store, bm25, squad_gold_rows(path, store, 8), progress=False)
+    encode(store.path, tmp_path / "emb", str(tiny_bert), progress=False)
+    build_index(tmp_path / "emb", tmp_path / "idx")
+    mined = mine_hard_negatives(examples, DenseRetriever.load(tmp_path / "idx"), store, keep=2, progress=False)
+    for before, after in zip(examples, mined):
+        assert after.positives == before.positives and len(after.hard_negatives) == 2
+        assert all(not has_answer(after.answers, p.text) and p.id != after.positives[0].id for p in after.hard_negatives)
+
+
+def test_cli_build_train_train_and_encode_with_checkpoint(tiny_bert, squad_corpus, tmp_path, capsys):
+    from densepr.cli.main import main
+
+    path, store, _ = squad_corpus
+    assert main(["-q", "build-train", "--questions", str(path), "--passages", str(store.path), "--bm25", str(tmp_path / "bm25"),
+                 "--out", str(tmp_path / "train.json"), "--words", "8"]) == 0
+    assert len(read_training_data(tmp_path / "train.json")) == 3
+    assert main(["-q", "train", "--train", str(tmp_path / "train.json"), "--out", str(tmp_path / "run"), "--model", str(tiny_bert),
+                 "--batch-size", "1", "--max-steps", "2", "--no-bf16", "--dev", str(tmp_path / "train.json")]) == 0
+    assert (tmp_path / "run" / "final" / "question_encoder" / "config.json").is_file()
+    assert main(["-q", "encode", "--passages", str(store.path), "--out", str(tmp_path / "emb"), "--model", str(tmp_path / "run" / "final")]) == 0
+    assert main(["-q", "train", "--train", str(tmp_path / "missing.json"), "--out", str(tmp_path / "r2"), "--model", str(tiny_bert)]) == 2
+    assert "missing.json: no such file" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_processes_train(tiny_bert, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("torchrun") is None:
+        pytest.skip("torchrun not on PATH")
+    sample = shared("dpr-format/nq-dev-sample.json")
+    cmd = ["torchrun", "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), "-m", "densepr", "-q", "train",
+           "--train", str(sample), "--out", str(tmp_path / "run"), "--model", str(tiny_bert), "--batch-size", "1",
+           "--max-steps", "2", "--no-bf16"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    state = __import__("torch").load(tmp_path / "run" / "final" / "training_state.pt", weights_only=True)
+    assert state["world_size"] == 2 and state["progress"]["global_step"] == 2
