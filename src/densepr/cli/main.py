@@ -10,6 +10,7 @@ import sys
 import textwrap
 from collections.abc import Sequence
 
+from densepr.cli.training import add_training_commands
 from densepr.corpus.documents import FORMATS
 from densepr.errors import DenseprError
 from densepr.evaluate.answers import MATCH_MODES
@@ -73,6 +74,19 @@ def _cmd_ask(a: argparse.Namespace) -> None:
     for rank, hit in enumerate(ask(a.question, a.index, a.top_k, a.model), 1):
         print(f"{rank}. [{hit['score']:.3f}] {hit['title']} (passage {hit['id']})")
         print(textwrap.indent(textwrap.fill(hit["text"], 100), "   "))
+
+
+def _cmd_serve(a: argparse.Namespace) -> None:
+    try:
+        import uvicorn
+
+        from densepr.serve.app import create_app
+    except ImportError as exc:
+        raise DenseprError(f"'densepr serve' needs the serve extra ({exc.name} is missing): pip install 'densepr[serve]'") from None
+    if not a.index and not a.bm25_index:
+        raise DenseprError("give a dense index (--index DIR), a BM25 index (--bm25-index DIR), or both")
+    app = create_app(a.index, a.bm25_index, model=a.model, passages=a.passages)
+    uvicorn.run(app, host=a.host, port=a.port, log_level="warning" if a.quiet else "info")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,6 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--model")
     p.set_defaults(func=_cmd_ask)
+
+    p = sub.add_parser("serve", help="HTTP search service (dense, BM25, hybrid) with a search page at /")
+    p.add_argument("--index", help="dense index folder")
+    p.add_argument("--bm25-index", help="BM25 index folder (with --index: hybrid search too)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--model", help="question encoder (default: the index's model)")
+    p.add_argument("--passages", help="passages TSV (default: the one the indexes were built from)")
+    p.set_defaults(func=_cmd_serve)
+    add_training_commands(sub)
     return parser
 
 

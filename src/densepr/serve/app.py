@@ -1,0 +1,88 @@
+"""The FastAPI application: ``POST /search``, ``POST /ask``, ``GET /health`` and a search page at ``/``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+
+import densepr
+from densepr.errors import DenseprError
+from densepr.serve.page import PAGE
+from densepr.serve.schemas import AskResponse, ErrorBody, Health, IndexInfo, SearchRequest, SearchResponse
+from densepr.serve.service import SearchService
+
+NO_READER = "no reader is trained yet: /ask returns the passages a reader would read (use /search for retrieval)"
+_ERRORS = {400: {"model": ErrorBody, "description": "the request names a retriever that is not loaded"}}
+
+
+def create_app(dense_index: str | Path | None = None, bm25_index: str | Path | None = None, *,
+               model: str | None = None, passages: str | Path | None = None,
+               max_batch: int = 64, max_wait: float = 0.005) -> FastAPI:
+    """A service over a dense index folder, a BM25 index folder, or both (hybrid search needs both).
+
+    ``model`` overrides the question encoder recorded in the dense index; ``passages`` the passages file
+    recorded in the indexes. Dense questions arriving within ``max_wait`` seconds are encoded together
+    (at most ``max_batch``). Raises :class:`DenseprError` for unusable folders.
+
+    >>> app = create_app("flat/", "bm25/")                   # doctest: +SKIP
+    >>> uvicorn.run(app, host="127.0.0.1", port=8000)         # doctest: +SKIP
+    """
+    service = SearchService.load(dense_index, bm25_index, model=model, passages=passages,
+                                 max_batch=max_batch, max_wait=max_wait)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await service.close()
+
+    app = FastAPI(title="densepr", version=densepr.__version__, lifespan=lifespan,
+                  description="Dense Passage Retrieval search service: dense, BM25 and hybrid (RRF) retrieval.")
+    app.state.service = service
+
+    @app.exception_handler(DenseprError)
+    async def _user_error(_: Request, exc: DenseprError) -> JSONResponse:
+        return JSONResponse(status_code=400, content={"detail": str(exc)})
+
+    async def run(body: SearchRequest) -> dict:
+        kind = body.retriever or service.default_retriever()
+        start = time.perf_counter()
+        questions = body.texts()
+        hits = await service.search(questions, body.k, kind, body.answers)
+        return {"retriever": kind, "k": body.k, "took_ms": round((time.perf_counter() - start) * 1000, 2),
+                "results": [{"question": q, "passages": p} for q, p in zip(questions, hits, strict=True)]}
+
+    @app.post("/search", response_model=SearchResponse, response_model_exclude_none=True, responses=_ERRORS)
+    async def search(body: SearchRequest) -> dict:
+        """Top-k passages for each question from the dense, BM25 or hybrid (reciprocal rank fusion) retriever."""
+        return await run(body)
+
+    @app.post("/ask", status_code=501, response_model=AskResponse, response_model_exclude_none=True,
+              responses={**_ERRORS, 501: {"description": "no reader yet: the message and the retrieved passages"}})
+    async def ask(body: SearchRequest) -> JSONResponse:
+        """Answer questions: not available until a reader is trained; answers 501 with the top passages."""
+        result = AskResponse(detail=NO_READER, **await run(body))
+        return JSONResponse(status_code=501, content=result.model_dump(exclude_none=True))
+
+    @app.get("/health", response_model=Health)
+    async def health() -> Health:
+        """Liveness, the loaded retrievers, the passage count and micro-batching figures."""
+        indexes = {}
+        for name, retriever in (("dense", service.dense), ("bm25", service.bm25)):
+            if retriever is not None:
+                meta = retriever.meta
+                indexes[name] = IndexInfo(path=service.paths.get(name, ""), size=len(retriever.ids),
+                                          model=meta.get("model"), type=meta.get("type", name))
+        batching = service.batcher.stats.as_dict() if service.batcher else {}
+        return Health(status="ok", retrievers=service.retrievers, passages=service.passage_count,
+                      indexes=indexes, batching=batching)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(PAGE)
+
+    return app

@@ -1,0 +1,98 @@
+"""Request and response bodies of the HTTP service, with the limits that keep user input a 4xx."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+MAX_QUESTION_CHARS = 1000
+MAX_QUESTIONS = 64
+MAX_K = 1000
+MAX_ANSWERS = 32
+RETRIEVERS = ("dense", "bm25", "hybrid")
+RetrieverName = Literal["dense", "bm25", "hybrid"]
+
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must contain some non-space text")
+    return text
+
+
+Question = Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUESTION_CHARS), AfterValidator(_not_blank)]
+Answer = Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUESTION_CHARS)]
+
+
+class SearchRequest(BaseModel):
+    """One question (``question``) or a batch (``questions``), how many passages each, and which retriever."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"question": "where was einstein born", "k": 5, "retriever": "hybrid"}]})
+
+    question: Question | None = Field(None, description=f"one question (1 to {MAX_QUESTION_CHARS} characters)")
+    questions: list[Question] | None = Field(None, min_length=1, max_length=MAX_QUESTIONS,
+                                             description=f"1 to {MAX_QUESTIONS} questions")
+    k: int = Field(10, ge=1, le=MAX_K, strict=True, description="passages per question")
+    retriever: RetrieverName | None = Field(None, description="dense, bm25 or hybrid (default: dense if loaded, else bm25)")
+    answers: list[Answer] | None = Field(None, max_length=MAX_ANSWERS,
+                                         description="answer strings: each passage gets has_answer (DPR's matching)")
+
+    @model_validator(mode="after")
+    def _one_of_question_questions(self) -> SearchRequest:
+        if (self.question is None) == (self.questions is None):
+            raise ValueError(f"give either 'question' (a string) or 'questions' (a list of 1 to {MAX_QUESTIONS} strings)")
+        return self
+
+    def texts(self) -> list[str]:
+        """The questions of the request, as a list."""
+        return [self.question] if self.question is not None else list(self.questions or [])
+
+
+class PassageHit(BaseModel):
+    """One retrieved passage; ``score`` is the retriever's (RRF for hybrid, with each retriever's rank in ``ranks``)."""
+
+    rank: int
+    id: str
+    title: str
+    text: str
+    score: float
+    has_answer: bool | None = None
+    ranks: dict[str, int] | None = None
+
+
+class QuestionResult(BaseModel):
+    question: str
+    passages: list[PassageHit]
+
+
+class SearchResponse(BaseModel):
+    retriever: RetrieverName
+    k: int
+    took_ms: float
+    results: list[QuestionResult]
+
+
+class AskResponse(SearchResponse):
+    """``/ask`` without a reader: the message and the passages a reader would read."""
+
+    detail: str
+
+
+class IndexInfo(BaseModel):
+    path: str
+    size: int
+    model: str | None = None
+    type: str | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    retrievers: list[RetrieverName]
+    passages: int
+    indexes: dict[str, IndexInfo]
+    batching: dict[str, int | float]
+
+
+class ErrorBody(BaseModel):
+    detail: str

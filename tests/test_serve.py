@@ -1,0 +1,305 @@
+"""The HTTP service over a tiny BM25 + dense index: retrieval, limits, errors, OpenAPI, micro-batching, RRF."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="the serve extra (fastapi, uvicorn, httpx) is not installed")
+import httpx
+from fastapi.testclient import TestClient
+
+from densepr import BM25Retriever, DenseRetriever, PassageStore
+from densepr.cli.main import build_parser, main
+from densepr.errors import DenseprError
+from densepr.serve import create_app, rrf
+from densepr.serve.batching import MicroBatcher
+
+from conftest import DOCS
+
+QUESTIONS = ["where was einstein born", "what river flows through paris", "who recorded the song with reba"]
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory, tiny_bert) -> Path:
+    """passages → BM25 → embeddings → flat index, via densepr.pipeline (7 passages)."""
+    from densepr import pipeline
+
+    d = tmp_path_factory.mktemp("serve_index")
+    (d / "docs.jsonl").write_text("".join(json.dumps(doc) + "\n" for doc in DOCS), encoding="utf-8")
+    pipeline.make_passages([str(d / "docs.jsonl")], d / "psgs.tsv", words=12)
+    pipeline.build_bm25(d / "psgs.tsv", d / "bm25", progress=False)
+    pipeline.encode(d / "psgs.tsv", d / "emb", str(tiny_bert), bf16=False, progress=False)
+    pipeline.build_index(d / "emb", d / "flat")
+    return d
+
+
+@pytest.fixture(scope="module")
+def client(index):
+    with TestClient(create_app(index / "flat", index / "bm25")) as c:
+        yield c
+
+
+def ids(response: httpx.Response, question: int = 0) -> list[str]:
+    return [p["id"] for p in response.json()["results"][question]["passages"]]
+
+
+def test_bm25_search_ranks_the_right_passage_first(client, index):
+    r = client.post("/search", json={"question": QUESTIONS[0], "k": 3, "retriever": "bm25", "answers": ["Ulm"]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["retriever"] == "bm25" and body["k"] == 3 and body["took_ms"] >= 0
+    passages = body["results"][0]["passages"]
+    assert body["results"][0]["question"] == QUESTIONS[0]
+    assert passages[0]["title"] == "Albert Einstein" and passages[0]["has_answer"] is True
+    assert [p["rank"] for p in passages] == list(range(1, len(passages) + 1)) and len(passages) <= 3
+    assert set(passages[0]) == {"rank", "id", "title", "text", "score", "has_answer"}
+    scores = [p["score"] for p in passages]
+    assert scores == sorted(scores, reverse=True)
+    bm25 = BM25Retriever.load(index / "bm25")
+    expected = [bm25.ids[h.row] for h in bm25.search([QUESTIONS[0]], k=3)[0]]
+    assert ids(r) == expected
+
+
+def test_dense_search_matches_the_library(client, index):
+    r = client.post("/search", json={"questions": QUESTIONS, "k": 5, "retriever": "dense"})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [e["question"] for e in results] == QUESTIONS
+    dense = DenseRetriever.load(index / "flat")
+    for entry, hits in zip(results, dense.search(QUESTIONS, k=5), strict=True):
+        assert [p["id"] for p in entry["passages"]] == [dense.ids[h.row] for h in hits]
+        assert [p["score"] for p in entry["passages"]] == pytest.approx([h.score for h in hits], abs=1e-4)
+        assert "has_answer" not in entry["passages"][0]
+    store = PassageStore(index / "psgs.tsv")
+    by_id = {p.id: p for p in store}
+    first = results[0]["passages"][0]
+    assert (first["title"], first["text"]) == (by_id[first["id"]].title, by_id[first["id"]].text)
+
+
+def test_default_retriever_is_dense_and_k_caps_at_corpus_size(client, index):
+    r = client.post("/search", json={"question": QUESTIONS[1], "k": 1000})
+    assert r.status_code == 200 and r.json()["retriever"] == "dense"
+    assert sorted(ids(r)) == sorted(p.id for p in PassageStore(index / "psgs.tsv"))
+
+
+def test_hybrid_is_rrf_of_both_rankings(client):
+    q = QUESTIONS[2]
+    dense = ids(client.post("/search", json={"question": q, "k": 100, "retriever": "dense"}))
+    bm25 = ids(client.post("/search", json={"question": q, "k": 100, "retriever": "bm25"}))
+    r = client.post("/search", json={"question": q, "k": 4, "retriever": "hybrid"})
+    assert r.status_code == 200, r.text
+    passages = r.json()["results"][0]["passages"]
+    expected = rrf([dense, bm25], k=60)[:4]
+    assert [p["id"] for p in passages] == [key for key, _ in expected]
+    assert [p["score"] for p in passages] == pytest.approx([score for _, score in expected])
+    top = passages[0]
+    assert top["title"] == "Does He Love You"
+    assert top["ranks"] == {"dense": dense.index(top["id"]) + 1, "bm25": bm25.index(top["id"]) + 1}
+
+
+LIMIT_CASES = {
+    "empty question": {"question": ""},
+    "blank question": {"question": "   \n"},
+    "5000-char question": {"question": "x" * 5000},
+    "k=0": {"question": "q", "k": 0},
+    "k=10**6": {"question": "q", "k": 10**6},
+    "k negative": {"question": "q", "k": -3},
+    "100 questions": {"questions": ["q"] * 100},
+    "no questions": {"questions": []},
+    "one empty among questions": {"questions": ["ok", ""]},
+    "question not a string": {"question": 5},
+    "questions not a list": {"questions": "where"},
+    "k a string": {"question": "q", "k": "5"},
+    "k a float": {"question": "q", "k": 2.5},
+    "k null": {"question": "q", "k": None},
+    "unknown retriever": {"question": "q", "retriever": "splade"},
+    "neither question nor questions": {"k": 3},
+    "both question and questions": {"question": "a", "questions": ["b"]},
+    "unknown field": {"question": "q", "top_k": 3},
+    "answers not strings": {"question": "q", "answers": [1]},
+    "body a list": ["where was einstein born"],
+}
+
+
+@pytest.mark.parametrize("path", ["/search", "/ask"])
+@pytest.mark.parametrize("case", list(LIMIT_CASES))
+def test_bad_input_is_422_not_500(client, case, path):
+    r = client.post(path, json=LIMIT_CASES[case])
+    assert r.status_code == 422, (case, r.status_code, r.text)
+    assert r.json()["detail"]
+
+
+def test_malformed_json_is_422(client):
+    r = client.post("/search", content=b'{"question": "einstein"', headers={"Content-Type": "application/json"})
+    assert r.status_code == 422
+    r = client.post("/search", content=b"\xff\xfe not utf-8", headers={"Content-Type": "application/json"})
+    assert 400 <= r.status_code < 500
+
+
+def test_limits_are_inclusive(client):
+    assert client.post("/search", json={"question": "y" * 1000, "k": 1000}).status_code == 200
+    r = client.post("/search", json={"questions": [f"question {i} einstein" for i in range(64)], "k": 1, "retriever": "bm25"})
+    assert r.status_code == 200 and len(r.json()["results"]) == 64
+    odd = client.post("/search", json={"question": "the of a \u0000 \U0001F600 <b>&amp;", "retriever": "hybrid"})
+    assert odd.status_code == 200
+
+
+@pytest.fixture(scope="module")
+def bm25_only(index):
+    with TestClient(create_app(bm25_index=index / "bm25")) as c:
+        yield c
+
+
+def test_missing_index_is_400_with_a_clear_message(bm25_only, index):
+    r = bm25_only.post("/search", json={"question": QUESTIONS[0], "retriever": "dense"})
+    assert r.status_code == 400 and "dense retriever is not loaded" in r.json()["detail"] and "--index" in r.json()["detail"]
+    r = bm25_only.post("/search", json={"question": QUESTIONS[0], "retriever": "hybrid"})
+    assert r.status_code == 400 and "needs both a dense index" in r.json()["detail"]
+    r = bm25_only.post("/search", json={"question": QUESTIONS[0]})
+    assert r.status_code == 200 and r.json()["retriever"] == "bm25"
+    assert bm25_only.get("/health").json()["retrievers"] == ["bm25"]
+    with TestClient(create_app(index / "flat")) as dense_only:
+        r = dense_only.post("/search", json={"question": QUESTIONS[0], "retriever": "bm25"})
+        assert r.status_code == 400 and "--bm25-index" in r.json()["detail"]
+
+
+def test_unusable_index_folders_are_refused(index, tmp_path):
+    with pytest.raises(DenseprError, match="give a dense index"):
+        create_app()
+    with pytest.raises(DenseprError, match="no such file"):
+        create_app(tmp_path / "nothing")
+    with pytest.raises(DenseprError, match="not a dense index"):
+        create_app(index / "bm25")
+
+
+def test_health(client, index, tiny_bert):
+    r = client.get("/health")
+    assert r.status_code == 200
+    h = r.json()
+    assert h["status"] == "ok" and h["retrievers"] == ["dense", "bm25", "hybrid"]
+    assert h["passages"] == len(PassageStore(index / "psgs.tsv")) == 7
+    assert h["indexes"]["dense"]["model"] == str(tiny_bert) and h["indexes"]["bm25"]["size"] == 7
+    assert h["indexes"]["dense"]["type"] == "flat" and set(h["batching"]) == {"batches", "questions", "largest", "mean_size"}
+
+
+def test_openapi_lists_the_endpoints_and_limits(client):
+    spec = client.get("/openapi.json").json()
+    assert {"/search", "/ask", "/health"} <= set(spec["paths"]) and "/" not in spec["paths"]
+    request = spec["components"]["schemas"]["SearchRequest"]["properties"]
+    assert request["k"]["maximum"] == 1000 and request["k"]["minimum"] == 1
+    assert "501" in spec["paths"]["/ask"]["post"]["responses"]
+
+
+def test_ask_is_501_with_passages(client):
+    r = client.post("/ask", json={"question": QUESTIONS[0], "k": 2, "retriever": "bm25"})
+    assert r.status_code == 501
+    body = r.json()
+    assert "no reader is trained yet" in body["detail"]
+    assert body["results"][0]["passages"][0]["title"] == "Albert Einstein" and len(body["results"][0]["passages"]) == 2
+
+
+def test_page_is_self_contained(client):
+    r = client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    for part in ('id="q"', 'id="k"', 'id="col-bm25"', 'id="col-dense"', 'id="col-hybrid"', "<mark>", 'fetch("search"'):
+        assert part in r.text
+    assert "http://" not in r.text and "https://" not in r.text and "<link" not in r.text
+
+
+def test_concurrent_dense_requests_are_batched(index):
+    app = create_app(index / "flat", max_wait=0.05)
+    questions = [f"{QUESTIONS[i % 3]} {i}" for i in range(12)]
+
+    async def fire() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            return await asyncio.gather(*(c.post("/search", json={"question": q, "k": 7}) for q in questions))
+
+    responses = asyncio.run(fire())
+    assert all(r.status_code == 200 for r in responses)
+    stats = app.state.service.batcher.stats
+    assert stats.items == 12 and stats.batches < 12 and stats.largest > 1
+    dense = DenseRetriever.load(index / "flat")
+    for q, r, hits in zip(questions, responses, dense.search(questions, k=7), strict=True):
+        got = {p["id"]: p["score"] for p in r.json()["results"][0]["passages"]}
+        assert r.json()["results"][0]["question"] == q
+        assert got == pytest.approx({dense.ids[h.row]: h.score for h in hits}, abs=1e-4)
+
+
+def _record(calls: list[list[str]], delay: float = 0.0):
+    def fn(items: list[str]) -> np.ndarray:
+        calls.append(list(items))
+        time.sleep(delay)
+        return np.array([[float(len(s))] for s in items])
+    return fn
+
+
+def test_micro_batcher_groups_and_routes_rows():
+    calls: list[list[str]] = []
+    batcher = MicroBatcher(_record(calls), max_batch=5, max_wait=0.05)
+
+    async def go():
+        requests = [["a"], ["bb", "ccc"], ["dddd"], ["eeeee", "ffffff"], ["g"]]
+        out = await asyncio.gather(*(batcher.submit(r) for r in requests))
+        await batcher.close()
+        return out
+
+    out = asyncio.run(go())
+    assert [row.ravel().tolist() for row in out] == [[1.0], [2.0, 3.0], [4.0], [5.0, 6.0], [1.0]]
+    assert calls[0] == ["a", "bb", "ccc", "dddd"]  # the next request would pass max_batch=5: it starts batch 2
+    assert calls[1:] == [["eeeee", "ffffff", "g"]]
+    assert (batcher.stats.batches, batcher.stats.items, batcher.stats.largest) == (2, 7, 4)
+
+
+def test_micro_batcher_propagates_errors_and_runs_one_batch_at_a_time():
+    active, peak, lock = [0], [0], threading.Lock()
+
+    def fn(items: list[str]) -> np.ndarray:
+        if "boom" in items:
+            raise ValueError("encoder failed")
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.02)
+        with lock:
+            active[0] -= 1
+        return np.zeros((len(items), 1))
+
+    batcher = MicroBatcher(fn, max_batch=2, max_wait=0.0)
+
+    async def go():
+        with pytest.raises(ValueError, match="encoder failed"):
+            await batcher.submit(["boom"])
+        out = await asyncio.gather(*(batcher.submit([str(i)]) for i in range(6)))
+        await batcher.close()
+        return out
+
+    assert [len(o) for o in asyncio.run(go())] == [1] * 6
+    assert peak[0] == 1
+
+
+def test_rrf_by_hand():
+    a, b, c, d = (1 / 61 + 1 / 62), (1 / 62), (1 / 63 + 1 / 61), (1 / 63)
+    fused = rrf([["a", "b", "c"], ["c", "a", "d"]])
+    assert [key for key, _ in fused] == ["a", "c", "b", "d"]
+    assert [score for _, score in fused] == pytest.approx([a, c, b, d])
+    assert rrf([[1, 2], [2, 1]], k=0) == [(1, 1.5), (2, 1.5)]  # a tie keeps the first-seen order
+    assert rrf([["x", "x", "y"]], k=1) == [("x", 0.5), ("y", 0.25)]  # a repeat counts at its best rank only
+    assert rrf([]) == [] and rrf([[], ["z"]], k=9) == [("z", 0.1)]
+    with pytest.raises(ValueError):
+        rrf([["a"]], k=-1)
+
+
+def test_serve_command_defaults_to_loopback(capsys, tmp_path):
+    args = build_parser().parse_args(["serve", "--index", "flat", "--bm25-index", "bm25"])
+    assert (args.host, args.port, args.index, args.bm25_index) == ("127.0.0.1", 8000, "flat", "bm25")
+    assert main(["-q", "serve"]) == 2 and "give a dense index (--index DIR)" in capsys.readouterr().err
+    assert main(["-q", "serve", "--index", str(tmp_path / "none")]) == 2
+    assert "no such file" in capsys.readouterr().err
