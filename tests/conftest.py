@@ -104,6 +104,15 @@ def questions_jsonl(tmp_path) -> Path:
     return path
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def shared(relative: str) -> Path:
     """A file of ``../shared/data``, or skip the test where that folder is absent."""
     path = SHARED_DATA / relative

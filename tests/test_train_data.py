@@ -14,7 +14,7 @@ from densepr.questions import Question, read_questions
 from densepr.sparse.bm25 import BM25Retriever
 from densepr.train import build_training_data, read_training_data, squad_gold_rows, write_training_data
 
-from conftest import shared
+from conftest import free_port, shared
 
 SQUAD = {"data": [
     {"title": "Ulm_City", "paragraphs": [
@@ -106,14 +106,6 @@ def test_cli_build_train_train_and_encode_with_checkpoint(tiny_bert, squad_corpu
     assert "missing.json: no such file" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_torchrun_two_processes_train(tiny_bert, tmp_path):
     import shutil
     import subprocess
@@ -122,7 +114,7 @@ def test_torchrun_two_processes_train(tiny_bert, tmp_path):
     if shutil.which("torchrun") is None:
         pytest.skip("torchrun not on PATH")
     sample = shared("dpr-format/nq-dev-sample.json")
-    cmd = ["torchrun", "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), "-m", "densepr", "-q", "train",
+    cmd = ["torchrun", "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", str(free_port()), "-m", "densepr", "-q", "train",
            "--train", str(sample), "--out", str(tmp_path / "run"), "--model", str(tiny_bert), "--batch-size", "1",
            "--max-steps", "2", "--no-bf16"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

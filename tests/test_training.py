@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ from densepr.train import DualEncoderModel, TrainConfig, Trainer, read_training_
 from densepr.train.batches import make_batch
 from densepr.train.grad_cache import grad_cache_backward
 
-from conftest import shared
+from conftest import free_port, shared
 
 
 def _model(tiny_bert) -> DualEncoderModel:
@@ -65,12 +64,6 @@ def test_grad_cache_gives_the_same_gradients(tiny_bert):
         assert torch.allclose(full[name], cached[name], atol=1e-5), name
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank, world, port, tiny_bert, sample, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
     from densepr.train import distributed
@@ -88,7 +81,7 @@ def _worker(rank, world, port, tiny_bert, sample, out):
 
 def test_two_processes_match_one_process_on_the_global_batch(tiny_bert, tmp_path):
     sample = shared("dpr-format/nq-dev-sample.json")
-    mp.spawn(_worker, args=(2, _free_port(), tiny_bert, sample, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), tiny_bert, sample, str(tmp_path)), nprocs=2, join=True)
     model = _model(tiny_bert).eval()
     q, p = _batch(model, read_training_data(sample), [0, 1, 2, 3])
     loss = model(q, p)

@@ -1,4 +1,4 @@
-"""FAISS inner-product indexes over passage vectors: exact, HNSW, IVF-PQ and 8-bit scalar quantised.
+"""FAISS inner-product indexes over passage vectors: exact, HNSW, IVF-PQ, IVF-SQ8 and 8-bit scalar quantised.
 
 Saved as ``INDEX_DIR/index.faiss`` + ``ids.txt`` (row → passage id) + ``meta.json`` (type, dim,
 model, passages file and fingerprint).
@@ -18,7 +18,7 @@ from densepr.errors import DenseprError
 from densepr.fileio import atomic_open, read_json, write_json
 
 log = logging.getLogger(__name__)
-INDEX_TYPES = ("flat", "hnsw", "ivfpq", "sq8")
+INDEX_TYPES = ("flat", "hnsw", "ivfpq", "ivfsq8", "sq8")
 
 
 def _ivf_lists(n: int) -> int:
@@ -48,12 +48,16 @@ def build_faiss(vectors: np.ndarray, kind: str = "flat", hnsw_m: int = 32, ef_co
         index.hnsw.efConstruction = ef_construction
     elif kind == "sq8":
         index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, ip)
+    elif kind == "ivfsq8":
+        index = faiss.index_factory(dim, f"IVF{nlist or _ivf_lists(n)},SQ8", ip)
     else:
         nlist = nlist or _ivf_lists(n)
         pq_m = pq_m or _pq_subquantizers(dim)
         if dim % pq_m:
             raise DenseprError(f"--pq-m {pq_m} must divide the vector dimension {dim}")
         index = faiss.index_factory(dim, f"IVF{nlist},PQ{pq_m}", ip)
+    if kind.startswith("ivf"):  # probe 1/16 of the lists unless --nprobe says otherwise (FAISS saves it)
+        faiss.extract_index_ivf(index).nprobe = max(8, faiss.extract_index_ivf(index).nlist // 16)
     if not index.is_trained:
         rng = np.random.default_rng(seed)
         sample = vectors[rng.choice(n, size=min(n, train_size), replace=False)] if n > train_size else vectors
@@ -89,7 +93,7 @@ class DenseIndex:
 
     def configure(self, nprobe: int | None = None, ef_search: int | None = None) -> None:
         """Search-time knobs: IVF lists probed, HNSW candidate list size."""
-        if nprobe is not None and hasattr(faiss, "extract_index_ivf") and self.meta["type"] == "ivfpq":
+        if nprobe is not None and self.meta["type"].startswith("ivf"):
             faiss.extract_index_ivf(self.index).nprobe = nprobe
         if ef_search is not None and self.meta["type"] == "hnsw":
             self.index.hnsw.efSearch = ef_search
