@@ -115,3 +115,12 @@ def test_default_model_matches_sentence_transformers():
     ours = BiEncoder.load("default").encode_questions(TEXTS, bf16=False)
     ref = SentenceTransformer(str(packaged_default_model()), device="cpu").encode(TEXTS)
     np.testing.assert_allclose((ours * ref).sum(1), 1.0, atol=1e-4)
+
+
+def test_absurdly_long_passage_is_truncated_with_a_warning(tiny_bert, caplog):
+    enc = Encoder.from_pretrained(tiny_bert)
+    huge = "einstein " * 50_000
+    with caplog.at_level("WARNING"):
+        vectors = enc.embed(["short", huge], bf16=False)
+    assert vectors.shape == (2, 32) and np.isfinite(vectors).all()
+    assert "1 of 2 inputs reached the 128-token limit" in caplog.text

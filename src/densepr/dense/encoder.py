@@ -121,6 +121,9 @@ class Encoder(torch.nn.Module):
         device = next(self.model.parameters()).device
         bf16 = (device.type == "cuda" or cpu_supports_bf16()) if bf16 is None else bf16
         encoded = self.tokenize(texts, pairs)
+        truncated = sum(len(ids) >= self.max_length for ids in encoded["input_ids"])
+        if truncated:
+            log.warning("%d of %d inputs reached the %d-token limit and were truncated", truncated, len(texts), self.max_length)
         order = np.argsort([-len(ids) for ids in encoded["input_ids"]], kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         was_training = self.training

@@ -38,18 +38,26 @@ def top_k_accuracy(results: Sequence[dict], ks: Sequence[int] = DEFAULT_KS, matc
 def read_qrels(path: str | os.PathLike) -> dict[str, dict[str, int]]:
     """BEIR qrels TSV (``query-id corpus-id score``, with header) as ``{qid: {doc_id: grade}}``."""
     qrels: dict[str, dict[str, int]] = defaultdict(dict)
-    with open(path, encoding="utf-8", newline="") as fh:
-        for lineno, row in enumerate(csv.reader(fh, delimiter="\t"), 1):
-            if lineno == 1 and row and not row[-1].lstrip("-").isdigit():
-                continue  # header
-            if not row:
-                continue
-            if len(row) < 3:
-                raise at_line(path, lineno, "expected 'query-id<TAB>corpus-id<TAB>score'")
-            try:
-                qrels[row[0]][row[1]] = int(row[2])
-            except ValueError:
-                raise at_line(path, lineno, f"score {row[2]!r} is not an integer") from None
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            rows = list(csv.reader(fh, delimiter="\t"))
+    except FileNotFoundError:
+        raise DenseprError(f"{path}: no such qrels file") from None
+    except UnicodeDecodeError as exc:
+        raise DenseprError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except csv.Error as exc:
+        raise DenseprError(f"{path}: malformed TSV ({exc})") from None
+    for lineno, row in enumerate(rows, 1):
+        if lineno == 1 and row and not row[-1].lstrip("-").isdigit():
+            continue  # header
+        if not row:
+            continue
+        if len(row) < 3:
+            raise at_line(path, lineno, "expected 'query-id<TAB>corpus-id<TAB>score'")
+        try:
+            qrels[row[0]][row[1]] = int(row[2])
+        except ValueError:
+            raise at_line(path, lineno, f"score {row[2]!r} is not an integer") from None
     return dict(qrels)
 
 
