@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from densepr.corpus.documents import documents_to_passages, read_documents
 from densepr.corpus.passages import PassageStore, write_passages
@@ -15,7 +16,10 @@ from densepr.errors import DenseprError
 from densepr.index.faiss_index import DenseIndex
 from densepr.questions import read_questions
 from densepr.retrieve.open import load_retriever
-from densepr.retrieve.results import build_results, open_passages, write_results
+from densepr.retrieve.results import build_results, open_passages, read_results, write_results
+
+if TYPE_CHECKING:
+    from densepr.retrieve.hybrid import HybridRetriever
 
 log = logging.getLogger("densepr")
 
@@ -69,12 +73,21 @@ def build_index(embeddings: str | Path, out: str | Path, kind: str = "flat", **p
 
 def retrieve(index: str | Path, questions: str | Path, out: str | Path, kind: str | None = None, top_k: int = 100,
              passages: str | Path | None = None, match: str = "string", nprobe: int | None = None,
-             ef_search: int | None = None, **dense_options) -> list[dict]:
-    """Top-k retrieval for a question file, written as a DPR result file."""
+             ef_search: int | None = None, bm25_index: str | Path | None = None, hybrid: dict | None = None,
+             **dense_options) -> list[dict]:
+    """Top-k retrieval for a question file, written as a DPR result file.
+
+    ``kind="hybrid"``: ``index`` is the dense index, ``bm25_index`` the BM25 one; ``hybrid`` holds
+    :class:`~densepr.retrieve.hybrid.HybridRetriever` options (``lam``, ``depth``, ``fusion``, ``normalize``).
+    """
     qs = read_questions(questions)
-    retriever = load_retriever(index, kind, **dense_options)
-    if hasattr(retriever, "index"):
-        retriever.index.configure(nprobe=nprobe, ef_search=ef_search)
+    if kind == "hybrid":
+        retriever = _hybrid(index, bm25_index, hybrid, dense_options)
+    else:
+        retriever = load_retriever(index, kind, **dense_options)
+    searcher = getattr(retriever, "dense", retriever)  # a hybrid's FAISS knobs are its dense part's
+    if hasattr(searcher, "index"):
+        searcher.index.configure(nprobe=nprobe, ef_search=ef_search)
     store = open_passages(retriever.meta, passages)
     start = time.perf_counter()
     hits = retriever.search([q.text for q in qs], k=top_k)
@@ -124,3 +137,62 @@ def mine(train_file: str | Path, index: str | Path, out: str | Path, model: str 
     retriever = DenseRetriever.load(index, model=model)
     store = open_passages(retriever.meta)
     write_training_data(out, mine_hard_negatives(read_training_data(train_file), retriever, store, depth, keep, match))
+
+
+def _hybrid(index: str | Path, bm25_index: str | Path | None, options: dict | None, dense_options: dict) -> HybridRetriever:
+    from densepr.retrieve.hybrid import HybridRetriever
+
+    if not bm25_index:
+        raise DenseprError("the hybrid retriever needs a BM25 index (--bm25-index DIR) besides the dense one (--index DIR)")
+    return HybridRetriever.load(index, bm25_index, **dense_options, **{k: v for k, v in (options or {}).items() if v is not None})
+
+
+def tune_hybrid(index: str | Path, bm25_index: str | Path, questions: str | Path, lams: Sequence[float],
+                ks: Sequence[int] = (20, 100), passages: str | Path | None = None, match: str = "string",
+                hybrid: dict | None = None, **dense_options) -> dict:
+    """Top-k accuracy of linear hybrid fusion for each λ on a question file; returns the table and the best λ."""
+    from densepr.retrieve.hybrid import tune_lambda
+
+    retriever = _hybrid(index, bm25_index, dict(hybrid or {}, fusion="linear"), dense_options)
+    store = open_passages(retriever.meta, passages)
+    return tune_lambda(retriever, read_questions(questions), store, lams, ks, match)
+
+
+def train_reader(results: str | Path, out: str | Path, model: str | None = None, max_length: int = 256,
+                 max_answer_len: int = 10, depth: int = 100, match: str = "string", **options) -> dict:
+    """Train the extractive reader on a DPR result file (positives: retrieved passages holding an answer)."""
+    import torch
+
+    from densepr.read import Reader, ReaderConfig, ReaderTrainer, reader_examples
+
+    config = ReaderConfig(out=str(out), **{k: v for k, v in options.items() if v is not None})
+    entries = read_results(results)
+    torch.manual_seed(config.seed)
+    reader = Reader.from_pretrained(model, max_length=max_length, max_answer_len=max_answer_len)
+    examples, stats = reader_examples(entries, reader.tokenizer, reader.max_length, depth, match)
+    if not examples:
+        raise DenseprError(f"{results}: no question has a passage with has_answer true (whose tokens hold an answer) "
+                           f"in its top {depth} ({stats['questions']} questions, {stats['no_positive']} without any "
+                           f"has_answer passage, {stats['no_answer_span']} without an answer span); nothing to train on")
+    log.info("reader training on %d of %d questions (%d skipped: no has_answer passage; %d: answer not found in tokens)",
+             len(examples), stats["questions"], stats["no_positive"], stats["no_answer_span"])
+    report = ReaderTrainer(reader, examples, config).train()
+    report.update(data=stats)
+    log.info("trained the reader %d steps in %.0fs (%.2f questions/s, loss %.3f -> %.3f) -> %s/final", report["steps"],
+             report["seconds"], report["questions_per_second"], report["loss_first"] or 0, report["loss_last"] or 0, out)
+    return report
+
+
+def answer(results: str | Path, reader: str | Path, out: str | Path, ks: Sequence[int] = (1, 5, 10, 20, 50, 100),
+           batch_size: int = 32, match: str = "string", bf16: bool | None = None, progress: bool = False) -> dict:
+    """Read each question's top-k retrieved passages, write predictions; returns exact match at each k."""
+    from densepr.fileio import write_json
+    from densepr.read import Reader, answer_results
+
+    entries = read_results(results)
+    model = Reader.load(reader)
+    start = time.perf_counter()
+    predictions, summary = answer_results(model, entries, ks, batch_size, match, bf16, progress)
+    summary["seconds_per_question"] = (time.perf_counter() - start) / len(entries)
+    write_json(out, predictions, indent=1)
+    return summary

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 
@@ -12,6 +13,9 @@ from densepr.corpus.documents import WIKI_VITAL
 from densepr.dense.loading import DEFAULT_MODEL
 from densepr.retrieve.dense import DenseRetriever
 from densepr.retrieve.results import open_passages
+
+if TYPE_CHECKING:
+    from densepr.read import Reader
 
 log = logging.getLogger("densepr")
 
@@ -46,3 +50,10 @@ def ask(question: str, index_dir: Path | None = None, top_k: int = 5, model: str
         p = store[hit.row]
         out.append({"id": p.id, "title": p.title, "text": p.text, "score": hit.score})
     return out
+
+
+def read_answer(question: str, passages: list[dict], reader: Reader | str | Path) -> dict:
+    """The reader's answer from ``passages`` (as :func:`ask` returns them): ``{"answer", "passage", "passage_index", ...}``."""
+    from densepr.read import Reader, predict
+
+    return predict(reader if isinstance(reader, Reader) else Reader.load(reader), question, passages)

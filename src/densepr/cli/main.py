@@ -10,6 +10,7 @@ import sys
 import textwrap
 from collections.abc import Sequence
 
+from densepr.cli.qa import add_hybrid_options, add_qa_commands, hybrid_options
 from densepr.cli.training import add_training_commands
 from densepr.corpus.documents import FORMATS
 from densepr.errors import DenseprError
@@ -45,7 +46,8 @@ def _cmd_retrieve(a: argparse.Namespace) -> None:
     from densepr.pipeline import retrieve
 
     dense = {} if a.retriever == "bm25" else {"model": a.model, "allow_model_mismatch": a.allow_model_mismatch}
-    retrieve(a.index, a.questions, a.out, a.retriever, a.top_k, a.passages, a.match, a.nprobe, a.ef_search, **dense)
+    retrieve(a.index, a.questions, a.out, a.retriever, a.top_k, a.passages, a.match, a.nprobe, a.ef_search,
+             **hybrid_options(a), **dense)
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> None:
@@ -69,11 +71,23 @@ def _cmd_evaluate(a: argparse.Namespace) -> None:
 
 
 def _cmd_ask(a: argparse.Namespace) -> None:
-    from densepr.quickstart import ask
+    from densepr.quickstart import ask, read_answer
+    from densepr.read import Reader
 
-    for rank, hit in enumerate(ask(a.question, a.index, a.top_k, a.model), 1):
+    reader = Reader.load(a.reader) if a.reader else None  # a bad reader folder fails before retrieval
+    hits = ask(a.question, a.index, a.top_k, a.model)
+    if reader is not None:
+        found = read_answer(a.question, hits, reader)
+        passage = found["passage"]
+        print(f"Answer: {found['answer'] or '(no span found)'}")
+        print(f"  from: {passage['title']} (passage {passage['id']}, rank {found['passage_index'] + 1})")
+        print(textwrap.indent(textwrap.fill(passage["text"], 100), "   ") + "\n")
+    for rank, hit in enumerate(hits, 1):
         print(f"{rank}. [{hit['score']:.3f}] {hit['title']} (passage {hit['id']})")
         print(textwrap.indent(textwrap.fill(hit["text"], 100), "   "))
+    if reader is None:
+        print("(no reader configured: these are the retrieved passages; pass --reader DIR, trained with "
+              "'densepr train-reader', to extract an answer)")
 
 
 def _cmd_serve(a: argparse.Namespace) -> None:
@@ -128,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_index)
 
     p = sub.add_parser("retrieve", help="top-k passages for a question file, as DPR result JSON")
-    p.add_argument("--retriever", choices=("bm25", "dense"), required=True)
+    p.add_argument("--retriever", choices=("bm25", "dense", "hybrid"), required=True)
     p.add_argument("--index", required=True, help="index folder")
     p.add_argument("--questions", required=True, help="NQ-open/DrQA JSONL, DPR qas TSV/CSV, SQuAD JSON, BEIR queries")
     p.add_argument("--out", required=True)
@@ -139,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--match", choices=MATCH_MODES, default="string", help="answer matching for has_answer")
     p.add_argument("--nprobe", type=int, help="IVF lists to probe")
     p.add_argument("--ef-search", type=int, help="HNSW search breadth")
+    add_hybrid_options(p)
     p.set_defaults(func=_cmd_retrieve)
 
     p = sub.add_parser("evaluate", help="top-k accuracy of a DPR result file")
@@ -154,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", help="dense index folder (default: build/use the cached wiki-vital index)")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--model")
+    p.add_argument("--reader", help="reader folder (from 'densepr train-reader'): also extract the answer span")
     p.set_defaults(func=_cmd_ask)
 
     p = sub.add_parser("serve", help="HTTP search service (dense, BM25, hybrid) with a search page at /")
@@ -165,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--passages", help="passages TSV (default: the one the indexes were built from)")
     p.set_defaults(func=_cmd_serve)
     add_training_commands(sub)
+    add_qa_commands(sub)
     return parser
 
 

@@ -1,0 +1,205 @@
+"""Open-domain QA on mini-Wikipedia: BM25, dense and hybrid retrieval feeding a reader trained on train articles.
+
+    python -m benchmarks.qa_mini_wiki [--max-steps 300] [--passages-per-question 8] [--heldout-questions 400]
+
+Needs the corpus, BM25 index and flat default-model index of ``benchmarks.retrieval_mini_wiki`` (``--corpus``,
+read only). SQuAD dev is split by article with ``benchmarks.train_mini_wiki.split_squad`` (every 4th article held
+out). λ of the hybrid (BM25 + λ·dense over the top ``--depth`` of each) is chosen on ``--dev-questions`` questions
+of the train articles with :func:`densepr.retrieve.hybrid.tune_lambda`; the reader is trained on BM25 top-100
+results of the other train questions (bounded by ``--max-steps``), then reads the top k (1, 5, 20, 50) passages of
+each retriever for held-out questions. Reports retrieval top-k, EM per k, reader training time and per-question
+latency; writes ``results.json`` and ``report.md`` under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import random
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+import densepr
+from densepr import pipeline
+from densepr.dense.loading import DEFAULT_MODEL
+from densepr.fileio import write_json
+from densepr.read import Reader, answer_results, predict
+from densepr.retrieve.hybrid import HybridRetriever, tune_lambda
+
+from benchmarks.train_mini_wiki import DATA, split_squad
+
+RETRIEVERS = ("bm25", "dense", "hybrid", "hybrid-rrf")
+log = logging.getLogger("densepr")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", default="benchmarks/out/retrieval", help="output folder of benchmarks.retrieval_mini_wiki")
+    parser.add_argument("--out", default="benchmarks/out/qa")
+    parser.add_argument("--dev-questions", type=int, default=300, help="train-article questions used to choose λ")
+    parser.add_argument("--lams", default="0.3,1,3,5,10,20,30,50,100,300", help="λ grid (MiniLM scores are cosines in [-1, 1])")
+    parser.add_argument("--depth", type=int, default=2000, help="hybrid candidates taken from each retriever")
+    parser.add_argument("--passages-per-question", type=int, default=8, help="reader m (paper: 24; smaller for CPU)")
+    parser.add_argument("--batch-size", type=int, default=4, help="reader training questions per step")
+    parser.add_argument("--max-steps", type=int, default=300, help="reader training steps")
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--warmup-steps", type=int, default=30)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--ks", default="1,5,20,50", help="passages read per question")
+    parser.add_argument("--heldout-questions", type=int, default=400, help="held-out questions read (0: all)")
+    parser.add_argument("--latency-questions", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args()
+
+
+def heldout_retrieval(hybrid: HybridRetriever, questions: list, store, lam: float, chunk: int = 128) -> dict[str, list[dict]]:
+    """Top-100 DPR results of every retriever; the depth-``depth`` candidate lists are fetched once per chunk."""
+    rrf = HybridRetriever(hybrid.bm25, hybrid.dense, hybrid.depth, fusion="rrf")
+    results: dict[str, list[dict]] = {name: [] for name in RETRIEVERS}
+    for start in range(0, len(questions), chunk):
+        part = questions[start : start + chunk]
+        candidates = hybrid.candidates([q.text for q in part])
+        hits = {"bm25": [c.bm25[:100] for c in candidates], "dense": [c.dense[:100] for c in candidates],
+                "hybrid": [hybrid.fuse(c, 100, lam=lam) for c in candidates],
+                "hybrid-rrf": [rrf.fuse(c, 100) for c in candidates]}
+        for name in RETRIEVERS:
+            results[name] += densepr.build_results(part, hits[name], store, hybrid.ids)
+    return results
+
+
+def latency(reader: Reader, hybrid: HybridRetriever, store, questions: list, lam: float, k: int = 20) -> dict:
+    """One question at a time: hybrid retrieval of the top 100, then reading the top ``k``."""
+    hybrid.lam = lam
+    retrieve_s, read_s = [], []
+    for q in questions:
+        t0 = time.perf_counter()
+        hits = hybrid.search([q.text], k=100)[0]
+        ctxs = [{"id": p.id, "title": p.title, "text": p.text} for p in (store[h.row] for h in hits[:k])]
+        t1 = time.perf_counter()
+        predict(reader, q.text, ctxs)
+        read_s.append(time.perf_counter() - t1)
+        retrieve_s.append(t1 - t0)
+    total = [a + b for a, b in zip(retrieve_s, read_s)]
+    return {"questions": len(questions), "k": k, "retrieve_ms": 1000 * statistics.mean(retrieve_s),
+            "read_ms": 1000 * statistics.mean(read_s), "total_ms_mean": 1000 * statistics.mean(total),
+            "total_ms_median": 1000 * statistics.median(total)}
+
+
+def main() -> None:
+    args = parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
+    corpus, out = Path(args.corpus), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ks, lams = [int(k) for k in args.ks.split(",")], [float(x) for x in args.lams.split(",")]
+    rng = random.Random(args.seed)
+    store = densepr.PassageStore(corpus / "psgs_w100.tsv")
+    bm25 = densepr.BM25Retriever.load(corpus / "bm25")
+    hybrid = HybridRetriever(bm25, densepr.DenseRetriever.load(corpus / "flat"), depth=args.depth)
+    train_squad, held_squad, held_titles = split_squad(DATA / "squad/squad-dev-v1.1.open.json", out)
+    train_qs, held_qs = densepr.read_questions(train_squad), densepr.read_questions(held_squad)
+    dev_ids = set(rng.sample(range(len(train_qs)), args.dev_questions))
+    dev_qs = [q for i, q in enumerate(train_qs) if i in dev_ids]
+    reader_qs = [q for i, q in enumerate(train_qs) if i not in dev_ids]
+    report: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()},
+                    "corpus_passages": len(store), "heldout_articles": held_titles, "config": vars(args),
+                    "questions": {"train": len(train_qs), "dev": len(dev_qs), "reader_train": len(reader_qs),
+                                  "heldout": len(held_qs)}}
+
+    # 1. λ on the dev questions of the train articles (no normalisation, as the paper; z-score for comparison)
+    start = time.perf_counter()
+    report["tune"] = {}
+    for norm in (None, "zscore"):
+        hybrid.normalize = norm
+        tuned = tune_lambda(hybrid, dev_qs, store, lams, ks=(20, 100))
+        report["tune"][str(norm)] = {"best": tuned["best"], "accuracy": {str(k): v for k, v in tuned["accuracy"].items()}}
+        print("tune", norm, tuned["best"], tuned["accuracy"][tuned["best"]], flush=True)
+    def dev_score(norm: str | None) -> tuple[float, ...]:
+        tuned = report["tune"][str(norm)]
+        return tuple(tuned["accuracy"][str(tuned["best"])].values())
+
+    best_norm = max((None, "zscore"), key=dev_score)
+    hybrid.normalize, lam = best_norm, report["tune"][str(best_norm)]["best"]
+    report["chosen"] = {"lam": lam, "normalize": best_norm, "tune_seconds": round(time.perf_counter() - start, 1)}
+
+    # 2. held-out retrieval with every retriever (top-k accuracy on all held-out questions)
+    start = time.perf_counter()
+    held = heldout_retrieval(hybrid, held_qs, store, lam)
+    report["heldout_retrieval_seconds"] = round(time.perf_counter() - start, 1)
+    report["top_k_accuracy"] = {name: densepr.top_k_accuracy(held[name]) for name in RETRIEVERS}
+    print("top-k", json.dumps(report["top_k_accuracy"]), flush=True)
+
+    # 3. the reader, trained on BM25 results of the other train-article questions
+    train_results = out / "train.bm25.json"
+    if not train_results.is_file():
+        hits = bm25.search([q.text for q in reader_qs], k=100)
+        densepr.write_results(train_results, densepr.build_results(reader_qs, hits, store, bm25.ids))
+    report["reader_train"] = pipeline.train_reader(
+        train_results, out / "reader", DEFAULT_MODEL, max_length=args.max_length,
+        passages_per_question=args.passages_per_question, batch_size=args.batch_size, max_steps=args.max_steps,
+        lr=args.lr, warmup_steps=args.warmup_steps, save_every=100, seed=args.seed)
+    if report["reader_train"]["steps"] == 0 and (out / "reader_train.json").is_file():  # already trained by an earlier run
+        report["reader_train"] = json.loads((out / "reader_train.json").read_text())
+    write_json(out / "reader_train.json", report["reader_train"])
+    reader = Reader.load(out / "reader")
+
+    # 4. EM on held-out questions for each retriever, the reader seeing only the top k
+    subset = sorted(rng.sample(range(len(held_qs)), args.heldout_questions)) if args.heldout_questions else range(len(held_qs))
+    report["exact_match"], report["read_seconds"] = {}, {}
+    for name in ("bm25", "dense", "hybrid"):
+        entries = [held[name][i] for i in subset]
+        densepr.write_results(out / f"heldout.{name}.json", entries)
+        start = time.perf_counter()
+        predictions, summary = answer_results(reader, entries, ks)
+        report["read_seconds"][name] = round(time.perf_counter() - start, 1)
+        write_json(out / f"heldout.{name}.predictions.json", predictions, indent=None)
+        report["exact_match"][name] = summary["exact_match"]
+        print("EM", name, summary["exact_match"], flush=True)
+    report["exact_match_questions"] = len(subset)
+    report["latency"] = latency(reader, hybrid, store, [held_qs[i] for i in list(subset)[: args.latency_questions]], lam)
+    write_json(out / "results.json", report)
+    write_report(out, report, ks)
+
+
+def write_report(out: Path, r: dict, ks: list[int]) -> None:
+    t, c = r["reader_train"], r["config"]
+    tune = r["tune"][str(r["chosen"]["normalize"])]
+    q = r["questions"]
+    lines = [f"# Open-domain QA on mini-Wikipedia ({r['corpus_passages']:,} passages)", "",
+             f"SQuAD dev split by article: {len(r['heldout_articles'])} held-out articles ({q['heldout']} questions); "
+             f"train articles: {q['train']} questions ({q['dev']} for λ, {q['reader_train']} for the reader). "
+             f"Machine: {r['machine']}.", "",
+             "## Retrieval on held-out questions (top-k accuracy, %)", "",
+             "| retriever | top-1 | top-5 | top-20 | top-100 |", "|---|---|---|---|---|"]
+    for name, acc in r["top_k_accuracy"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{acc[k]:.1f}" for k in ("1", "5", "20", "100")) + " |")
+    lines += ["", f"hybrid: BM25 + λ·dense over the union of each retriever's top {c['depth']}, λ = {r['chosen']['lam']:g}, "
+              f"normalisation {r['chosen']['normalize']}, chosen on the dev questions (top-20, then top-100); "
+              "hybrid-rrf: reciprocal rank fusion (k=60) of the same lists.", "",
+              "λ on dev (top-20 / top-100): "
+              + ", ".join(f"{lam}: {a['20']:.1f} / {a['100']:.1f}" for lam, a in tune["accuracy"].items()),
+              "", f"## Reader exact match on {r['exact_match_questions']} held-out questions (%)", "",
+              "| retriever | " + " | ".join(f"k={k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
+    for name, em in r["exact_match"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{em[str(k)]:.1f}" for k in ks) + " |")
+    lat = r["latency"]
+    lines += ["", f"Reader: {DEFAULT_MODEL}, m = {c['passages_per_question']} passages per question (paper: 24, too slow on "
+              f"this CPU), {t['steps']} steps of {c['batch_size']} questions ({t['examples']} training questions with a "
+              f"positive; {t['data']['no_positive']} without one, {t['data']['no_answer_span']} without an answer span), "
+              f"trained in {t['seconds']:.0f} s ({t['questions_per_second']:.2f} questions/s); loss {t['loss_first']:.2f} -> "
+              f"{t['loss_last']:.2f}.", "",
+              f"Latency per question (one at a time, {lat['questions']} questions): "
+              f"hybrid retrieval {lat['retrieve_ms']:.0f} ms + "
+              f"reading the top {lat['k']} passages {lat['read_ms']:.0f} ms = {lat['total_ms_mean']:.0f} ms mean, "
+              f"{lat['total_ms_median']:.0f} ms median. Reading the top 50 of {r['exact_match_questions']} questions took "
+              + ", ".join(f"{n} {s:.0f} s" for n, s in r["read_seconds"].items()) + "."]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

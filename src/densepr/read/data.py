@@ -1,0 +1,130 @@
+"""Reader inputs: ``[CLS] question [SEP] title [SEP] text [SEP]`` encodings, answer spans in tokens, training examples."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from densepr.errors import DenseprError
+from densepr.evaluate.answers import has_answer
+
+Span = tuple[int, int]  # first and last token of an answer (inclusive)
+
+
+@dataclass
+class PassageBatch:
+    """Tokenised (question, passage) pairs, padded to the longest; ``text_mask`` marks passage-text tokens."""
+
+    tensors: dict[str, torch.Tensor]
+    text_mask: torch.Tensor
+    text_start: list[int]
+    text_end: list[int]  # inclusive; < text_start when the text was truncated away
+    offsets: list[list[tuple[int, int]]]
+    seconds: list[str] = field(repr=False)  # the "title [SEP] text" strings the offsets point into
+
+    def __len__(self) -> int:
+        return len(self.text_start)
+
+    def span_text(self, i: int, start: int, end: int) -> str:
+        """The characters of passage ``i`` covered by tokens ``start..end``."""
+        return self.seconds[i][self.offsets[i][start][0] : self.offsets[i][end][1]]
+
+
+def encode_pairs(tokenizer: PreTrainedTokenizerBase, questions: Sequence[str], ctxs: Sequence[dict],
+                 max_length: int = 256) -> PassageBatch:
+    """Encode ``question`` / ``title [SEP] text`` pairs (the passage is truncated first)."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise DenseprError("the reader needs a fast (Rust) tokenizer for character offsets")
+    sep = tokenizer.sep_token
+    seconds = [f"{c.get('title') or ''} {sep} {c['text']}" for c in ctxs]
+    enc = tokenizer(list(questions), seconds, truncation="longest_first", max_length=max_length,
+                    padding="longest", return_offsets_mapping=True, return_tensors="pt")
+    offsets = enc.pop("offset_mapping").tolist()
+    ids = enc["input_ids"].tolist()
+    text_mask = torch.zeros_like(enc["input_ids"], dtype=torch.bool)
+    starts, ends = [], []
+    for i in range(len(seconds)):
+        in_pair = [j for j, s in enumerate(enc.sequence_ids(i)) if s == 1]
+        title_sep = next((j for j in in_pair if ids[i][j] == tokenizer.sep_token_id), None)
+        text = [j for j in in_pair if title_sep is not None and j > title_sep]
+        start, end = (text[0], text[-1]) if text else (len(ids[i]), len(ids[i]) - 1)
+        text_mask[i, start : end + 1] = True
+        starts.append(start)
+        ends.append(end)
+    tensors = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+    return PassageBatch(tensors, text_mask, starts, ends, [[tuple(o) for o in row] for row in offsets], seconds)
+
+
+def answer_token_ids(tokenizer: PreTrainedTokenizerBase, answers: Sequence[str]) -> list[list[int]]:
+    """Each non-empty answer as token ids, without special tokens."""
+    answers = [a for a in answers if a.strip()]
+    if not answers:
+        return []
+    return [ids for ids in tokenizer(list(answers), add_special_tokens=False)["input_ids"] if ids]
+
+
+def find_answer_spans(tokens: Sequence[int], answers: Sequence[Sequence[int]], start: int = 0,
+                      end: int | None = None) -> list[Span]:
+    """Every occurrence of every answer's tokens within ``tokens[start:end + 1]``, as sorted inclusive spans.
+
+    >>> find_answer_spans([5, 7, 8, 5, 7], [[5, 7], [8]])
+    [(0, 1), (2, 2), (3, 4)]
+    """
+    end = len(tokens) - 1 if end is None else end
+    found: set[Span] = set()
+    for answer in answers:
+        n = len(answer)
+        if n == 0:
+            continue
+        first = answer[0]
+        for i in range(start, end - n + 2):
+            if tokens[i] == first and list(tokens[i : i + n]) == list(answer):
+                found.add((i, i + n - 1))
+    return sorted(found)
+
+
+def passage_spans(batch: PassageBatch, i: int, answers: Sequence[Sequence[int]]) -> list[Span]:
+    """Answer spans inside the text of passage ``i`` of ``batch``."""
+    return find_answer_spans(batch.tensors["input_ids"][i].tolist(), answers, batch.text_start[i], batch.text_end[i])
+
+
+@dataclass
+class ReaderExample:
+    """One training question: passages holding an answer span (best retrieved first) and the others."""
+
+    question: str
+    answers: list[str]
+    positives: list[dict]
+    negatives: list[dict]
+
+
+def reader_examples(results: Sequence[dict], tokenizer: PreTrainedTokenizerBase, max_length: int = 256,
+                    depth: int = 100, match: str = "string") -> tuple[list[ReaderExample], dict[str, int]]:
+    """Training examples from DPR results: positives are top-``depth`` ctxs with ``has_answer`` whose tokens hold an answer.
+
+    Questions with no such passage are skipped and counted (``no_positive``: none has ``has_answer``;
+    ``no_answer_span``: the answer tokens are not found in any, e.g. truncated away).
+    """
+    examples, stats = [], {"questions": len(results), "no_positive": 0, "no_answer_span": 0}
+    for n, entry in enumerate(results):
+        try:
+            question, answers, ctxs = entry["question"], list(entry["answers"]), entry["ctxs"][:depth]
+            flags = [bool(c["has_answer"]) if "has_answer" in c else has_answer(answers, c["text"], match) for c in ctxs]
+        except (KeyError, TypeError) as exc:
+            raise DenseprError(f"result {n}: missing field {exc} (expected DPR result format)") from None
+        candidates = [c for c, f in zip(ctxs, flags) if f]
+        if not candidates:
+            stats["no_positive"] += 1
+            continue
+        batch = encode_pairs(tokenizer, [question] * len(candidates), candidates, max_length)
+        target = answer_token_ids(tokenizer, answers)
+        positives = [c for i, c in enumerate(candidates) if passage_spans(batch, i, target)]
+        if not positives:
+            stats["no_answer_span"] += 1
+            continue
+        examples.append(ReaderExample(question, answers, positives, [c for c, f in zip(ctxs, flags) if not f]))
+    stats["examples"] = len(examples)
+    return examples, stats

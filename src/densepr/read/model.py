@@ -1,0 +1,195 @@
+"""The extractive reader (DPR section 6.1): one encoder, start/end span heads and a passage-selection head.
+
+Saved as a standard Hugging Face folder (encoder + tokenizer) plus ``reader_heads.safetensors`` (the two
+heads' tensors) and ``densepr_reader.json`` (settings), written atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from densepr.dense.encoder import _no_hf_progress_bars
+from densepr.dense.loading import DEFAULT_ALIASES, DEFAULT_MODEL, resolve_model_path, tower_spec
+from densepr.errors import DenseprError
+from densepr.read.data import PassageBatch, Span, encode_pairs
+
+HEADS_FILE, CONFIG_FILE = "reader_heads.safetensors", "densepr_reader.json"
+MASKED = -1e9  # logit of positions outside the passage text
+
+
+@contextlib.contextmanager
+def atomic_folder(path: Path) -> Iterator[Path]:
+    """Yield a temp folder beside ``path``; it replaces ``path`` as a whole only on success."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp, old = path.parent / f".tmp-{path.name}", path.parent / f".old-{path.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def find_reader_folder(path: str | Path) -> Path:
+    """``path`` itself, or its ``final/`` (a ``train-reader`` output), if it holds a saved reader."""
+    path = Path(path).expanduser()
+    for candidate in (path, path / "final"):
+        if (candidate / CONFIG_FILE).is_file() and (candidate / HEADS_FILE).is_file():
+            return candidate
+    raise DenseprError(f"{path}: not a reader folder (no {CONFIG_FILE} and {HEADS_FILE}); train one with 'densepr train-reader'")
+
+
+class Reader(torch.nn.Module):
+    """Scores spans of passages for a question, and the passages themselves.
+
+    >>> reader = Reader.load("reader/final")                                          # doctest: +SKIP
+    >>> start, end, select = reader(**reader.encode(["q"], [{"title": "t", "text": "x"}]).tensors)  # doctest: +SKIP
+    """
+
+    def __init__(self, encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, max_length: int = 256,
+                 max_answer_len: int = 10, base_model: str = ""):
+        super().__init__()
+        self.encoder, self.tokenizer = encoder, tokenizer
+        hidden = encoder.config.hidden_size
+        self.qa_outputs = torch.nn.Linear(hidden, 2)  # start and end logits per token
+        self.qa_classifier = torch.nn.Linear(hidden, 1)  # passage selection logit from [CLS]
+        for head in (self.qa_outputs, self.qa_classifier):
+            torch.nn.init.normal_(head.weight, std=getattr(encoder.config, "initializer_range", 0.02))
+            torch.nn.init.zeros_(head.bias)
+        positions = getattr(encoder.config, "max_position_embeddings", 512)
+        self.max_length, self.max_answer_len = min(max_length, positions), max_answer_len
+        self.base_model = base_model
+
+    @classmethod
+    def from_pretrained(cls, model: str | Path | None = None, max_length: int = 256, max_answer_len: int = 10) -> Reader:
+        """A new reader over a BERT-family encoder (default: the offline MiniLM); heads freshly initialised."""
+        name = str(model or DEFAULT_MODEL)
+        if (Path(name).expanduser() / CONFIG_FILE).is_file():  # a saved reader: continue from it, heads included
+            return cls.load(name)
+        folder = tower_spec(resolve_model_path(name)).path  # sentence-transformers folders: their transformer
+        encoder, tokenizer = _load_encoder(folder)
+        base = DEFAULT_MODEL if name in DEFAULT_ALIASES else name
+        return cls(encoder, tokenizer, max_length, max_answer_len, base).to(_device())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Reader:
+        """Load a saved reader (a folder written by :meth:`save`, or a ``train-reader`` output folder)."""
+        folder = find_reader_folder(path)
+        settings = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+        encoder, tokenizer = _load_encoder(folder)
+        reader = cls(encoder, tokenizer, settings["max_length"], settings["max_answer_len"], settings.get("base_model", ""))
+        heads = load_file(folder / HEADS_FILE)
+        try:
+            for name in ("qa_outputs", "qa_classifier"):
+                own = {k.split(".", 1)[1]: v for k, v in heads.items() if k.startswith(f"{name}.")}
+                getattr(reader, name).load_state_dict(own)
+        except RuntimeError as exc:
+            reason = str(exc).splitlines()[0]
+            raise DenseprError(f"{folder / HEADS_FILE}: head weights do not fit the encoder ({reason})") from None
+        return reader.eval().to(_device())
+
+    def save(self, path: str | Path, state: dict | None = None) -> None:
+        """Write the reader folder atomically (``state``: optional training state, saved as ``training_state.pt``)."""
+        with atomic_folder(Path(path)) as tmp:
+            self.write(tmp)
+            if state is not None:
+                torch.save(state, tmp / "training_state.pt")
+
+    def write(self, folder: Path) -> None:
+        """The reader's files into an existing folder (non-atomic; see :meth:`save`)."""
+        with _no_hf_progress_bars():
+            self.encoder.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        heads = {f"{name}.{k}": v.detach().cpu().contiguous() for name in ("qa_outputs", "qa_classifier")
+                 for k, v in getattr(self, name).state_dict().items()}
+        save_file(heads, folder / HEADS_FILE)
+        settings = {"max_length": self.max_length, "max_answer_len": self.max_answer_len, "base_model": self.base_model}
+        (folder / CONFIG_FILE).write_text(json.dumps(settings, indent=2))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def encode(self, questions: Sequence[str], ctxs: Sequence[dict]) -> PassageBatch:
+        """Tokenise (question, passage) pairs at the reader's maximum length."""
+        return encode_pairs(self.tokenizer, questions, ctxs, self.max_length)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Start logits ``(N, L)``, end logits ``(N, L)`` and selection logits ``(N,)`` (float32)."""
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        hidden = self.encoder(**kwargs).last_hidden_state
+        start, end = self.qa_outputs(hidden).float().unbind(-1)
+        return start, end, self.qa_classifier(hidden[:, 0]).float().squeeze(-1)
+
+
+def _device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _load_encoder(folder: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    try:
+        with _no_hf_progress_bars():
+            return AutoModel.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError) as exc:
+        raise DenseprError(f"{folder}: cannot load model or tokenizer ({str(exc).splitlines()[0]})") from None
+
+
+def masked(logits: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+    """Logits with every position outside the passage text pushed to :data:`MASKED`."""
+    return logits.masked_fill(~text_mask.to(logits.device), MASKED)
+
+
+def span_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, spans: Sequence[Span]) -> torch.Tensor:
+    """−log of the marginal likelihood of all answer spans of one passage (``(L,)`` masked logits)."""
+    if not spans:
+        raise DenseprError("a positive passage needs at least one answer span")
+    s = torch.tensor([a for a, _ in spans], device=start_logits.device)
+    e = torch.tensor([b for _, b in spans], device=start_logits.device)
+    return -torch.logsumexp(F.log_softmax(start_logits, -1)[s] + F.log_softmax(end_logits, -1)[e], dim=0)
+
+
+def reader_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, select_logits: torch.Tensor,
+                groups: Sequence[tuple[int, int, Sequence[Span]]]) -> torch.Tensor:
+    """Mean over questions of span loss (positive passage) + selection cross-entropy (positive as target).
+
+    ``groups`` holds each question's ``(first row, passage count, answer spans)``; its positive is its first row.
+    """
+    losses = []
+    for first, count, spans in groups:
+        select = F.cross_entropy(select_logits[first : first + count].unsqueeze(0),
+                                 torch.zeros(1, dtype=torch.long, device=select_logits.device))
+        losses.append(span_loss(start_logits[first], end_logits[first], spans) + select)
+    return torch.stack(losses).mean()
+
+
+def best_spans(start_logits: torch.Tensor, end_logits: torch.Tensor, max_answer_len: int = 10
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per row the span maximising start + end logit with ``start <= end < start + max_answer_len``.
+
+    Returns ``(start, end, score)`` tensors of shape ``(N,)``.
+    """
+    n, length = start_logits.shape
+    i = torch.arange(length, device=start_logits.device)
+    width = i[None, :] - i[:, None]
+    allowed = (width >= 0) & (width < max_answer_len)
+    scores = (start_logits[:, :, None] + end_logits[:, None, :]).masked_fill(~allowed, float("-inf"))
+    score, flat = scores.view(n, -1).max(-1)
+    return flat // length, flat % length, score

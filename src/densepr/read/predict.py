@@ -1,0 +1,107 @@
+"""Reader inference: score a question's passages, pick the top-selected one, extract its best span."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from densepr.dense.encoder import cpu_supports_bf16
+from densepr.errors import DenseprError
+from densepr.evaluate.exact_match import exact_match
+from densepr.read.model import Reader, best_spans, masked
+
+DEFAULT_KS = (1, 5, 10, 20, 50, 100)
+
+
+@dataclass
+class PassageReading:
+    """What the reader makes of one passage: its selection logit and its best answer span."""
+
+    index: int  # the passage's position among the question's passages
+    selection: float
+    span_score: float
+    start: int  # token positions of the span (inclusive)
+    end: int
+    answer: str
+
+
+def _use_bf16(reader: Reader, bf16: bool | None) -> bool:
+    return (reader.device.type == "cuda" or cpu_supports_bf16()) if bf16 is None else bf16
+
+
+@torch.inference_mode()
+def read_passages(reader: Reader, question: str, ctxs: Sequence[dict], batch_size: int = 32,
+                  bf16: bool | None = None) -> list[PassageReading]:
+    """Read each passage (``{"title", "text"}``) for ``question``, ``batch_size`` passages per forward pass."""
+    was_training = reader.training
+    reader.eval()
+    device, enabled = reader.device, _use_bf16(reader, bf16)
+    out: list[PassageReading] = []
+    for first in range(0, len(ctxs), batch_size):
+        chunk = ctxs[first : first + batch_size]
+        batch = reader.encode([question] * len(chunk), chunk)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled):
+            start, end, select = reader(**{k: v.to(device) for k, v in batch.tensors.items()})
+        starts, ends, scores = best_spans(masked(start, batch.text_mask), masked(end, batch.text_mask), reader.max_answer_len)
+        for i in range(len(chunk)):
+            s, e = int(starts[i]), int(ends[i])
+            inside = batch.text_start[i] <= s <= e <= batch.text_end[i]
+            out.append(PassageReading(first + i, float(select[i]), float(scores[i]), s, e,
+                                      batch.span_text(i, s, e) if inside else ""))
+    reader.train(was_training)
+    return out
+
+
+def choose(readings: Sequence[PassageReading], k: int | None = None) -> PassageReading:
+    """The reading of the passage with the highest selection logit among the first ``k`` (ties: earliest)."""
+    pool = readings[:k] if k else readings
+    if not pool:
+        raise DenseprError("no passages to read")
+    return max(pool, key=lambda r: (r.selection, -r.index))
+
+
+def predict(reader: Reader, question: str, ctxs: Sequence[dict], k: int | None = None, batch_size: int = 32,
+            bf16: bool | None = None) -> dict:
+    """The answer from the top ``k`` passages: ``{"answer", "passage": ctx, "passage_index", "span_score", "selection"}``."""
+    ctxs = list(ctxs[:k] if k else ctxs)
+    best = choose(read_passages(reader, question, ctxs, batch_size, bf16))
+    return {"answer": best.answer, "passage": ctxs[best.index], "passage_index": best.index,
+            "span_score": best.span_score, "selection": best.selection}
+
+
+def answer_results(reader: Reader, results: Sequence[dict], ks: Sequence[int] = DEFAULT_KS, batch_size: int = 32,
+                   match: str = "string", bf16: bool | None = None, progress: bool = False) -> tuple[list[dict], dict]:
+    """Read the top ``max(ks)`` ctxs of every DPR result entry once; answer at each k from its top k only.
+
+    Returns per-question predictions and ``{"questions", "exact_match": {k: percent}}``.
+    """
+    ks = sorted(set(ks))
+    if not ks or ks[0] < 1:
+        raise DenseprError("the numbers of passages to read (--ks) must be >= 1")
+    if not results:
+        raise DenseprError("no questions to answer")
+    predictions, hits = [], {k: 0 for k in ks}
+    for n, entry in enumerate(tqdm(results, disable=not progress, unit="question", desc="read", leave=False)):
+        try:
+            question, answers, ctxs = entry["question"], list(entry["answers"]), entry["ctxs"][: ks[-1]]
+        except (KeyError, TypeError) as exc:
+            raise DenseprError(f"result {n}: missing field {exc} (expected DPR result format)") from None
+        readings = read_passages(reader, question, ctxs, batch_size, bf16) if ctxs else []
+        per_k = []
+        for k in ks:
+            best = choose(readings, k) if readings else None
+            answer = best.answer if best else ""
+            correct = exact_match(answer, answers, match)
+            hits[k] += correct
+            ctx = ctxs[best.index] if best else {}
+            per_k.append({"k": k, "answer": answer, "passage_id": ctx.get("id"), "title": ctx.get("title"),
+                          "span_score": best.span_score if best else None, "exact_match": correct})
+        item = {"question": question, "answers": answers, "prediction": per_k[-1]["answer"], "predictions": per_k}
+        if "qid" in entry:
+            item["qid"] = entry["qid"]
+        predictions.append(item)
+    summary = {"questions": len(results), "exact_match": {str(k): 100.0 * hits[k] / len(results) for k in ks}}
+    return predictions, summary

@@ -1,0 +1,212 @@
+"""The extractive reader: answer spans in tokens, loss, span decoding, save/load, EM, CLI qa/train-reader/ask."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from densepr.cli.main import main
+from densepr.errors import DenseprError
+from densepr.evaluate.answers import has_answer
+from densepr.evaluate.exact_match import exact_match, exact_match_score, normalize_answer
+from densepr.read import Reader, ReaderConfig, ReaderExample, ReaderTrainer, best_spans, find_answer_spans
+from densepr.read.data import answer_token_ids, passage_spans, reader_examples
+from densepr.read.predict import answer_results, choose, read_passages
+
+EINSTEIN = {"id": "1", "title": "Albert Einstein", "text": "Albert Einstein was born in Ulm in Germany. Ulm is a city."}
+PARIS = {"id": "2", "title": "Paris", "text": "Paris is the capital of France and the Seine river flows through the city."}
+LONDON = {"id": "3", "title": "London", "text": "London is the capital of England on the river Thames."}
+SONG = {"id": "4", "title": "Ulm", "text": "A song recorded by Reba and Linda Davis, first on the album."}
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main(["-q", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def bert(tmp_path_factory, tiny_bert) -> Path:
+    """``tiny_bert`` with a working word-piece tokenizer rebuilt from its vocab.txt.
+
+    (The fixture's own tokenizer, made with ``BertTokenizerFast(vocab_file=...)``, holds only its 5 special tokens
+    under transformers 5, so every word becomes [UNK]: useless for finding answer spans.)
+    """
+    from transformers import BertTokenizer
+
+    folder = tmp_path_factory.mktemp("reader_bert")
+    for name in ("config.json", "model.safetensors", "vocab.txt"):
+        shutil.copy(tiny_bert / name, folder / name)
+    BertTokenizer.from_pretrained(folder, do_lower_case=True).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def reader(bert) -> Reader:
+    torch.manual_seed(0)
+    return Reader.from_pretrained(str(bert), max_answer_len=10)
+
+
+def results_file(path, with_answers: bool = True):
+    ctxs = [EINSTEIN, PARIS, LONDON, SONG]
+    entries = [("where was einstein born", ["Ulm"]), ("what river flows through paris", ["Seine", "the Seine river"]),
+               ("who recorded the song with reba", ["Linda Davis"])]
+    results = [{"question": q, "answers": a if with_answers else ["Tokyo"], "qid": str(i),
+                "ctxs": [dict(c, score=1.0, has_answer=with_answers and has_answer(a, c["text"])) for c in ctxs]}
+               for i, (q, a) in enumerate(entries)]
+    path.write_text(json.dumps(results), encoding="utf-8")
+    return path
+
+
+def test_find_answer_spans_in_token_ids():
+    assert find_answer_spans([5, 7, 8, 5, 7, 5], [[5, 7]]) == [(0, 1), (3, 4)]
+    assert find_answer_spans([5, 7, 8, 5, 7, 5], [[5, 7], [8], [5, 7]]) == [(0, 1), (2, 2), (3, 4)]
+    assert find_answer_spans([5, 7, 8], [[9]]) == [] and find_answer_spans([5, 7], [[5, 7, 8]]) == []
+    assert find_answer_spans([5, 7, 8, 5, 7], [[5, 7]], start=2) == [(3, 4)]
+    assert find_answer_spans([5, 7, 8, 5, 7], [[5, 7]], start=0, end=3) == [(0, 1)]  # the span must end by `end`
+    assert find_answer_spans([1, 2], [[]]) == []
+
+
+def test_answer_spans_are_found_in_the_passage_text_only(reader):
+    batch = reader.encode(["where was einstein born"] * 2, [EINSTEIN, SONG])
+    ulm = answer_token_ids(reader.tokenizer, ["Ulm"])
+    spans = passage_spans(batch, 0, ulm)
+    assert len(spans) == 2  # "Ulm" twice in the text (and not counted in the question or title)
+    assert [batch.span_text(0, s, e) for s, e in spans] == ["Ulm", "Ulm"]
+    assert all(batch.text_start[0] <= s <= e <= batch.text_end[0] for s, e in spans)
+    assert passage_spans(batch, 1, ulm) == []  # "Ulm" is SONG's title, not in its text
+    assert passage_spans(batch, 1, answer_token_ids(reader.tokenizer, ["linda davis", "Reba"])) != []
+    assert answer_token_ids(reader.tokenizer, ["", "  "]) == []
+
+
+def test_reader_examples_skip_and_count(reader, tmp_path):
+    entries = json.loads(results_file(tmp_path / "r.json").read_text())
+    entries[2]["ctxs"][0]["has_answer"] = True  # marked, but "Linda Davis" is not in the Einstein passage: still fine
+    entries.append({"question": "q", "answers": ["nowhere"], "ctxs": [dict(PARIS, has_answer=True)]})
+    entries.append({"question": "q2", "answers": ["x"], "ctxs": [dict(PARIS, has_answer=False)]})
+    examples, stats = reader_examples(entries, reader.tokenizer, reader.max_length)
+    assert stats == {"questions": 5, "no_positive": 1, "no_answer_span": 1, "examples": 3}
+    assert [e.positives[0]["id"] for e in examples] == ["1", "2", "4"]
+    assert [len(e.negatives) for e in examples] == [3, 3, 2]
+
+
+def test_best_span_respects_order_and_length():
+    start = torch.tensor([[0.0, 5.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 9.0, 0.0]])
+    end = torch.tensor([[0.0, 0.0, 0.0, 0.0, 8.0], [0.0, 7.0, 0.0, 0.0, 1.0]])
+    s, e, score = best_spans(start, end, max_answer_len=10)
+    assert (s.tolist(), e.tolist()) == ([1, 3], [4, 4])  # row 2: end 1 is before the best start: never chosen
+    assert score.tolist() == [13.0, 10.0]
+    s, e, score = best_spans(start, end, max_answer_len=3)  # span 1..4 is 4 tokens: too long
+    assert (s.tolist(), e.tolist(), score.tolist()) == ([2, 3], [4, 4], [8.0, 10.0])  # ties: the earliest start
+    s, e, score = best_spans(torch.tensor([[0.0, 0.0, 3.0]]), torch.tensor([[4.0, 0.0, 0.0]]), max_answer_len=1)
+    assert (int(s), int(e), float(score)) == (0, 0, 4.0)  # one-token spans only
+
+
+def test_reader_loss_decreases_when_overfitting_two_questions(bert, tmp_path):
+    examples = [ReaderExample("where was einstein born", ["Ulm"], [EINSTEIN], [PARIS, LONDON]),
+                ReaderExample("what river flows through paris", ["Seine"], [PARIS], [LONDON, SONG])]
+    torch.manual_seed(0)
+    model = Reader.from_pretrained(str(bert))
+    config = ReaderConfig(out=str(tmp_path), passages_per_question=3, batch_size=2, epochs=12, lr=1e-2, warmup_steps=0,
+                          bf16=False, save_every=0)
+    trainer = ReaderTrainer(model, examples, config)
+    losses = [trainer.step(torch.arange(2).numpy(), epoch=0) for _ in range(12)]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert all(b < a for a, b in zip(losses, losses[1:])) and losses[-1] < 0.3 * losses[0], losses
+    readings = read_passages(model, "where was einstein born", [PARIS, EINSTEIN, LONDON], bf16=False)
+    assert choose(readings).index == 1 and "Ulm" in choose(readings).answer
+
+
+def test_save_and_load_give_identical_outputs(reader, tmp_path):
+    reader.save(tmp_path / "final")
+    loaded = Reader.load(tmp_path)  # a train-reader output folder: its final/ is found
+    assert loaded.max_length == reader.max_length and loaded.max_answer_len == 10
+    batch = reader.encode(["where was einstein born"] * 3, [EINSTEIN, PARIS, SONG])
+    reader.eval()
+    with torch.inference_mode():
+        for a, b in zip(reader(**batch.tensors), loaded(**batch.tensors)):
+            assert torch.equal(a, b)
+    first = read_passages(reader, "who recorded the song with reba", [SONG, PARIS], bf16=False)
+    assert read_passages(loaded, "who recorded the song with reba", [SONG, PARIS], bf16=False) == first
+    assert not list(tmp_path.glob(".tmp-*"))
+    with pytest.raises(DenseprError, match="not a reader folder"):
+        Reader.load(tmp_path / "nothing")
+
+
+def test_answer_results_reads_only_the_top_k(reader, tmp_path):
+    entries = json.loads(results_file(tmp_path / "r.json").read_text())
+    predictions, summary = answer_results(reader, entries, ks=[1, 2, 100], bf16=False)
+    assert summary["questions"] == 3 and set(summary["exact_match"]) == {"1", "2", "100"}
+    for p in predictions:
+        assert [x["k"] for x in p["predictions"]] == [1, 2, 100]
+        assert p["predictions"][0]["passage_id"] == "1"  # k=1: only the first passage is read
+        assert p["prediction"] == p["predictions"][-1]["answer"]
+
+
+def test_exact_match_normalisation():
+    assert normalize_answer("The  Seine River!") == "seine river"
+    assert exact_match("the Seine", ["Seine"]) and exact_match("an apple.", ["Apple"]) and exact_match("Ulm,", ["ulm"])
+    assert not exact_match("Seine river", ["Seine"]) and not exact_match("", ["Seine"])
+    assert exact_match("Café", ["Café"]) and exact_match("theatre", ["theatre"])  # "the" only as a whole word
+    assert normalize_answer("A") == "" and exact_match("a", ["the"])  # articles alone normalise to nothing
+    assert exact_match("September", [r"Sept?(ember)?"], match="regex") and not exact_match("Sep 1", [r"Sep"], match="regex")
+    assert exact_match_score(["Ulm", "Paris"], [["ulm"], ["Seine"]]) == 50.0
+    with pytest.raises(DenseprError):
+        exact_match_score(["a"], [])
+
+
+def test_cli_train_reader_qa_and_ask(tmp_path, capsys, bert, docs_jsonl):
+    results = results_file(tmp_path / "results.json")
+    code, _, err = run(capsys, "train-reader", "--results", results, "--out", tmp_path / "reader", "--model", bert,
+                       "--passages-per-question", 3, "--batch-size", 2, "--epochs", 2, "--max-steps", 2, "--warmup-steps", 1,
+                       "--no-bf16")
+    assert code == 0, err
+    assert (tmp_path / "reader" / "final" / "reader_heads.safetensors").is_file()
+    assert (tmp_path / "reader" / "checkpoint-0000002" / "training_state.pt").is_file()
+    code, out, err = run(capsys, "qa", "--results", results, "--reader", tmp_path / "reader", "--out", tmp_path / "preds.json",
+                         "--ks", "1,4", "--no-bf16")
+    assert code == 0, err
+    assert "3 questions" in out and "k=1    exact match" in out and "k=4    exact match" in out
+    preds = json.loads((tmp_path / "preds.json").read_text())
+    assert len(preds) == 3 and preds[0]["qid"] == "0"
+    assert {"answer", "passage_id", "exact_match"} <= set(preds[0]["predictions"][0])
+
+    # resume: a second run with more steps continues from the last checkpoint
+    from densepr.pipeline import train_reader
+
+    stats = train_reader(results, tmp_path / "reader", str(bert), passages_per_question=3, batch_size=2, epochs=2,
+                         max_steps=3, warmup_steps=1, bf16=False)
+    assert stats["steps"] == 1
+
+    from densepr import pipeline
+
+    pipeline.make_passages([str(docs_jsonl)], tmp_path / "psgs.tsv", words=12)
+    pipeline.encode(tmp_path / "psgs.tsv", tmp_path / "emb", str(bert), bf16=False, progress=False)
+    pipeline.build_index(tmp_path / "emb", tmp_path / "flat")
+    code, out, err = run(capsys, "ask", "where was einstein born", "--index", tmp_path / "flat", "--top-k", 2,
+                         "--reader", tmp_path / "reader")
+    assert code == 0, err
+    assert out.startswith("Answer: ") and "  from: " in out and "1. [" in out and "2. [" in out
+    code, out, err = run(capsys, "ask", "where was einstein born", "--index", tmp_path / "flat", "--top-k", 2)
+    assert code == 0 and out.startswith("1. [") and out.count("no reader configured") == 1
+
+
+def test_cli_reader_errors_are_one_line(tmp_path, capsys, bert):
+    no_positive = results_file(tmp_path / "none.json", with_answers=False)
+    good = results_file(tmp_path / "good.json")
+    cases = [
+        (["train-reader", "--results", no_positive, "--out", tmp_path / "r", "--model", bert], "nothing to train on"),
+        (["qa", "--results", good, "--reader", tmp_path / "no-reader", "--out", tmp_path / "p.json"], "not a reader folder"),
+        (["qa", "--results", good, "--reader", bert, "--out", tmp_path / "p.json"], "not a reader folder"),
+        (["ask", "q", "--index", tmp_path, "--reader", tmp_path / "no-reader"], "not a reader folder"),
+        (["qa", "--results", tmp_path / "missing.json", "--reader", tmp_path, "--out", tmp_path / "p.json"], "no such file"),
+        (["train-reader", "--results", good, "--out", tmp_path / "r", "--model", tmp_path / "no-model"], "not a model folder"),
+    ]
+    for argv, message in cases:
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and message in err and err.count("\n") == 1, (argv, err)
+    assert not (tmp_path / "p.json").exists() and not (tmp_path / "r" / "final").exists()
