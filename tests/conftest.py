@@ -31,11 +31,12 @@ def _vocab() -> list[str]:
 
 
 def _tokenizer(folder: Path):
-    from transformers import BertTokenizerFast
+    from transformers import BertTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.txt").write_text("\n".join(_vocab()) + "\n")
-    return BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    # from_pretrained reads vocab.txt; the constructor's vocab_file is ignored by transformers 5 (all words -> [UNK])
+    return BertTokenizer.from_pretrained(folder, do_lower_case=True)
 
 
 def _bert_config(**extra):

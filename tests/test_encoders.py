@@ -124,3 +124,9 @@ def test_absurdly_long_passage_is_truncated_with_a_warning(tiny_bert, caplog):
         vectors = enc.embed(["short", huge], bf16=False)
     assert vectors.shape == (2, 32) and np.isfinite(vectors).all()
     assert "1 of 2 inputs reached the 128-token limit" in caplog.text
+
+
+def test_tiny_fixture_tokenizer_knows_its_words(tiny_bert):
+    enc = Encoder.from_pretrained(tiny_bert)
+    ids = enc.tokenize(["einstein born ulm"])["input_ids"][0]
+    assert enc.tokenizer.unk_token_id not in ids and len(ids) == 5

@@ -201,7 +201,7 @@ def test_ask_is_501_with_passages(client):
     r = client.post("/ask", json={"question": QUESTIONS[0], "k": 2, "retriever": "bm25"})
     assert r.status_code == 501
     body = r.json()
-    assert "no reader is trained yet" in body["detail"]
+    assert "no reader loaded" in body["detail"]
     assert body["results"][0]["passages"][0]["title"] == "Albert Einstein" and len(body["results"][0]["passages"]) == 2
 
 
@@ -303,3 +303,23 @@ def test_serve_command_defaults_to_loopback(capsys, tmp_path):
     assert main(["-q", "serve"]) == 2 and "give a dense index (--index DIR)" in capsys.readouterr().err
     assert main(["-q", "serve", "--index", str(tmp_path / "none")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_ask_with_a_reader_returns_answer_spans(index, tmp_path):
+    import shutil
+
+    from transformers import BertTokenizer
+
+    from densepr.read import Reader
+
+    reader_dir = tmp_path / "reader"
+    Reader.from_pretrained(str(next(index.parent.glob("tiny_bert*"))), max_answer_len=5).save(reader_dir)
+    with TestClient(create_app(index / "flat", index / "bm25", reader=reader_dir)) as c:
+        r = c.post("/ask", json={"questions": QUESTIONS[:2], "k": 3, "retriever": "bm25"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [a["question"] for a in body["answers"]] == QUESTIONS[:2]
+    for answer, result in zip(body["answers"], body["results"]):
+        passage = next(p for p in result["passages"] if p["id"] == answer["passage_id"])
+        assert answer["answer"] and answer["answer"].lower() in passage["text"].lower()
+        assert 1 <= answer["passage_rank"] <= 3

@@ -99,7 +99,7 @@ def _cmd_serve(a: argparse.Namespace) -> None:
         raise DenseprError(f"'densepr serve' needs the serve extra ({exc.name} is missing): pip install 'densepr[serve]'") from None
     if not a.index and not a.bm25_index:
         raise DenseprError("give a dense index (--index DIR), a BM25 index (--bm25-index DIR), or both")
-    app = create_app(a.index, a.bm25_index, model=a.model, passages=a.passages)
+    app = create_app(a.index, a.bm25_index, model=a.model, passages=a.passages, reader=a.reader)
     uvicorn.run(app, host=a.host, port=a.port, log_level="warning" if a.quiet else "info")
 
 
@@ -179,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--model", help="question encoder (default: the index's model)")
     p.add_argument("--passages", help="passages TSV (default: the one the indexes were built from)")
+    p.add_argument("--reader", help="reader folder (from 'densepr train-reader'): POST /ask returns answer spans")
     p.set_defaults(func=_cmd_serve)
     add_training_commands(sub)
     add_qa_commands(sub)

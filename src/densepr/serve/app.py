@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,20 +14,21 @@ from fastapi.responses import HTMLResponse, JSONResponse
 import densepr
 from densepr.errors import DenseprError
 from densepr.serve.page import PAGE
-from densepr.serve.schemas import AskResponse, ErrorBody, Health, IndexInfo, SearchRequest, SearchResponse
+from densepr.serve.schemas import AnswerResponse, AskResponse, ErrorBody, Health, IndexInfo, SearchRequest, SearchResponse
 from densepr.serve.service import SearchService
 
-NO_READER = "no reader is trained yet: /ask returns the passages a reader would read (use /search for retrieval)"
+NO_READER = "no reader loaded (start the server with --reader DIR from 'densepr train-reader'): these are the passages it would read"
 _ERRORS = {400: {"model": ErrorBody, "description": "the request names a retriever that is not loaded"}}
 
 
 def create_app(dense_index: str | Path | None = None, bm25_index: str | Path | None = None, *,
-               model: str | None = None, passages: str | Path | None = None,
+               model: str | None = None, passages: str | Path | None = None, reader: str | Path | None = None,
                max_batch: int = 64, max_wait: float = 0.005) -> FastAPI:
     """A service over a dense index folder, a BM25 index folder, or both (hybrid search needs both).
 
     ``model`` overrides the question encoder recorded in the dense index; ``passages`` the passages file
-    recorded in the indexes. Dense questions arriving within ``max_wait`` seconds are encoded together
+    recorded in the indexes; ``reader`` a folder from ``densepr train-reader`` that makes ``/ask`` answer.
+    Dense questions arriving within ``max_wait`` seconds are encoded together
     (at most ``max_batch``). Raises :class:`DenseprError` for unusable folders.
 
     >>> app = create_app("flat/", "bm25/")                   # doctest: +SKIP
@@ -34,6 +36,11 @@ def create_app(dense_index: str | Path | None = None, bm25_index: str | Path | N
     """
     service = SearchService.load(dense_index, bm25_index, model=model, passages=passages,
                                  max_batch=max_batch, max_wait=max_wait)
+    answerer = None
+    if reader is not None:
+        from densepr.read import Reader
+
+        answerer = Reader.load(reader)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -61,12 +68,24 @@ def create_app(dense_index: str | Path | None = None, bm25_index: str | Path | N
         """Top-k passages for each question from the dense, BM25 or hybrid (reciprocal rank fusion) retriever."""
         return await run(body)
 
-    @app.post("/ask", status_code=501, response_model=AskResponse, response_model_exclude_none=True,
-              responses={**_ERRORS, 501: {"description": "no reader yet: the message and the retrieved passages"}})
+    @app.post("/ask", response_model=AnswerResponse, response_model_exclude_none=True,
+              responses={**_ERRORS, 501: {"model": AskResponse, "description": "no reader loaded: the message and the retrieved passages"}})
     async def ask(body: SearchRequest) -> JSONResponse:
-        """Answer questions: not available until a reader is trained; answers 501 with the top passages."""
-        result = AskResponse(detail=NO_READER, **await run(body))
-        return JSONResponse(status_code=501, content=result.model_dump(exclude_none=True))
+        """Answer spans from the top passages (server started with ``--reader``); else 501 with the passages."""
+        found = await run(body)
+        if answerer is None:
+            return JSONResponse(status_code=501, content=AskResponse(detail=NO_READER, **found).model_dump(exclude_none=True))
+        from densepr.read import predict
+
+        answers = []
+        for entry in found["results"]:
+            if not entry["passages"]:
+                continue
+            best = await asyncio.to_thread(predict, answerer, entry["question"], entry["passages"])
+            answers.append({"question": entry["question"], "answer": best["answer"], "passage_id": best["passage"]["id"],
+                            "title": best["passage"]["title"], "passage_rank": best["passage_index"] + 1,
+                            "span_score": float(best["span_score"])})
+        return JSONResponse(content=AnswerResponse(answers=answers, **found).model_dump(exclude_none=True))
 
     @app.get("/health", response_model=Health)
     async def health() -> Health:

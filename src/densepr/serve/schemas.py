@@ -79,6 +79,23 @@ class AskResponse(SearchResponse):
     detail: str
 
 
+class Answer(BaseModel):
+    """The reader's span for one question, and the passage it came from."""
+
+    question: str
+    answer: str
+    passage_id: str
+    title: str
+    passage_rank: int
+    span_score: float
+
+
+class AnswerResponse(SearchResponse):
+    """``/ask`` with a reader: one answer per question plus the passages it read."""
+
+    answers: list[Answer]
+
+
 class IndexInfo(BaseModel):
     path: str
     size: int
