@@ -135,7 +135,6 @@ def bm25_tool(tool: str, corpus: str, n_queries: int) -> dict:
 def train_tool(tool: str, train_file: str, steps: int, batch: int) -> dict:
     import tempfile
 
-    import densepr
     from densepr.train import read_training_data
 
     examples = read_training_data(train_file)[: steps * batch]

@@ -10,12 +10,10 @@ Intermediate files (passages, indexes) are kept under ``--out`` and reused by a 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import densepr

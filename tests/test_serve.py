@@ -306,10 +306,6 @@ def test_serve_command_defaults_to_loopback(capsys, tmp_path):
 
 
 def test_ask_with_a_reader_returns_answer_spans(index, tmp_path):
-    import shutil
-
-    from transformers import BertTokenizer
-
     from densepr.read import Reader
 
     reader_dir = tmp_path / "reader"

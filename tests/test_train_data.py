@@ -109,7 +109,6 @@ def test_cli_build_train_train_and_encode_with_checkpoint(tiny_bert, squad_corpu
 def test_torchrun_two_processes_train(tiny_bert, tmp_path):
     import shutil
     import subprocess
-    import sys
 
     if shutil.which("torchrun") is None:
         pytest.skip("torchrun not on PATH")

@@ -10,7 +10,6 @@ import dataclasses
 import logging
 import math
 import resource
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +21,10 @@ from densepr.dense.encoder import cpu_supports_bf16
 from densepr.errors import DenseprError
 from densepr.read.data import PassageBatch, ReaderExample, Span, answer_token_ids, passage_spans
 from densepr.read.model import Reader, masked, reader_loss
+from densepr.train.batches import epoch_order
+from densepr.train.checkpoints import STATE_FILE, list_checkpoints, prune_checkpoints
 
 log = logging.getLogger("densepr")
-STATE_FILE = "training_state.pt"
 
 
 @dataclass
@@ -45,11 +45,6 @@ class ReaderConfig:
     keep_checkpoints: int = 2
     max_steps: int = 0
     log_every: int = 20
-
-
-def list_checkpoints(out: Path) -> list[Path]:
-    """Complete reader checkpoints, oldest first."""
-    return sorted(p for p in out.glob("checkpoint-*") if (p / STATE_FILE).is_file())
 
 
 class ReaderTrainer:
@@ -113,15 +108,13 @@ class ReaderTrainer:
         return float(loss.detach())
 
     def _order(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.config.seed, epoch]).permutation(len(self.examples))
+        return epoch_order(len(self.examples), self.config.seed, epoch)
 
     def _save(self) -> None:
         state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                  "rng": torch.get_rng_state(), "progress": dict(self.state), "config": dataclasses.asdict(self.config)}
         self.reader.save(self.out / f"checkpoint-{self.state['global_step']:07d}", state)
-        keep = self.config.keep_checkpoints
-        for old in list_checkpoints(self.out)[:-keep] if keep > 0 else []:
-            shutil.rmtree(old, ignore_errors=True)
+        prune_checkpoints(self.out, self.config.keep_checkpoints)
 
     def _resume(self) -> None:
         checkpoints = list_checkpoints(self.out)

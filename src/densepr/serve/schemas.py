@@ -79,7 +79,7 @@ class AskResponse(SearchResponse):
     detail: str
 
 
-class Answer(BaseModel):
+class ReaderAnswer(BaseModel):
     """The reader's span for one question, and the passage it came from."""
 
     question: str
@@ -93,7 +93,7 @@ class Answer(BaseModel):
 class AnswerResponse(SearchResponse):
     """``/ask`` with a reader: one answer per question plus the passages it read."""
 
-    answers: list[Answer]
+    answers: list[ReaderAnswer]
 
 
 class IndexInfo(BaseModel):
