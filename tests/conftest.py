@@ -79,6 +79,20 @@ def tiny_dpr(tmp_path_factory) -> tuple[Path, Path]:
     return folders[0], folders[1]
 
 
+@pytest.fixture(scope="session")
+def tiny_indexes(tmp_path_factory, tiny_bert) -> Path:
+    """The test corpus as passages (12 words), a BM25 index and a flat dense index (tiny BERT); read-only."""
+    from densepr import pipeline
+
+    d = tmp_path_factory.mktemp("tiny_indexes")
+    (d / "docs.jsonl").write_text("".join(json.dumps(doc) + "\n" for doc in DOCS), encoding="utf-8")
+    pipeline.make_passages([str(d / "docs.jsonl")], d / "psgs.tsv", words=12)
+    pipeline.build_bm25(d / "psgs.tsv", d / "bm25", progress=False)
+    pipeline.encode(d / "psgs.tsv", d / "emb", str(tiny_bert), bf16=False, progress=False)
+    pipeline.build_index(d / "emb", d / "flat")
+    return d
+
+
 @pytest.fixture
 def docs_jsonl(tmp_path) -> Path:
     path = tmp_path / "docs.jsonl"

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from conftest import DOCS
 
 from densepr.cli.main import main
 from densepr.errors import DenseprError
@@ -21,17 +20,9 @@ def run(capsys, *argv) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="module")
-def indexes(tmp_path_factory, tiny_bert):
+def indexes(tiny_indexes):
     """Passages, BM25 index and flat dense index (tiny BERT) of the test corpus."""
-    from densepr import pipeline
-
-    d = tmp_path_factory.mktemp("hybrid")
-    (d / "docs.jsonl").write_text("".join(json.dumps(doc) + "\n" for doc in DOCS), encoding="utf-8")
-    pipeline.make_passages([str(d / "docs.jsonl")], d / "psgs.tsv", words=12)
-    pipeline.build_bm25(d / "psgs.tsv", d / "bm25", progress=False)
-    pipeline.encode(d / "psgs.tsv", d / "emb", str(tiny_bert), bf16=False, progress=False)
-    pipeline.build_index(d / "emb", d / "flat")
-    return d
+    return tiny_indexes
 
 
 @pytest.fixture

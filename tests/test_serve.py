@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,23 +19,14 @@ from densepr.errors import DenseprError
 from densepr.serve import create_app, rrf
 from densepr.serve.batching import MicroBatcher
 
-from conftest import DOCS
 
 QUESTIONS = ["where was einstein born", "what river flows through paris", "who recorded the song with reba"]
 
 
 @pytest.fixture(scope="module")
-def index(tmp_path_factory, tiny_bert) -> Path:
+def index(tiny_indexes):
     """passages → BM25 → embeddings → flat index, via densepr.pipeline (7 passages)."""
-    from densepr import pipeline
-
-    d = tmp_path_factory.mktemp("serve_index")
-    (d / "docs.jsonl").write_text("".join(json.dumps(doc) + "\n" for doc in DOCS), encoding="utf-8")
-    pipeline.make_passages([str(d / "docs.jsonl")], d / "psgs.tsv", words=12)
-    pipeline.build_bm25(d / "psgs.tsv", d / "bm25", progress=False)
-    pipeline.encode(d / "psgs.tsv", d / "emb", str(tiny_bert), bf16=False, progress=False)
-    pipeline.build_index(d / "emb", d / "flat")
-    return d
+    return tiny_indexes
 
 
 @pytest.fixture(scope="module")
