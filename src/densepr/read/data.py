@@ -12,6 +12,7 @@ from densepr.errors import DenseprError
 from densepr.evaluate.answers import has_answer
 
 Span = tuple[int, int]  # first and last token of an answer (inclusive)
+PAD_MULTIPLE = 32
 
 
 @dataclass
@@ -40,8 +41,10 @@ def encode_pairs(tokenizer: PreTrainedTokenizerBase, questions: Sequence[str], c
         raise DenseprError("the reader needs a fast (Rust) tokenizer for character offsets")
     sep = tokenizer.sep_token
     seconds = [f"{c.get('title') or ''} {sep} {c['text']}" for c in ctxs]
+    # Padding to a multiple of 32 keeps the number of distinct batch shapes small: oneDNN builds kernels per shape on
+    # CPU, and with one shape per length, bf16 training steps grew ~15% slower over 150 steps (flat with this).
     enc = tokenizer(list(questions), seconds, truncation="longest_first", max_length=max_length,
-                    padding="longest", return_offsets_mapping=True, return_tensors="pt")
+                    padding="longest", pad_to_multiple_of=PAD_MULTIPLE, return_offsets_mapping=True, return_tensors="pt")
     offsets = enc.pop("offset_mapping").tolist()
     ids = enc["input_ids"].tolist()
     text_mask = torch.zeros_like(enc["input_ids"], dtype=torch.bool)
