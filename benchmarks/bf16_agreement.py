@@ -1,10 +1,13 @@
-"""bf16 autocast vs fp32 on the default model: vector agreement, speed, and top-20 retrieval change.
+"""bf16 autocast vs fp32 on the default model: vector agreement, speed, and top-k accuracy change.
 
     python -m benchmarks.bf16_agreement [--passages benchmarks/out/retrieval/psgs_w100.tsv] [--n 2000]
 
 Encodes the same passages and questions both ways in one process and reports cosine agreement,
 the speed ratio (median of 3 runs each), and how often the top-20 passages of SQuAD questions change.
-Writes ``bf16.json`` and ``bf16.md`` beside the passages file.
+Then top-20/100 accuracy on the whole corpus (exact search) with bf16 vs fp32 passage and question vectors,
+for SQuAD dev, NQ-open dev and CuratedTREC (the fp32 embeddings are made once, under ``emb-fp32/``; the
+bf16 ones are ``benchmarks.retrieval_mini_wiki``'s ``emb/``).
+Writes ``results.json`` and ``report.md`` under ``--out``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,35 @@ from pathlib import Path
 import numpy as np
 
 import densepr
+from densepr import pipeline
 from densepr.fileio import write_json
+from densepr.index.faiss_index import DenseIndex
+
+from benchmarks.retrieval_mini_wiki import QUESTION_SETS
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def accuracy_change(model: densepr.BiEncoder, corpus: Path) -> dict:
+    """Top-20/100 accuracy (exact search over the whole corpus) with bf16 vs fp32 vectors, per question set."""
+    store = densepr.PassageStore(corpus / "psgs_w100.tsv")
+    if not (corpus / "emb-fp32" / "shard-000-of-001.npy").is_file():
+        pipeline.encode(corpus / "psgs_w100.tsv", corpus / "emb-fp32", model.name, bf16=False, progress=False)
+    out = {}
+    for name, (rel, match) in QUESTION_SETS.items():
+        questions = densepr.read_questions(DATA / rel)
+        texts = [q.text for q in questions]
+        row = {}
+        for label, emb, bf16 in (("fp32", "emb-fp32", False), ("bf16", "emb", True)):
+            vectors, ids, _ = densepr.load_embeddings(corpus / emb)
+            _, rows = DenseIndex.build(np.asarray(vectors), ids).search(model.encode_questions(texts, bf16=bf16), 100)
+            hits = [[densepr.Hit(int(r), 0.0) for r in rr] for rr in rows]
+            acc = densepr.top_k_accuracy(densepr.build_results(questions, hits, store, ids, match), ks=(20, 100))
+            row[label] = {str(k): v for k, v in acc.items()}
+        row["change_top20"] = row["bf16"]["20"] - row["fp32"]["20"]
+        out[name] = row
+        print(name, row, flush=True)
+    return out
 
 
 def main() -> None:
@@ -25,6 +56,8 @@ def main() -> None:
     parser.add_argument("--passages", default="benchmarks/out/retrieval/psgs_w100.tsv")
     parser.add_argument("--questions", default=str(Path(__file__).resolve().parents[2] / "shared/data/squad/squad-dev-v1.1.open.json"))
     parser.add_argument("--n", type=int, default=2000, help="passages to encode")
+    parser.add_argument("--out", default="benchmarks/out/bf16")
+    parser.add_argument("--no-accuracy", action="store_true", help="skip the whole-corpus top-k accuracy part")
     args = parser.parse_args()
     store = densepr.PassageStore(args.passages)
     rng = np.random.default_rng(0)
@@ -52,10 +85,17 @@ def main() -> None:
         "speedup_bf16_vs_fp32": statistics.median(times[False]) / statistics.median(times[True]),
         "top20_overlap_mean": float(overlap),
     }
-    out = Path(args.passages).parent
-    write_json(out / "bf16.json", report)
-    text = "\n".join(f"- {k}: {v:.4f}" if isinstance(v, float) else f"- {k}: {v}" for k, v in report.items())
-    (out / "bf16.md").write_text("# bf16 autocast vs fp32 (default model)\n\n" + text + "\n")
+    if not args.no_accuracy:
+        report["top_k_accuracy"] = accuracy_change(model, Path(args.passages).parent)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "results.json", report)
+    text = "\n".join(f"- {k}: {v:.4f}" if isinstance(v, float) else f"- {k}: {v}" for k, v in report.items() if k != "top_k_accuracy")
+    if "top_k_accuracy" in report:
+        text += "\n\n| questions | top-20 fp32 | top-20 bf16 | change (points) | top-100 fp32 | top-100 bf16 |\n|---|---|---|---|---|---|\n"
+        text += "\n".join(f"| {name} | {r['fp32']['20']:.2f} | {r['bf16']['20']:.2f} | {r['change_top20']:+.2f} | "
+                          f"{r['fp32']['100']:.2f} | {r['bf16']['100']:.2f} |" for name, r in report["top_k_accuracy"].items())
+    (out / "report.md").write_text("# bf16 autocast vs fp32 (default model)\n\n" + text + "\n")
     print(text)
 
 

@@ -4,9 +4,10 @@
 
 - passage encoding (passages/s, same model, passages, max length 256): densepr vs sentence-transformers ``encode()``;
 - single-question encoding latency p50/p95: densepr vs sentence-transformers;
-- BM25 index build and search (questions/s): densepr (bm25s + stemmer + stopwords) vs plain ``bm25s`` vs ``rank_bm25``;
-- training throughput (questions/s, batch 32, 1 hard negative): densepr vs sentence-transformers
-  MultipleNegativesRankingLoss on the same model and (question, positive, hard negative) triples.
+- BM25 index build and search (questions/s): densepr (bm25s + stemmer + stopwords) vs plain ``bm25s``, ``rank_bm25``
+  and pyserini (Lucene; where it imports: needs Java 21+, found under /usr/lib/jvm when JAVA_HOME is unset);
+- training throughput (questions/s, batch 32, 1 hard negative; median step time, loading and saving not timed):
+  densepr vs sentence-transformers MultipleNegativesRankingLoss on the same model and triples.
 Each measurement runs in its own process (so peak RSS is its own); medians of ``--runs``.
 Writes ``results.json`` and ``report.md`` under ``--out``. Peers are benchmark-only dependencies.
 """
@@ -16,15 +17,18 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import multiprocessing as mp
+import os
 import resource
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def _peak_mb() -> float:
+def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -54,7 +58,7 @@ def encode_densepr(corpus: str, n: int, runs: int, bf16: bool) -> dict:
         t = time.perf_counter()
         model.encode_passages(passages, bf16=bf16)
         times.append(time.perf_counter() - t)
-    return {"passages_per_s": n / statistics.median(times), "peak_mb": _peak_mb()}
+    return {"passages_per_s": n / statistics.median(times), "peak_mb": peak_mb()}
 
 
 def encode_st(corpus: str, n: int, runs: int) -> dict:
@@ -72,10 +76,10 @@ def encode_st(corpus: str, n: int, runs: int) -> dict:
         t = time.perf_counter()
         model.encode(pairs)
         times.append(time.perf_counter() - t)
-    return {"passages_per_s": n / statistics.median(times), "peak_mb": _peak_mb()}
+    return {"passages_per_s": n / statistics.median(times), "peak_mb": peak_mb()}
 
 
-def question_latency(tool: str, n: int) -> dict:
+def question_latency(tool: str, n: int, runs: int) -> dict:
     import numpy as np
 
     questions = _questions(n)
@@ -92,76 +96,133 @@ def question_latency(tool: str, n: int) -> dict:
         st = SentenceTransformer(str(packaged_default_model()), device="cpu")
         encode = lambda q: st.encode([q])  # noqa: E731
     encode(questions[0])
-    times = []
-    for q in questions:
-        t = time.perf_counter()
-        encode(q)
-        times.append(1000 * (time.perf_counter() - t))
-    return {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)), "peak_mb": _peak_mb()}
+    p50, p95 = [], []
+    for _ in range(runs):
+        times = []
+        for q in questions:
+            t = time.perf_counter()
+            encode(q)
+            times.append(1000 * (time.perf_counter() - t))
+        p50.append(float(np.percentile(times, 50)))
+        p95.append(float(np.percentile(times, 95)))
+    return {"p50_ms": statistics.median(p50), "p95_ms": statistics.median(p95), "peak_mb": peak_mb()}
 
 
-def bm25_tool(tool: str, corpus: str, n_queries: int) -> dict:
+def bm25_tool(tool: str, corpus: str, n_queries: int, runs: int) -> dict:
+    """Index build and top-100 search (all questions in one call where the tool has one); medians of ``runs``."""
+    import tempfile
+
     import densepr
 
     store = densepr.PassageStore(Path(corpus) / "psgs_w100.tsv")
     texts = [f"{p.title} {p.text}" for p in store]
     questions = _questions(n_queries)
-    t = time.perf_counter()
-    if tool == "densepr":
-        bm25 = densepr.BM25Retriever.build(store, progress=False)
-        build = time.perf_counter() - t
+    builds, searches = [], []
+    for _ in range(runs):
         t = time.perf_counter()
-        bm25.search(questions, k=100)
-    elif tool == "bm25s":
-        import bm25s
+        if tool == "densepr":
+            bm25 = densepr.BM25Retriever.build(store, progress=False)
+            search = lambda: bm25.search(questions, k=100)  # noqa: E731
+        elif tool == "bm25s":
+            import bm25s
 
-        retriever = bm25s.BM25()
-        retriever.index(bm25s.tokenize(texts, show_progress=False), show_progress=False)
-        build = time.perf_counter() - t
-        t = time.perf_counter()
-        retriever.retrieve(bm25s.tokenize(questions, show_progress=False), k=100, show_progress=False)
-    else:
-        import numpy as np
-        from rank_bm25 import BM25Okapi
+            retriever = bm25s.BM25()
+            retriever.index(bm25s.tokenize(texts, show_progress=False), show_progress=False)
+            search = lambda: retriever.retrieve(bm25s.tokenize(questions, show_progress=False), k=100, show_progress=False)  # noqa: E731
+        elif tool == "pyserini":
+            from pyserini.index.lucene import LuceneIndexer
+            from pyserini.search.lucene import LuceneSearcher
 
-        retriever = BM25Okapi([x.lower().split() for x in texts])
-        build = time.perf_counter() - t
+            folder = tempfile.mkdtemp()
+            indexer = LuceneIndexer(folder, threads=2)
+            indexer.add_batch_dict([{"id": p.id, "contents": x} for p, x in zip(store, texts)])
+            indexer.close()
+            searcher = LuceneSearcher(folder)
+            searcher.set_bm25(0.9, 0.4)
+            qids = [str(i) for i in range(len(questions))]
+            search = lambda: searcher.batch_search(questions, qids, k=100, threads=2)  # noqa: E731
+        else:
+            import numpy as np
+            from rank_bm25 import BM25Okapi
+
+            retriever = BM25Okapi([x.lower().split() for x in texts])
+            search = lambda: [np.argsort(-retriever.get_scores(q.lower().split()))[:100] for q in questions]  # noqa: E731
+        builds.append(time.perf_counter() - t)
         t = time.perf_counter()
-        for q in questions:
-            np.argsort(-retriever.get_scores(q.lower().split()))[:100]
-    return {"build_s": build, "questions_per_s": len(questions) / (time.perf_counter() - t), "peak_mb": _peak_mb()}
+        search()
+        searches.append(time.perf_counter() - t)
+    return {"build_s": statistics.median(builds), "questions_per_s": len(questions) / statistics.median(searches),
+            "questions": len(questions), "runs": runs, "peak_mb": peak_mb()}
+
+
+def use_temurin_java() -> None:
+    """pyserini 1.x needs Java 21+: point JAVA_HOME at the newest Temurin JDK when it is unset."""
+    jdks = sorted(Path("/usr/lib/jvm").glob("temurin-*"), key=lambda p: int(p.name.split("-")[1]))
+    if not os.environ.get("JAVA_HOME") and jdks:
+        os.environ["JAVA_HOME"] = str(jdks[-1])
+    os.environ.setdefault("OPENAI_API_KEY", "unused")  # pyserini 1.6 reads it at import
+
+
+def pyserini_available() -> bool:
+    """pyserini imports and its Lucene classes load (needs Java 21+ as JAVA_HOME)."""
+    proc = subprocess.run([sys.executable, "-c", "from pyserini.search.lucene import LuceneSearcher"], capture_output=True)
+    return proc.returncode == 0
 
 
 def train_tool(tool: str, train_file: str, steps: int, batch: int) -> dict:
+    """Steady-state training throughput: median time between consecutive optimiser steps (tokenisation,
+    forward, backward, clipping, AdamW), skipping the first two; model loading and saving are not timed."""
     import tempfile
 
     from densepr.train import read_training_data
 
     examples = read_training_data(train_file)[: steps * batch]
-    out = tempfile.mkdtemp()
-    t = time.perf_counter()
+    out, ends = tempfile.mkdtemp(), []
+    start = time.perf_counter()
     if tool == "densepr":
-        from densepr.pipeline import train
+        from densepr.dense.biencoder import BiEncoder
+        from densepr.train import DualEncoderModel, TrainConfig, Trainer
+        from densepr.train.batches import epoch_order
 
-        train(train_file, out, "default", batch_size=batch, max_steps=steps, save_every=0, warmup_steps=2)
+        trainer = Trainer(DualEncoderModel(BiEncoder.load("default")), examples,
+                          TrainConfig(out=out, batch_size=batch, max_steps=steps, save_every=0, warmup_steps=2))
+        trainer.model.train()
+        order = epoch_order(len(examples), trainer.config.seed, 0)
+        ends.append(time.perf_counter())
+        for s in range(steps):
+            trainer.step(order[s * batch : (s + 1) * batch], 0)
+            ends.append(time.perf_counter())
     else:
         from datasets import Dataset
         from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
         from sentence_transformers.losses import MultipleNegativesRankingLoss
+        from transformers import TrainerCallback
 
         from densepr.dense.loading import packaged_default_model
+
+        class StepClock(TrainerCallback):
+            def on_train_begin(self, *args, **kwargs):
+                ends.append(time.perf_counter())
+
+            def on_step_end(self, *args, **kwargs):
+                ends.append(time.perf_counter())
 
         model = SentenceTransformer(str(packaged_default_model()), device="cpu")
         data = Dataset.from_dict({"anchor": [e.question for e in examples],
                                   "positive": [f"{e.positives[0].title} {e.positives[0].text}" for e in examples],
                                   "negative": [f"{e.hard_negatives[0].title} {e.hard_negatives[0].text}" for e in examples]})
         args = SentenceTransformerTrainingArguments(output_dir=out, per_device_train_batch_size=batch, max_steps=steps,
-                                                    save_strategy="no", report_to=[], bf16=True, use_cpu=True)
-        SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=MultipleNegativesRankingLoss(model)).train()
-    return {"questions_per_s": steps * batch / (time.perf_counter() - t), "peak_mb": _peak_mb()}
+                                                    save_strategy="no", report_to=[], bf16=True, use_cpu=True,
+                                                    warmup_steps=2, dataloader_drop_last=True)
+        SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=MultipleNegativesRankingLoss(model),
+                                   callbacks=[StepClock()]).train()
+    steps_s = [b - a for a, b in zip(ends, ends[1:])][2:]
+    return {"questions_per_s": batch / statistics.median(steps_s), "step_s_median": statistics.median(steps_s),
+            "wall_s": time.perf_counter() - start, "peak_mb": peak_mb()}
 
 
 def isolated(fn, *args) -> dict:
+    """``fn(*args)`` in a fresh spawned process (its own imports and peak RSS)."""
     with cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
         return pool.submit(fn, *args).result()
 
@@ -179,6 +240,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/out/peers")
     args = parser.parse_args()
     skip, out, r = set(args.skip.split(",")), Path(args.out), {}
+    use_temurin_java()
     out.mkdir(parents=True, exist_ok=True)
     if "encode" not in skip:
         r["encode"] = {"densepr": isolated(encode_densepr, args.corpus, args.passages, args.runs, True),
@@ -186,10 +248,11 @@ def main() -> None:
                        "sentence_transformers": isolated(encode_st, args.corpus, args.passages, args.runs)}
         print(r["encode"], flush=True)
     if "latency" not in skip:
-        r["latency"] = {t: isolated(question_latency, t, 200) for t in ("densepr", "sentence_transformers")}
+        r["latency"] = {t: isolated(question_latency, t, 200, args.runs) for t in ("densepr", "sentence_transformers")}
         print(r["latency"], flush=True)
     if "bm25" not in skip:
-        r["bm25"] = {t: isolated(bm25_tool, t, args.corpus, 500 if t == "rank_bm25" else 3610) for t in ("densepr", "bm25s", "rank_bm25")}
+        tools = ["densepr", "bm25s", "rank_bm25"] + (["pyserini"] if pyserini_available() else [])
+        r["bm25"] = {t: isolated(bm25_tool, t, args.corpus, 500 if t == "rank_bm25" else 3610, args.runs) for t in tools}
         print(r["bm25"], flush=True)
     if "train" not in skip and Path(args.train_file).is_file():
         r["train"] = {t: isolated(train_tool, t, args.train_file, args.train_steps, 32) for t in ("densepr", "sentence_transformers")}

@@ -30,6 +30,26 @@ def test_sharded_encoding_equals_single_run(tiny_bert, passages_tsv, tmp_path):
     np.testing.assert_allclose(one, two, atol=1e-5)
 
 
+def test_torchrun_processes_encode_one_shard_each(tiny_bert, passages_tsv, tmp_path):
+    import shutil
+    import subprocess
+
+    from conftest import free_port
+
+    if shutil.which("torchrun") is None:
+        pytest.skip("torchrun not on PATH")
+    cmd = ["torchrun", "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", str(free_port()), "-m", "densepr",
+           "-q", "encode", "--passages", str(passages_tsv), "--out", str(tmp_path / "emb"), "--model", str(tiny_bert), "--no-bf16"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "emb").glob("*.npy")) == ["shard-000-of-002.npy", "shard-001-of-002.npy"]
+    store = PassageStore(passages_tsv)
+    encode_passages(store, BiEncoder.load(tiny_bert), tmp_path / "one", bf16=False, progress=False)
+    merged, ids, _ = load_embeddings(tmp_path / "emb")
+    assert ids == [p.id for p in store]
+    np.testing.assert_allclose(merged, load_embeddings(tmp_path / "one")[0], atol=1e-5)
+
+
 def test_missing_shard_is_named(tiny_bert, passages_tsv, tmp_path):
     encode_passages(PassageStore(passages_tsv), BiEncoder.load(tiny_bert), tmp_path, 0, 2, progress=False)
     with pytest.raises(DenseprError, match="shard 1 of 2 is missing"):

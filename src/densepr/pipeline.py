@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,9 +51,17 @@ def build_bm25(passages: str | Path, out: str | Path, k1: float = 0.9, b: float 
     log.info("BM25 index of %d passages in %.1fs -> %s", len(retriever.ids), time.perf_counter() - start, out)
 
 
-def encode(passages: str | Path, out: str | Path, model: str | None = None, shard_id: int = 0, num_shards: int = 1,
-           batch_size: int = 64, bf16: bool | None = None, progress: bool = True) -> Path:
-    """Embed one shard of a passages TSV with the passage tower (resumable)."""
+def encode(passages: str | Path, out: str | Path, model: str | None = None, shard_id: int | None = None,
+           num_shards: int | None = None, batch_size: int = 64, bf16: bool | None = None, progress: bool = True) -> Path:
+    """Embed one shard of a passages TSV with the passage tower (resumable).
+
+    Without ``shard_id``/``num_shards``, a process started by torchrun encodes shard ``RANK`` of ``WORLD_SIZE``
+    (``torchrun --nproc-per-node 2 -m densepr encode ...``); otherwise the whole file is one shard.
+    """
+    if shard_id is None and num_shards is None:
+        shard_id, num_shards = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    elif shard_id is None or num_shards is None:
+        raise DenseprError("give both --shard-id and --num-shards, or neither (torchrun's RANK/WORLD_SIZE, else one shard)")
     store = PassageStore(passages)
     encoder = BiEncoder.load(model)
     start = time.perf_counter()
