@@ -50,6 +50,16 @@ def test_torchrun_processes_encode_one_shard_each(tiny_bert, passages_tsv, tmp_p
     np.testing.assert_allclose(merged, load_embeddings(tmp_path / "one")[0], atol=1e-5)
 
 
+def test_shard_options_come_together_or_from_torchrun(tiny_bert, passages_tsv, tmp_path, monkeypatch):
+    from densepr.pipeline import encode
+
+    with pytest.raises(DenseprError, match="both --shard-id and --num-shards"):
+        encode(passages_tsv, tmp_path / "emb", tiny_bert, shard_id=1, progress=False)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert encode(passages_tsv, tmp_path / "emb", tiny_bert, progress=False).name == "shard-001-of-003.npy"
+
+
 def test_missing_shard_is_named(tiny_bert, passages_tsv, tmp_path):
     encode_passages(PassageStore(passages_tsv), BiEncoder.load(tiny_bert), tmp_path, 0, 2, progress=False)
     with pytest.raises(DenseprError, match="shard 1 of 2 is missing"):
