@@ -83,6 +83,15 @@ def test_answer_spans_are_found_in_the_passage_text_only(reader):
     assert answer_token_ids(reader.tokenizer, ["", "  "]) == []
 
 
+def test_span_text_widens_word_pieces_to_whole_words(reader):
+    batch = reader.encode(["who sang it"], [SONG])
+    first, last = passage_spans(batch, 0, answer_token_ids(reader.tokenizer, ["recorded"]))[0]
+    assert last - first >= 2  # "recorded" is letter pieces in the tiny vocabulary
+    pieces = [batch.span_text(0, first, first), batch.span_text(0, first + 1, last - 1), batch.span_text(0, last, last)]
+    assert pieces == ["recorded"] * 3
+    assert batch.span_text(0, first - 1, first) == "song recorded"  # a whole word before it stays as it is
+
+
 def test_reader_examples_skip_and_count(reader, tmp_path):
     entries = json.loads(results_file(tmp_path / "r.json").read_text())
     entries[2]["ctxs"][0]["has_answer"] = True  # marked, but "Linda Davis" is not in the Einstein passage: still fine

@@ -30,8 +30,15 @@ class PassageBatch:
         return len(self.text_start)
 
     def span_text(self, i: int, start: int, end: int) -> str:
-        """The characters of passage ``i`` covered by tokens ``start..end``."""
-        return self.seconds[i][self.offsets[i][start][0] : self.offsets[i][end][1]]
+        """The characters of passage ``i`` covered by tokens ``start..end``, widened to whole words (a span
+        starting or ending on a word piece, like ``comput`` of ``computation``, gives the word, as DPR's reader)."""
+        text = self.seconds[i]
+        first, last = self.offsets[i][start][0], self.offsets[i][end][1]
+        while first > 0 and text[first - 1].isalnum():
+            first -= 1
+        while last < len(text) and text[last].isalnum():
+            last += 1
+        return text[first:last]
 
 
 def encode_pairs(tokenizer: PreTrainedTokenizerBase, questions: Sequence[str], ctxs: Sequence[dict],
