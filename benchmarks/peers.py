@@ -29,6 +29,13 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def peak_mb() -> float:
+    """This process's peak RSS: ``VmHWM`` where Linux has it (``ru_maxrss`` keeps the parent's peak across a
+    spawn, which inflated the search-process figures of ``benchmarks.scale``), else ``ru_maxrss``."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -48,8 +55,10 @@ def _questions(n: int) -> list[str]:
     return [q.text for q in densepr.read_questions(DATA / "nq-open/NQ-open.dev.jsonl")][:n]
 
 
-def encode_densepr(corpus: str, n: int, runs: int, bf16: bool) -> dict:
+def encode_densepr(corpus: str, n: int, runs: int, bf16: bool | None) -> dict:
+    """``bf16=None``: densepr's default (bf16 autocast only on CPUs with bf16 units, else fp32)."""
     import densepr
+    from densepr.dense.encoder import cpu_supports_bf16
 
     passages, model = _passages(corpus, n), densepr.BiEncoder.load("default")
     model.encode_passages(passages[:64], bf16=bf16)  # warm-up
@@ -58,7 +67,8 @@ def encode_densepr(corpus: str, n: int, runs: int, bf16: bool) -> dict:
         t = time.perf_counter()
         model.encode_passages(passages, bf16=bf16)
         times.append(time.perf_counter() - t)
-    return {"passages_per_s": n / statistics.median(times), "peak_mb": peak_mb()}
+    precision = "bf16" if (cpu_supports_bf16() if bf16 is None else bf16) else "fp32"
+    return {"passages_per_s": n / statistics.median(times), "precision": precision, "peak_mb": peak_mb()}
 
 
 def encode_st(corpus: str, n: int, runs: int) -> dict:
@@ -171,7 +181,8 @@ def pyserini_available() -> bool:
 
 def train_tool(tool: str, train_file: str, steps: int, batch: int) -> dict:
     """Steady-state training throughput: median time between consecutive optimiser steps (tokenisation,
-    forward, backward, clipping, AdamW), skipping the first two; model loading and saving are not timed."""
+    forward, backward, clipping, AdamW), skipping the first two; model loading and saving are not timed.
+    ``densepr`` trains DPR's two towers, ``densepr_shared`` one tower for both sides (as sentence-transformers)."""
     import tempfile
 
     from densepr.train import read_training_data
@@ -179,12 +190,13 @@ def train_tool(tool: str, train_file: str, steps: int, batch: int) -> dict:
     examples = read_training_data(train_file)[: steps * batch]
     out, ends = tempfile.mkdtemp(), []
     start = time.perf_counter()
-    if tool == "densepr":
+    if tool.startswith("densepr"):
         from densepr.dense.biencoder import BiEncoder
         from densepr.train import DualEncoderModel, TrainConfig, Trainer
         from densepr.train.batches import epoch_order
 
-        trainer = Trainer(DualEncoderModel(BiEncoder.load("default")), examples,
+        model = DualEncoderModel(BiEncoder.load("default"), shared=tool == "densepr_shared")
+        trainer = Trainer(model, examples,
                           TrainConfig(out=out, batch_size=batch, max_steps=steps, save_every=0, warmup_steps=2))
         trainer.model.train()
         order = epoch_order(len(examples), trainer.config.seed, 0)
@@ -198,6 +210,7 @@ def train_tool(tool: str, train_file: str, steps: int, batch: int) -> dict:
         from sentence_transformers.losses import MultipleNegativesRankingLoss
         from transformers import TrainerCallback
 
+        from densepr.dense.encoder import cpu_supports_bf16
         from densepr.dense.loading import packaged_default_model
 
         class StepClock(TrainerCallback):
@@ -212,7 +225,7 @@ def train_tool(tool: str, train_file: str, steps: int, batch: int) -> dict:
                                   "positive": [f"{e.positives[0].title} {e.positives[0].text}" for e in examples],
                                   "negative": [f"{e.hard_negatives[0].title} {e.hard_negatives[0].text}" for e in examples]})
         args = SentenceTransformerTrainingArguments(output_dir=out, per_device_train_batch_size=batch, max_steps=steps,
-                                                    save_strategy="no", report_to=[], bf16=True, use_cpu=True,
+                                                    save_strategy="no", report_to=[], bf16=cpu_supports_bf16(), use_cpu=True,
                                                     warmup_steps=2, dataloader_drop_last=True)
         SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=MultipleNegativesRankingLoss(model),
                                    callbacks=[StepClock()]).train()
@@ -243,9 +256,12 @@ def main() -> None:
     use_temurin_java()
     out.mkdir(parents=True, exist_ok=True)
     if "encode" not in skip:
-        r["encode"] = {"densepr": isolated(encode_densepr, args.corpus, args.passages, args.runs, True),
-                       "densepr_fp32": isolated(encode_densepr, args.corpus, args.passages, args.runs, False),
-                       "sentence_transformers": isolated(encode_st, args.corpus, args.passages, args.runs)}
+        from densepr.dense.encoder import cpu_supports_bf16
+
+        r["encode"] = {"densepr": isolated(encode_densepr, args.corpus, args.passages, args.runs, None)}
+        if cpu_supports_bf16():  # the default is bf16 here: show what fp32 alone gives
+            r["encode"]["densepr_fp32"] = isolated(encode_densepr, args.corpus, args.passages, args.runs, False)
+        r["encode"]["sentence_transformers"] = isolated(encode_st, args.corpus, args.passages, args.runs)
         print(r["encode"], flush=True)
     if "latency" not in skip:
         r["latency"] = {t: isolated(question_latency, t, 200, args.runs) for t in ("densepr", "sentence_transformers")}
@@ -255,7 +271,8 @@ def main() -> None:
         r["bm25"] = {t: isolated(bm25_tool, t, args.corpus, 500 if t == "rank_bm25" else 3610, args.runs) for t in tools}
         print(r["bm25"], flush=True)
     if "train" not in skip and Path(args.train_file).is_file():
-        r["train"] = {t: isolated(train_tool, t, args.train_file, args.train_steps, 32) for t in ("densepr", "sentence_transformers")}
+        r["train"] = {t: isolated(train_tool, t, args.train_file, args.train_steps, 32)
+                      for t in ("densepr", "densepr_shared", "sentence_transformers")}
         print(r["train"], flush=True)
     write_json(out / "results.json", r)
     lines = ["# densepr vs peers (same machine, same run)", ""]

@@ -122,7 +122,8 @@ def scaling_lines(r: dict) -> list[str]:
     encode = s.get("peers", {}).get("encode", {}).get("densepr", {}).get("passages_per_s")
     if encode:
         hours = DPR_PASSAGES / encode / 3600
-        lines += [f"- **Encoding**: at {encode:.0f} passages/s per 2-core machine (MiniLM, bf16), 21M passages take "
+        lines += [f"- **Encoding**: at {encode:.0f} passages/s per 2-core machine (MiniLM, "
+                  f"{s['peers']['encode']['densepr'].get('precision', 'bf16')}), 21M passages take "
                   f"{hours:,.0f} machine-hours: {hours / 16:,.1f} h on 16 such machines, each running "
                   "`densepr encode --shard-id I --num-shards 16` (or `torchrun --nnodes 16 --nproc-per-node N -m densepr encode`, "
                   "one shard per process) into one shared folder; a killed shard resumes at its last chunk. A BERT-base "
@@ -155,7 +156,9 @@ def targets_lines(r: dict) -> list[str]:
     enc = s.get("peers", {}).get("encode")
     if enc:
         ratio = enc["densepr"]["passages_per_s"] / enc["sentence_transformers"]["passages_per_s"]
-        rows.append(["passage encoding ≥ 2× sentence-transformers", f"{ratio:.2f}×", "met" if ratio >= 2 else "missed"])
+        precision = enc["densepr"].get("precision", "bf16")
+        rows.append(["passage encoding ≥ 2× sentence-transformers", f"{ratio:.2f}× ({precision})",
+                     "met" if ratio >= 2 else "missed"])
     acc = s.get("bf16", {}).get("top_k_accuracy")
     if acc:
         worst = max(abs(x["change_top20"]) for x in acc.values())
@@ -180,7 +183,8 @@ def write_report(r: dict, out: Path) -> None:
     """``out/report.md`` plus ``peers.png``, ``index.png``, ``latency.png`` for the sections present."""
     s, m = r["sections"], r["machine"]
     lines = ["# densepr speed and scale report", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, AMX bf16: {m['amx_bf16']}; "
+             f"Machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, AMX bf16: {m['amx_bf16']}, "
+             f"AVX512-BF16: {m.get('avx512_bf16', '?')}; "
              f"commit {m['commit']}, {m['date']}. Medians of {r['runs']} runs unless a row says otherwise"
              + (" (**--quick**: small sizes, not the targets' sizes)." if r["quick"] else "."), "",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v), "", "## Targets", "",
@@ -195,6 +199,8 @@ def write_report(r: dict, out: Path) -> None:
         lines += ["## Single-question latency", "", "![latency](latency.png)", "", *report_lines(s["latency"]), ""]
     if "bf16" in s:
         lines += ["## bf16 vs fp32", "", *bf16_lines(s["bf16"])]
+    for name, why in r.get("skipped", {}).items():
+        lines += [f"## {name}: skipped", "", f"{why}.", ""]
     if "index" in s:
         plot_index(s["index"]["rows"], out / "index.png")
         lines += ["## Dense index types at scale", "", "![index](index.png)", "", *index_lines(s["index"])]

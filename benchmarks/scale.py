@@ -44,11 +44,16 @@ def densepr_cli(*argv: str, processes: int = 1) -> float:
     return time.perf_counter() - start
 
 
-def sharded_encoding(corpus: Path, work: Path, questions: np.ndarray) -> dict:
-    """Two torchrun shards vs one process over the real corpus; merged vectors and top-100 must agree."""
+def sharded_encoding(corpus: Path, work: Path, questions: np.ndarray, limit: int = 0) -> dict:
+    """Two torchrun shards vs one process over the real corpus (its first ``limit`` passages if > 0);
+    merged vectors and top-100 must agree."""
     import densepr
 
     psgs = corpus / "psgs_w100.tsv"
+    store = densepr.PassageStore(psgs)
+    if 0 < limit < len(store):
+        psgs = work / "psgs-subset.tsv"
+        densepr.write_passages(psgs, (store[i] for i in range(limit)))
     for name in ("emb-1proc", "emb-2proc", "flat-2proc"):
         shutil.rmtree(work / name, ignore_errors=True)
     one_s = densepr_cli("encode", "--passages", str(psgs), "--out", str(work / "emb-1proc"))
@@ -120,6 +125,8 @@ def main() -> None:
     parser.add_argument("--type", default="ivfsq8")
     parser.add_argument("--nprobes", default="64,128")
     parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--encode-passages", type=int, default=0,
+                        help="encode only the first N corpus passages in the sharded-encoding comparison (0: all)")
     parser.add_argument("--out", default="benchmarks/out/scale")
     args = parser.parse_args()
     corpus, out = Path(args.corpus), Path(args.out)
@@ -127,10 +134,12 @@ def main() -> None:
     model = densepr.BiEncoder.load("default")
     questions = model.encode_questions([q.text for q in densepr.read_questions(DATA / "nq-open/NQ-open.dev.jsonl")][: args.queries])
     del model
-    r: dict = {"sharded_encoding": sharded_encoding(corpus, out, questions)}
+    r: dict = {"sharded_encoding": sharded_encoding(corpus, out, questions, args.encode_passages)}
     print(r["sharded_encoding"], flush=True)
 
-    real, real_ids, _ = densepr.load_embeddings(out / "emb-2proc")
+    # the million starts from every real vector: the corpus's own embeddings, else the two-shard ones
+    real_dir = corpus / "emb" if (corpus / "emb" / "meta.json").is_file() else out / "emb-2proc"
+    real, real_ids, _ = densepr.load_embeddings(real_dir)
     write_million(np.asarray(real, dtype=np.float32), real_ids, out / "emb-1m", args.total, args.shards)
     built = isolated(build_in_process, str(out / "emb-1m"), str(out / f"{args.type}-1m"), args.type)
     vectors, _, _ = densepr.load_embeddings(out / "emb-1m")
@@ -153,7 +162,7 @@ def main() -> None:
 
 def report_lines(r: dict) -> list[str]:
     s, m = r["sharded_encoding"], r["million"]
-    lines = [f"Sharded encoding of the real corpus ({s['passages']:,} passages): one process (2 threads) {s['one_process_s']:.0f} s "
+    lines = [f"Sharded encoding of {s['passages']:,} real passages: one process (2 threads) {s['one_process_s']:.0f} s "
              f"({s['one_process_passages_per_s']:.0f} passages/s); `torchrun --nproc-per-node 2 -m densepr encode` "
              f"(2 shards, 1 thread each) {s['two_processes_s']:.0f} s ({s['two_processes_passages_per_s']:.0f} passages/s, "
              f"{s['speedup']:.2f}x). Merged by `densepr index`: ids equal: {s['ids_equal']}, min cosine to the one-process "

@@ -11,7 +11,7 @@ import torch
 
 from densepr.corpus.passages import Passage
 from densepr.dense.biencoder import BiEncoder
-from densepr.dense.encoder import Encoder
+from densepr.dense.encoder import Encoder, length_batches
 from densepr.dense.loading import packaged_default_model
 from densepr.errors import DenseprError
 
@@ -36,6 +36,23 @@ def test_batched_length_sorted_embedding_matches_one_by_one(tiny_bert, pooling):
     enc = Encoder.from_pretrained(tiny_bert, pooling=pooling)
     got = enc.embed(TEXTS, batch_size=2, bf16=False)
     np.testing.assert_allclose(got, _manual(tiny_bert, TEXTS, pooling), atol=1e-5)
+
+
+def test_token_budget_batches_match_one_by_one(tiny_bert):
+    enc = Encoder.from_pretrained(tiny_bert)
+    np.testing.assert_allclose(enc.embed(TEXTS, bf16=False), _manual(tiny_bert, TEXTS, "cls"), atol=1e-5)
+    with pytest.raises(DenseprError, match="batch size"):
+        enc.embed(TEXTS, batch_size=0)
+
+
+@pytest.mark.parametrize("budget", [1, 40, 100, 1000])
+def test_length_batches_cover_every_item_once_within_the_budget(budget):
+    lengths = np.sort(np.random.default_rng(0).integers(1, 60, size=50))[::-1]
+    batches = list(length_batches(lengths, None, budget))
+    assert np.concatenate([np.arange(len(lengths))[b] for b in batches]).tolist() == list(range(len(lengths)))
+    for b in batches:  # the first item is the batch's longest
+        assert (b.stop - b.start) * lengths[b.start] <= budget or b.stop - b.start == 1
+    assert [b.stop - b.start for b in length_batches(lengths, 7, budget)][:-1] == [7] * 7
 
 
 def test_bf16_agrees_with_fp32(tiny_bert):

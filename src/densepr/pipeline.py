@@ -52,7 +52,7 @@ def build_bm25(passages: str | Path, out: str | Path, k1: float = 0.9, b: float 
 
 
 def encode(passages: str | Path, out: str | Path, model: str | None = None, shard_id: int | None = None,
-           num_shards: int | None = None, batch_size: int = 64, bf16: bool | None = None, progress: bool = True) -> Path:
+           num_shards: int | None = None, batch_size: int | None = None, bf16: bool | None = None, progress: bool = True) -> Path:
     """Embed one shard of a passages TSV with the passage tower (resumable).
 
     Without ``shard_id``/``num_shards``, a process started by torchrun encodes shard ``RANK`` of ``WORLD_SIZE``

@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model folder or hub name (default: offline all-MiniLM-L6-v2)")
     p.add_argument("--shard-id", type=int, help="this process's shard (default: torchrun's RANK, else 0)")
     p.add_argument("--num-shards", type=int, help="shards in all (default: torchrun's WORLD_SIZE, else 1)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="passages per forward pass (default: as many as fit 4,096 tokens on CPU, 32,768 on GPU)")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (default: on where the CPU has bf16 units)")
     p.set_defaults(func=_cmd_encode)
 

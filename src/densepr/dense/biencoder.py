@@ -67,12 +67,12 @@ class BiEncoder:
             return cls(Encoder.from_pretrained(pair[0], pooling), Encoder.from_pretrained(pair[1], pooling), name=model)
         return cls(Encoder.from_pretrained(model, pooling), name=model)
 
-    def encode_questions(self, questions: Sequence[str], batch_size: int = 128, bf16: bool | None = None,
+    def encode_questions(self, questions: Sequence[str], batch_size: int | None = None, bf16: bool | None = None,
                          progress: bool = False) -> np.ndarray:
         """Question vectors, float32 ``(n, dim)``."""
         return self.question_encoder.embed(questions, batch_size=batch_size, bf16=bf16, progress=progress)
 
-    def encode_passages(self, passages: Sequence[Passage], batch_size: int = 64, bf16: bool | None = None,
+    def encode_passages(self, passages: Sequence[Passage], batch_size: int | None = None, bf16: bool | None = None,
                         progress: bool = False) -> np.ndarray:
         """Passage vectors of ``title [SEP] text`` inputs, float32 ``(n, dim)``."""
         return self.passage_encoder.embed([p.title for p in passages], [p.text for p in passages],

@@ -53,6 +53,26 @@ def _load_model(spec: TowerSpec) -> PreTrainedModel:
     return AutoModel.from_pretrained(spec.path)
 
 
+# Tokens per batch when no batch size is given. On a 2-core AVX2 CPU (fp32), budgets of 2,048 or 4,096 tokens and
+# fixed batches of 8 or 16 passages all encoded ~1.12x faster than batches of 64 (medians of 3, interleaved runs).
+CPU_BATCH_TOKENS = 16 * 256
+GPU_BATCH_TOKENS = 128 * 256
+
+
+def length_batches(sorted_lengths: np.ndarray, batch_size: int | None, budget: int) -> Iterator[slice]:
+    """Slices of a longest-first length array: ``batch_size`` items each, or (``None``) as many as keep
+    ``items × longest`` within ``budget`` tokens (at least one item).
+
+    >>> [(b.start, b.stop) for b in length_batches(np.array([100, 50, 50, 10, 10]), None, 200)]
+    [(0, 2), (2, 5)]
+    """
+    start, n = 0, len(sorted_lengths)
+    while start < n:
+        size = batch_size or max(1, budget // max(1, int(sorted_lengths[start])))
+        yield slice(start, min(n, start + size))
+        start += size
+
+
 class Encoder(torch.nn.Module):
     """Maps texts (or title/text pairs) to vectors.
 
@@ -110,12 +130,16 @@ class Encoder(torch.nn.Module):
                               max_length=self.max_length, padding=False)
 
     @torch.inference_mode()
-    def embed(self, texts: Sequence[str], pairs: Sequence[str] | None = None, batch_size: int = 64,
+    def embed(self, texts: Sequence[str], pairs: Sequence[str] | None = None, batch_size: int | None = None,
               bf16: bool | None = None, progress: bool = False) -> np.ndarray:
         """Encode texts in length-sorted batches; returns float32 ``(n, dim)`` in input order.
 
-        ``bf16=None`` uses bf16 autocast where the CPU has native bf16 units.
+        ``batch_size=None`` fills each batch up to a token budget (:data:`CPU_BATCH_TOKENS` on CPU), so short
+        questions go many at a time and long passages few; ``bf16=None`` uses bf16 autocast where the CPU has
+        native bf16 units.
         """
+        if batch_size is not None and batch_size < 1:
+            raise DenseprError(f"batch size must be >= 1, not {batch_size}")
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         device = next(self.model.parameters()).device
@@ -124,14 +148,16 @@ class Encoder(torch.nn.Module):
         truncated = sum(len(ids) >= self.max_length for ids in encoded["input_ids"])
         if truncated:
             log.warning("%d of %d inputs reached the %d-token limit and were truncated", truncated, len(texts), self.max_length)
-        order = np.argsort([-len(ids) for ids in encoded["input_ids"]], kind="stable")
+        lengths = np.array([len(ids) for ids in encoded["input_ids"]])
+        order = np.argsort(-lengths, kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         was_training = self.training
         self.eval()  # no dropout when embedding, even mid-training
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
         bar = tqdm(total=len(texts), disable=not progress, unit="text", desc="encode", leave=False)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+        budget = CPU_BATCH_TOKENS if device.type == "cpu" else GPU_BATCH_TOKENS
+        for idx in length_batches(lengths[order], batch_size, budget):
+            idx = order[idx]
             batch = self.tokenizer.pad({k: [encoded[k][i] for i in idx] for k in keys}, return_tensors="pt")
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 vectors = self(**{k: batch[k].to(device) for k in keys})

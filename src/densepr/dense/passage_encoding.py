@@ -47,7 +47,7 @@ def _check_meta(out_dir: Path, meta: dict) -> None:
 
 
 def encode_passages(passages: PassageStore, model: BiEncoder, out_dir: str | Path, shard_id: int = 0,
-                    num_shards: int = 1, batch_size: int = 64, chunk_size: int = 4096,
+                    num_shards: int = 1, batch_size: int | None = None, chunk_size: int = 4096,
                     bf16: bool | None = None, progress: bool = True) -> Path:
     """Encode one shard of ``passages`` into ``out_dir``; returns the shard's ``.npy`` path."""
     out_dir = Path(out_dir)

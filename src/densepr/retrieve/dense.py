@@ -48,7 +48,7 @@ class DenseRetriever:
                                    "(pass --allow-model-mismatch if the question encoder is meant to differ)")
         return cls(encoder, index)
 
-    def search(self, questions: Sequence[str], k: int = 100, batch_size: int = 128, progress: bool = False) -> list[list[Hit]]:
+    def search(self, questions: Sequence[str], k: int = 100, batch_size: int | None = None, progress: bool = False) -> list[list[Hit]]:
         """Top-k passages per question by inner product, best first."""
         if not questions:
             return []
