@@ -50,10 +50,11 @@ def sharded_encoding(corpus: Path, work: Path, questions: np.ndarray, limit: int
     import densepr
 
     psgs = corpus / "psgs_w100.tsv"
-    store = densepr.PassageStore(psgs)
-    if 0 < limit < len(store):
-        psgs = work / "psgs-subset.tsv"
-        densepr.write_passages(psgs, (store[i] for i in range(limit)))
+    if limit > 0:
+        store = densepr.PassageStore(psgs)
+        if limit < len(store):
+            psgs = work / "psgs-subset.tsv"
+            densepr.write_passages(psgs, (store[i] for i in range(limit)))
     for name in ("emb-1proc", "emb-2proc", "flat-2proc"):
         shutil.rmtree(work / name, ignore_errors=True)
     one_s = densepr_cli("encode", "--passages", str(psgs), "--out", str(work / "emb-1proc"))

@@ -156,8 +156,8 @@ class Encoder(torch.nn.Module):
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
         bar = tqdm(total=len(texts), disable=not progress, unit="text", desc="encode", leave=False)
         budget = CPU_BATCH_TOKENS if device.type == "cpu" else GPU_BATCH_TOKENS
-        for idx in length_batches(lengths[order], batch_size, budget):
-            idx = order[idx]
+        for rows in length_batches(lengths[order], batch_size, budget):
+            idx = order[rows]
             batch = self.tokenizer.pad({k: [encoded[k][i] for i in idx] for k in keys}, return_tensors="pt")
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 vectors = self(**{k: batch[k].to(device) for k in keys})
