@@ -98,9 +98,28 @@ def test_reader_examples_skip_and_count(reader, tmp_path):
     entries.append({"question": "q", "answers": ["nowhere"], "ctxs": [dict(PARIS, has_answer=True)]})
     entries.append({"question": "q2", "answers": ["x"], "ctxs": [dict(PARIS, has_answer=False)]})
     examples, stats = reader_examples(entries, reader.tokenizer, reader.max_length)
-    assert stats == {"questions": 5, "no_positive": 1, "no_answer_span": 1, "examples": 3}
+    assert stats == {"questions": 5, "gold": 0, "no_positive": 1, "no_answer_span": 1, "examples": 3}
     assert [e.positives[0]["id"] for e in examples] == ["1", "2", "4"]
     assert [len(e.negatives) for e in examples] == [3, 3, 2]
+
+
+def test_reader_examples_take_gold_passages_and_their_pages_only(reader):
+    ulm_city = {"id": "9", "title": "Albert Einstein", "text": "Einstein lived in Ulm as a child."}
+    elsewhere = {"id": "8", "title": "Ulm Minster", "text": "Ulm Minster is a church in Ulm."}
+    entry = {"question": "where was einstein born", "answers": ["Ulm"],
+             "ctxs": [dict(elsewhere, has_answer=True), dict(PARIS, has_answer=False), dict(ulm_city, has_answer=True)]}
+    plain, _ = reader_examples([entry], reader.tokenizer)
+    assert [c["id"] for c in plain[0].positives] == ["8", "9"]  # any retrieved passage holding "Ulm"
+    examples, stats = reader_examples([entry], reader.tokenizer, gold={"where was einstein born": [EINSTEIN]})
+    assert stats == {"questions": 1, "gold": 1, "no_positive": 0, "no_answer_span": 0, "examples": 1}
+    assert [c["id"] for c in examples[0].positives] == ["1", "9"]  # gold first, then its page; Ulm Minster is neither
+    assert [c["id"] for c in examples[0].negatives] == ["2"]  # an answer passage of another page is no negative either
+    no_answer = {"id": "7", "title": "Albert Einstein", "text": "Einstein was a physicist."}
+    examples, _ = reader_examples([entry], reader.tokenizer, gold={"where was einstein born": [no_answer]})
+    assert [c["id"] for c in examples[0].positives] == ["9"]  # a gold passage without the answer: its page's others
+    _, stats = reader_examples([dict(entry, ctxs=entry["ctxs"][:2])], reader.tokenizer,
+                               gold={"where was einstein born": [no_answer]})
+    assert stats["no_answer_span"] == 1 and stats["examples"] == 0
 
 
 def test_best_span_respects_order_and_length():
@@ -190,6 +209,11 @@ def test_cli_train_reader_qa_and_ask(tmp_path, capsys, bert, docs_jsonl):
     stats = train_reader(results, tmp_path / "reader", str(bert), passages_per_question=3, batch_size=2, epochs=2,
                          max_steps=3, warmup_steps=1, bf16=False)
     assert stats["steps"] == 1
+    gold = tmp_path / "gold.json"  # DPR training JSON: the gold passage of question 0 only
+    gold.write_text(json.dumps([{"question": "where was einstein born", "answers": ["Ulm"], "positive_ctxs": [EINSTEIN]}]))
+    code, _, err = run(capsys, "train-reader", "--results", results, "--gold", gold, "--out", tmp_path / "gold-reader",
+                       "--model", bert, "--passages-per-question", 3, "--max-steps", 1, "--no-bf16")
+    assert code == 0 and (tmp_path / "gold-reader" / "final" / "reader_heads.safetensors").is_file(), err
 
     from densepr import pipeline
 
@@ -214,6 +238,8 @@ def test_cli_reader_errors_are_one_line(tmp_path, capsys, bert):
         (["ask", "q", "--index", tmp_path, "--reader", tmp_path / "no-reader"], "not a reader folder"),
         (["qa", "--results", tmp_path / "missing.json", "--reader", tmp_path, "--out", tmp_path / "p.json"], "no such file"),
         (["train-reader", "--results", good, "--out", tmp_path / "r", "--model", tmp_path / "no-model"], "not a model folder"),
+        (["train-reader", "--results", good, "--out", tmp_path / "r", "--model", bert, "--gold", good],
+         "no example has a positive passage"),  # a results file is no DPR training JSON
     ]
     for argv, message in cases:
         code, _, err = run(capsys, *argv)

@@ -167,24 +167,36 @@ def tune_hybrid(index: str | Path, bm25_index: str | Path, questions: str | Path
     return tune_lambda(retriever, read_questions(questions), store, lams, ks, match)
 
 
+def gold_passages(path: str | Path) -> dict[str, list[dict]]:
+    """Question text → gold passages (``positive_ctxs``) of a DPR training JSON, e.g. ``build-train``'s output."""
+    from densepr.train import read_training_data
+
+    return {ex.question: [{"id": p.id, "title": p.title, "text": p.text} for p in ex.positives]
+            for ex in read_training_data(path)}
+
+
 def train_reader(results: str | Path, out: str | Path, model: str | None = None, max_length: int = 256,
-                 max_answer_len: int = 10, depth: int = 100, match: str = "string", **options) -> dict:
-    """Train the extractive reader on a DPR result file (positives: retrieved passages holding an answer)."""
+                 max_answer_len: int = 10, depth: int = 100, match: str = "string", gold: str | Path | None = None,
+                 **options) -> dict:
+    """Train the extractive reader on a DPR result file (positives: retrieved passages holding an answer, or, with
+    ``gold`` (a DPR training JSON), the questions' gold passages and the retrieved answer passages of their pages)."""
     import torch
 
     from densepr.read import Reader, ReaderConfig, ReaderTrainer, reader_examples
 
     config = ReaderConfig(out=str(out), **{k: v for k, v in options.items() if v is not None})
     entries = read_results(results)
+    gold_ctxs = gold_passages(gold) if gold else None
     torch.manual_seed(config.seed)
     reader = Reader.from_pretrained(model, max_length=max_length, max_answer_len=max_answer_len)
-    examples, stats = reader_examples(entries, reader.tokenizer, reader.max_length, depth, match)
+    examples, stats = reader_examples(entries, reader.tokenizer, reader.max_length, depth, match, gold_ctxs)
     if not examples:
         raise DenseprError(f"{results}: no question has a passage with has_answer true (whose tokens hold an answer) "
                            f"in its top {depth} ({stats['questions']} questions, {stats['no_positive']} without any "
                            f"has_answer passage, {stats['no_answer_span']} without an answer span); nothing to train on")
-    log.info("reader training on %d of %d questions (%d skipped: no has_answer passage; %d: answer not found in tokens)",
-             len(examples), stats["questions"], stats["no_positive"], stats["no_answer_span"])
+    log.info("reader training on %d of %d questions (%d with gold passages; %d skipped: no has_answer passage; "
+             "%d: answer not found in tokens)", len(examples), stats["questions"], stats["gold"], stats["no_positive"],
+             stats["no_answer_span"])
     report = ReaderTrainer(reader, examples, config).train()
     report.update(data=stats)
     log.info("trained the reader %d steps in %.0fs (%.2f questions/s, loss %.3f -> %.3f) -> %s/final", report["steps"],

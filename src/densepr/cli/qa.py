@@ -59,7 +59,7 @@ def _cmd_train_reader(a: argparse.Namespace) -> None:
 
     options = {k: getattr(a, k) for k in ("passages_per_question", "batch_size", "epochs", "lr", "warmup_steps",
                                            "weight_decay", "max_grad_norm", "bf16", "seed", "save_every", "max_steps")}
-    train_reader(a.results, a.out, a.model, a.max_length, a.max_answer_len, a.depth, a.match, **options)
+    train_reader(a.results, a.out, a.model, a.max_length, a.max_answer_len, a.depth, a.match, a.gold, **options)
 
 
 def _cmd_qa(a: argparse.Namespace) -> None:
@@ -94,6 +94,8 @@ def add_qa_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results", required=True, help="DPR result JSON of the training questions (from 'densepr retrieve')")
     p.add_argument("--out", required=True, help="output folder: checkpoint-*/ and final/")
     p.add_argument("--model", help="encoder to start from (default: offline all-MiniLM-L6-v2)")
+    p.add_argument("--gold", help="DPR training JSON whose positive_ctxs are the questions' gold passages (from "
+                   "'densepr build-train' on SQuAD): positives are then those and the answer passages of their pages")
     p.add_argument("--passages-per-question", type=int, default=24, help="m: 1 positive + m-1 sampled negatives (paper: 24)")
     p.add_argument("--depth", type=int, default=100, help="retrieved passages the positive and negatives come from")
     p.add_argument("--batch-size", type=int, default=16, help="questions per step")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -112,13 +112,18 @@ class ReaderExample:
 
 
 def reader_examples(results: Sequence[dict], tokenizer: PreTrainedTokenizerBase, max_length: int = 256,
-                    depth: int = 100, match: str = "string") -> tuple[list[ReaderExample], dict[str, int]]:
+                    depth: int = 100, match: str = "string", gold: Mapping[str, Sequence[dict]] | None = None
+                    ) -> tuple[list[ReaderExample], dict[str, int]]:
     """Training examples from DPR results: positives are top-``depth`` ctxs with ``has_answer`` whose tokens hold an answer.
 
+    ``gold`` maps a question's text to its gold passages (``{"title", "text"}``; DPR's ``positive_ctxs``). For such a
+    question the positives are, as DPR's ``gold_page_only_positives``, its gold passages followed by the retrieved
+    ``has_answer`` passages of the same pages (titles): an answer string elsewhere is often a coincidence.
     Questions with no such passage are skipped and counted (``no_positive``: none has ``has_answer``;
-    ``no_answer_span``: the answer tokens are not found in any, e.g. truncated away).
+    ``no_answer_span``: the answer tokens are not found in any, e.g. truncated away; ``gold``: questions with gold).
     """
-    examples, stats = [], {"questions": len(results), "no_positive": 0, "no_answer_span": 0}
+    gold = gold or {}
+    examples, stats = [], {"questions": len(results), "gold": 0, "no_positive": 0, "no_answer_span": 0}
     for n, entry in enumerate(results):
         try:
             question, answers, ctxs = entry["question"], list(entry["answers"]), entry["ctxs"][:depth]
@@ -126,6 +131,11 @@ def reader_examples(results: Sequence[dict], tokenizer: PreTrainedTokenizerBase,
         except (KeyError, TypeError) as exc:
             raise DenseprError(f"result {n}: missing field {exc} (expected DPR result format)") from None
         candidates = [c for c, f in zip(ctxs, flags) if f]
+        if question in gold:
+            stats["gold"] += 1
+            pages = {g.get("title") or "" for g in gold[question]}
+            texts = {g["text"] for g in gold[question]}
+            candidates = list(gold[question]) + [c for c in candidates if c.get("title") in pages and c["text"] not in texts]
         if not candidates:
             stats["no_positive"] += 1
             continue
@@ -135,6 +145,8 @@ def reader_examples(results: Sequence[dict], tokenizer: PreTrainedTokenizerBase,
         if not positives:
             stats["no_answer_span"] += 1
             continue
-        examples.append(ReaderExample(question, answers, positives, [c for c, f in zip(ctxs, flags) if not f]))
+        chosen = {c["text"] for c in candidates}
+        negatives = [c for c, f in zip(ctxs, flags) if not f and c["text"] not in chosen]
+        examples.append(ReaderExample(question, answers, positives, negatives))
     stats["examples"] = len(examples)
     return examples, stats

@@ -72,6 +72,19 @@ def predict(reader: Reader, question: str, ctxs: Sequence[dict], k: int | None =
             "span_score": best.span_score, "selection": best.selection}
 
 
+def answers_at_k(readings: Sequence[PassageReading], ctxs: Sequence[dict], answers: Sequence[str], ks: Sequence[int],
+                 match: str = "string") -> list[dict]:
+    """The answer chosen from the top k passages for each k in ``ks``, with its passage and exact match."""
+    out = []
+    for k in ks:
+        best = choose(readings, k) if readings else None
+        answer = best.answer if best else ""
+        ctx = ctxs[best.index] if best else {}
+        out.append({"k": k, "answer": answer, "passage_id": ctx.get("id"), "title": ctx.get("title"),
+                    "span_score": best.span_score if best else None, "exact_match": exact_match(answer, answers, match)})
+    return out
+
+
 def answer_results(reader: Reader, results: Sequence[dict], ks: Sequence[int] = DEFAULT_KS, batch_size: int = 32,
                    match: str = "string", bf16: bool | None = None, progress: bool = False) -> tuple[list[dict], dict]:
     """Read the top ``max(ks)`` ctxs of every DPR result entry once; answer at each k from its top k only.
@@ -90,15 +103,9 @@ def answer_results(reader: Reader, results: Sequence[dict], ks: Sequence[int] = 
         except (KeyError, TypeError) as exc:
             raise DenseprError(f"result {n}: missing field {exc} (expected DPR result format)") from None
         readings = read_passages(reader, question, ctxs, batch_size, bf16) if ctxs else []
-        per_k = []
-        for k in ks:
-            best = choose(readings, k) if readings else None
-            answer = best.answer if best else ""
-            correct = exact_match(answer, answers, match)
-            hits[k] += correct
-            ctx = ctxs[best.index] if best else {}
-            per_k.append({"k": k, "answer": answer, "passage_id": ctx.get("id"), "title": ctx.get("title"),
-                          "span_score": best.span_score if best else None, "exact_match": correct})
+        per_k = answers_at_k(readings, ctxs, answers, ks, match)
+        for k, a in zip(ks, per_k):
+            hits[k] += a["exact_match"]
         item = {"question": question, "answers": answers, "prediction": per_k[-1]["answer"], "predictions": per_k}
         if "qid" in entry:
             item["qid"] = entry["qid"]
