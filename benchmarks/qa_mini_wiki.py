@@ -56,6 +56,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--warmup-steps", type=int, default=70)
     parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--reader-init", default=DEFAULT_MODEL, help="encoder or saved reader to start from")
+    parser.add_argument("--reader-depth", type=int, default=100, help="BM25 top-N the reader's negatives are sampled from")
     parser.add_argument("--ks", default="1,5,20,50", help="passages read per question")
     parser.add_argument("--heldout-questions", type=int, default=400, help="held-out questions read (0: all)")
     parser.add_argument("--latency-questions", type=int, default=50)
@@ -167,7 +169,7 @@ def main() -> None:
     rows = squad_gold_rows(train_squad, store)
     write_training_data(gold, [TrainingExample(q.text, q.answers, [store[rows[q.id]]]) for q in reader_qs if q.id in rows])
     report["reader_train"] = pipeline.train_reader(
-        train_results, out / "reader", DEFAULT_MODEL, max_length=args.max_length, gold=gold,
+        train_results, out / "reader", args.reader_init, max_length=args.max_length, depth=args.reader_depth, gold=gold,
         passages_per_question=args.passages_per_question, batch_size=args.batch_size, max_steps=args.max_steps,
         lr=args.lr, warmup_steps=args.warmup_steps, save_every=100, seed=args.seed)
     if report["reader_train"]["steps"] == 0 and (out / "reader_train.json").is_file():  # already trained by an earlier run
@@ -219,8 +221,10 @@ def write_report(out: Path, r: dict, ks: list[int]) -> None:
         lines.append(f"| {name} | " + " | ".join(f"{em[str(k)]:.1f}" for k in ks) + " |")
     lat = r["latency"]
     lines += ["", f"'{GOLD}': the reader given only the passage SQuAD's answer comes from (reading comprehension, "
-              "no retrieval): its ceiling at this training.", "", f"Reader: {DEFAULT_MODEL}, m = {c['passages_per_question']} passages per question (paper: 24, too slow on "
-              f"this CPU), {t['steps']} steps of {c['batch_size']} questions ({t['examples']} training questions with a "
+              "no retrieval): its ceiling at this training.", "",
+              f"Reader: from {c.get('reader_init', DEFAULT_MODEL)}, m = {c['passages_per_question']} passages per question "
+              f"(paper: 24, too slow on this CPU), negatives sampled from the BM25 top {c.get('reader_depth', 100)}, "
+              f"lr {c['lr']:g}, {t['steps']} steps of {c['batch_size']} questions ({t['examples']} training questions with a "
               f"positive, {t['data']['gold']} of them with their SQuAD gold passage as positive, as DPR's gold-page "
               f"positives; {t['data']['no_positive']} without one, {t['data']['no_answer_span']} without an answer span), "
               f"trained in {t['seconds']:.0f} s ({t['questions_per_second']:.2f} questions/s); loss {t['loss_first']:.2f} -> "
