@@ -80,10 +80,6 @@ def heldout_retrieval(hybrid: HybridRetriever, questions: list, store, lam: floa
     return results
 
 
-def as_ctx(passage) -> dict:
-    return {"id": passage.id, "title": passage.title, "text": passage.text}
-
-
 def read_heldout(reader: Reader, results: dict[str, list[dict]], ks: list[int]) -> dict[str, list[dict]]:
     """Predictions at each k for every retriever; a passage in several retrievers' top ``max(ks)`` is read once."""
     names = list(results)
@@ -107,7 +103,7 @@ def latency(reader: Reader, hybrid: HybridRetriever, store, questions: list, lam
     for q in questions:
         t0 = time.perf_counter()
         hits = hybrid.search([q.text], k=100)[0]
-        ctxs = [as_ctx(store[h.row]) for h in hits[:k]]
+        ctxs = [store[h.row].ctx() for h in hits[:k]]
         t1 = time.perf_counter()
         predict(reader, q.text, ctxs)
         read_s.append(time.perf_counter() - t1)
@@ -180,7 +176,7 @@ def main() -> None:
     # 4. EM on held-out questions for each retriever, the reader seeing only the top k
     subset = sorted(rng.sample(range(len(held_qs)), args.heldout_questions)) if args.heldout_questions else range(len(held_qs))
     held_rows = squad_gold_rows(held_squad, store)  # reading only the gold passage: the reader's own ceiling
-    gold_only = [{"question": q.text, "answers": q.answers, "ctxs": [as_ctx(store[held_rows[q.id]])] if q.id in held_rows else []}
+    gold_only = [{"question": q.text, "answers": q.answers, "ctxs": [store[held_rows[q.id]].ctx()] if q.id in held_rows else []}
                  for q in (held_qs[i] for i in subset)]
     start = time.perf_counter()
     by = {name: [held[name][i] for i in subset] for name in READ_BY}

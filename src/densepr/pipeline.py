@@ -171,7 +171,7 @@ def gold_passages(path: str | Path) -> dict[str, list[dict]]:
     """Question text → gold passages (``positive_ctxs``) of a DPR training JSON, e.g. ``build-train``'s output."""
     from densepr.train import read_training_data
 
-    return {ex.question: [{"id": p.id, "title": p.title, "text": p.text} for p in ex.positives]
+    return {ex.question: [p.ctx() for p in ex.positives]
             for ex in read_training_data(path)}
 
 

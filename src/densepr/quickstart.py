@@ -45,11 +45,7 @@ def ask(question: str, index_dir: Path | None = None, top_k: int = 5, model: str
     retriever = DenseRetriever.load(index_dir or ensure_default_index(), model=model)
     store = open_passages(retriever.meta)
     hits = retriever.search([question], k=top_k)[0]
-    out = []
-    for hit in hits:
-        p = store[hit.row]
-        out.append({"id": p.id, "title": p.title, "text": p.text, "score": hit.score})
-    return out
+    return [{**store[hit.row].ctx(), "score": hit.score} for hit in hits]
 
 
 def read_answer(question: str, passages: list[dict], reader: Reader | str | Path) -> dict:

@@ -33,6 +33,10 @@ class Passage:
     text: str
     title: str
 
+    def ctx(self) -> dict:
+        """The passage as a DPR result ctx: ``{"id", "title", "text"}``."""
+        return {"id": self.id, "title": self.title, "text": self.text}
+
 
 def split_words(text: str, words_per_passage: int = 100) -> list[str]:
     """Split ``text`` into disjoint windows of ``words_per_passage`` whitespace words.

@@ -6,5 +6,5 @@ from densepr.read.predict import PassageReading, answer_results, answers_at_k, c
 from densepr.read.trainer import ReaderConfig, ReaderTrainer
 
 __all__ = ["PassageReading", "Reader", "ReaderConfig", "ReaderExample", "ReaderTrainer", "answer_results", "answers_at_k",
-           "best_spans", "choose", "encode_pairs", "find_answer_spans", "predict", "read_passages", "reader_examples", "reader_loss",
-           "span_loss"]
+           "best_spans", "choose", "encode_pairs", "find_answer_spans", "predict", "read_passages", "reader_examples",
+           "reader_loss", "span_loss"]

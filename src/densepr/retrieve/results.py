@@ -41,7 +41,7 @@ def build_results(questions: Sequence[Question], hits: Sequence[Sequence[Hit]], 
             passage = passages[hit.row]
             if passage.id != ids[hit.row]:
                 raise DenseprError(f"index row {hit.row} is passage {ids[hit.row]!r} but {passages.path} has {passage.id!r} there")
-            ctxs.append({"id": passage.id, "title": passage.title, "text": passage.text, "score": hit.score,
+            ctxs.append({**passage.ctx(), "score": hit.score,
                          "has_answer": has_answer(question.answers, passage.text, match)})
         entry = {"question": question.text, "answers": list(question.answers), "ctxs": ctxs}
         if question.id is not None:

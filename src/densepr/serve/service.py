@@ -139,7 +139,7 @@ class SearchService:
                     if p.id != ids[hit.row]:
                         raise DenseprError(f"{name} index row {hit.row} is passage {ids[hit.row]!r} but "
                                            f"{store.path} has {p.id!r} there")
-                    passages.append({"id": p.id, "title": p.title, "text": p.text, "score": hit.score})
+                    passages.append({**p.ctx(), "score": hit.score})
                 out.append(passages)
         return out
 
