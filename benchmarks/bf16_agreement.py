@@ -33,7 +33,7 @@ def accuracy_change(model: densepr.BiEncoder, corpus: Path) -> dict:
     """Top-20/100 accuracy (exact search over the whole corpus) with bf16 vs fp32 vectors, per question set."""
     store = densepr.PassageStore(corpus / "psgs_w100.tsv")
     if not (corpus / "emb-fp32" / "shard-000-of-001.npy").is_file():
-        pipeline.encode(corpus / "psgs_w100.tsv", corpus / "emb-fp32", model.name, bf16=False, progress=False)
+        pipeline.encode(passages=corpus / "psgs_w100.tsv", out=corpus / "emb-fp32", model=model.name, bf16=False, progress=False)
     out = {}
     for name, (rel, match) in QUESTION_SETS.items():
         questions = densepr.read_questions(DATA / rel)

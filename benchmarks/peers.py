@@ -58,7 +58,7 @@ def _questions(n: int) -> list[str]:
 def encode_densepr(corpus: str, n: int, runs: int, bf16: bool | None) -> dict:
     """``bf16=None``: densepr's default (bf16 autocast only on CPUs with bf16 units, else fp32)."""
     import densepr
-    from densepr.dense.encoder import cpu_supports_bf16
+    from densepr.hardware import cpu_supports_bf16
 
     passages, model = _passages(corpus, n), densepr.BiEncoder.load("default")
     model.encode_passages(passages[:64], bf16=bf16)  # warm-up
@@ -192,13 +192,13 @@ def train_tool(tool: str, train_file: str, steps: int, batch: int) -> dict:
     start = time.perf_counter()
     if tool.startswith("densepr"):
         from densepr.dense.biencoder import BiEncoder
-        from densepr.train import DualEncoderModel, TrainConfig, Trainer
-        from densepr.train.batches import epoch_order
+        from densepr.loop import TrainingLoop, epoch_order
+        from densepr.train import DualEncoderModel, DualEncoderTask, TrainConfig
 
         model = DualEncoderModel(BiEncoder.load("default"), shared=tool == "densepr_shared")
-        trainer = Trainer(model, examples,
-                          TrainConfig(out=out, batch_size=batch, max_steps=steps, save_every=0, warmup_steps=2))
-        trainer.model.train()
+        trainer = TrainingLoop(DualEncoderTask(model, examples, TrainConfig(out=out, batch_size=batch, max_steps=steps,
+                                                                            save_every=0, warmup_steps=2)))
+        model.train()
         order = epoch_order(len(examples), trainer.config.seed, 0)
         ends.append(time.perf_counter())
         for s in range(steps):
@@ -210,7 +210,7 @@ def train_tool(tool: str, train_file: str, steps: int, batch: int) -> dict:
         from sentence_transformers.losses import MultipleNegativesRankingLoss
         from transformers import TrainerCallback
 
-        from densepr.dense.encoder import cpu_supports_bf16
+        from densepr.hardware import cpu_supports_bf16
         from densepr.dense.loading import packaged_default_model
 
         class StepClock(TrainerCallback):
@@ -256,7 +256,7 @@ def main() -> None:
     use_temurin_java()
     out.mkdir(parents=True, exist_ok=True)
     if "encode" not in skip:
-        from densepr.dense.encoder import cpu_supports_bf16
+        from densepr.hardware import cpu_supports_bf16
 
         r["encode"] = {"densepr": isolated(encode_densepr, args.corpus, args.passages, args.runs, None)}
         if cpu_supports_bf16():  # the default is bf16 here: show what fp32 alone gives

@@ -20,15 +20,16 @@ from torch.profiler import ProfilerActivity, profile
 
 from densepr.dense.biencoder import BiEncoder
 from densepr.fileio import write_json
-from densepr.train import DualEncoderModel, TrainConfig, Trainer, read_training_data
-from densepr.train.batches import epoch_order, make_batch
+from densepr.loop import TrainingLoop, epoch_order
+from densepr.train import DualEncoderModel, DualEncoderTask, TrainConfig, read_training_data
+from densepr.train.batches import make_batch
 
 
-def timed_step(trainer: Trainer, indices, phases: dict[str, list[float]]) -> None:
-    """One optimisation step as :meth:`Trainer.step` does it, with a clock between phases."""
-    cfg, model = trainer.config, trainer.model
+def timed_step(trainer: TrainingLoop, examples, indices, phases: dict[str, list[float]]) -> None:
+    """One optimisation step as :meth:`TrainingLoop.step` does it for the dual encoder, with a clock between phases."""
+    cfg, model = trainer.config, trainer.task.module
     t0 = time.perf_counter()
-    q, p = make_batch(trainer.examples, indices, model.question_encoder, model.passage_encoder, cfg.hard_negatives, cfg.seed, 0)
+    q, p = make_batch(examples, indices, model.question_encoder, model.passage_encoder, cfg.hard_negatives, cfg.seed, 0)
     t1 = time.perf_counter()
     trainer.optimizer.zero_grad(set_to_none=True)
     with trainer.autocast:
@@ -56,15 +57,15 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     examples = read_training_data(args.train_file)[: (args.steps + 1) * args.batch_size]
     config = TrainConfig(out=tempfile.mkdtemp(), batch_size=args.batch_size, save_every=0, warmup_steps=2)
-    trainer = Trainer(DualEncoderModel(BiEncoder.load("default")), examples, config)
-    trainer.model.train()
+    trainer = TrainingLoop(DualEncoderTask(DualEncoderModel(BiEncoder.load("default")), examples, config))
+    trainer.task.module.train()
     order = epoch_order(len(examples), config.seed, 0)
     batches = [order[s * args.batch_size : (s + 1) * args.batch_size] for s in range(args.steps + 1)]
     phases: dict[str, list[float]] = {k: [] for k in ("tokenise", "forward", "backward", "clip+optimizer", "passage_tokens")}
-    timed_step(trainer, batches[0], {k: [] for k in phases})  # warm-up
+    timed_step(trainer, examples, batches[0], {k: [] for k in phases})  # warm-up
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for indices in batches[1:]:
-            timed_step(trainer, indices, phases)
+            timed_step(trainer, examples, indices, phases)
     medians = {k: statistics.median(v) for k, v in phases.items()}
     step = sum(v for k, v in medians.items() if k != "passage_tokens")
     table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20)

@@ -31,7 +31,7 @@ import densepr
 from densepr import pipeline
 from densepr.dense.loading import DEFAULT_MODEL
 from densepr.fileio import write_json
-from densepr.read import Reader, answers_at_k, predict, read_passages
+from densepr.read import Reader, ReaderConfig, answers_at_k, predict, read_passages
 from densepr.retrieve.hybrid import HybridRetriever, tune_lambda
 from densepr.train import TrainingExample, squad_gold_rows, write_training_data
 
@@ -164,10 +164,11 @@ def main() -> None:
         densepr.write_results(train_results, densepr.build_results(reader_qs, hits, store, bm25.ids))
     rows = squad_gold_rows(train_squad, store)
     write_training_data(gold, [TrainingExample(q.text, q.answers, [store[rows[q.id]]]) for q in reader_qs if q.id in rows])
-    report["reader_train"] = pipeline.train_reader(
-        train_results, out / "reader", args.reader_init, max_length=args.max_length, depth=args.reader_depth, gold=gold,
-        passages_per_question=args.passages_per_question, batch_size=args.batch_size, max_steps=args.max_steps,
-        lr=args.lr, warmup_steps=args.warmup_steps, save_every=100, seed=args.seed)
+    config = ReaderConfig(out=str(out / "reader"), passages_per_question=args.passages_per_question,
+                          batch_size=args.batch_size, max_steps=args.max_steps, lr=args.lr, warmup_steps=args.warmup_steps,
+                          save_every=100, seed=args.seed)
+    report["reader_train"] = pipeline.train_reader(results=train_results, config=config, model=args.reader_init,
+                                                   max_length=args.max_length, depth=args.reader_depth, gold=gold)
     if report["reader_train"]["steps"] == 0 and (out / "reader_train.json").is_file():  # already trained by an earlier run
         report["reader_train"] = json.loads((out / "reader_train.json").read_text())
     write_json(out / "reader_train.json", report["reader_train"])

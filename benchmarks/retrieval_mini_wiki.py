@@ -47,34 +47,34 @@ def main() -> None:
 
     psgs = out / "psgs_w100.tsv"
     if not psgs.is_file():
-        pipeline.make_passages([str(data / "squad/squad-dev-v1.1.open.json"), "wiki-vital"], psgs)
+        pipeline.make_passages(inputs=[str(data / "squad/squad-dev-v1.1.open.json"), "wiki-vital"], out=psgs)
     store = densepr.PassageStore(psgs)
     report["corpus"] = {"passages": len(store), "inputs": ["squad-dev-v1.1.open.json (48 articles)", "wiki-vital (10,033 articles)"]}
 
-    _, seconds = timed(pipeline.build_bm25, psgs, out / "bm25", progress=False)
+    _, seconds = timed(pipeline.build_bm25, passages=psgs, out=out / "bm25", progress=False)
     report["bm25_build_seconds"] = round(seconds, 2)
     if not (out / "emb" / "shard-000-of-001.npy").is_file():
-        _, seconds = timed(pipeline.encode, psgs, out / "emb", args.model, progress=False)
+        _, seconds = timed(pipeline.encode, passages=psgs, out=out / "emb", model=args.model, progress=False)
         report["encode"] = {"seconds": round(seconds, 1), "passages_per_second": round(len(store) / seconds, 1)}
-    index, seconds = timed(pipeline.build_index, out / "emb", out / "flat")
+    index, seconds = timed(pipeline.build_index, embeddings=out / "emb", out=out / "flat")
     report["index_build_seconds"] = round(seconds, 2)
 
-    retrievers = {"bm25": densepr.BM25Retriever.load(out / "bm25"), "dense": densepr.DenseRetriever.load(out / "flat")}
+    searchers = {"bm25": densepr.open_searcher(index=str(out / "bm25")), "dense": densepr.open_searcher(index=str(out / "flat"))}
     report["results"] = {}
     for name, (rel, match) in QUESTION_SETS.items():
         if not (data / rel).is_file():
             continue
         questions = densepr.read_questions(data / rel)
         texts = [q.text for q in questions]
-        for kind, retriever in retrievers.items():
-            hits, seconds = timed(retriever.search, texts, 100)
-            results = densepr.build_results(questions, hits, store, retriever.ids, match)
+        for kind, searcher in searchers.items():
+            hits, seconds = timed(searcher.search, texts, 100)  # search alone, as the questions/s column says
+            results = densepr.build_results(questions, hits, searcher.store, searcher.ids, match)
             densepr.write_results(out / f"{name}.{kind}.json", results)
             entry = {"questions": len(questions), "match": match, "top_k_accuracy": densepr.top_k_accuracy(results),
                      "questions_per_second": round(len(questions) / seconds, 1)}
             if kind == "dense":
-                vectors = retriever.model.encode_questions(texts[:512])
-                _, search_s = timed(retriever.index.search, vectors, 100)
+                vectors = searcher.encode(texts[:512])
+                _, search_s = timed(searcher.search, texts[:512], 100, vectors)
                 entry["index_search_questions_per_second"] = round(len(vectors) / search_s, 1)
             report["results"][f"{name}/{kind}"] = entry
             print(name, kind, entry, flush=True)

@@ -53,7 +53,7 @@ def ensure_inputs(corpus: Path, train_file: Path) -> None:
 
         train_file.parent.mkdir(parents=True, exist_ok=True)
         squad_train, _, _ = split_squad(DATA / "squad/squad-dev-v1.1.open.json", train_file.parent)
-        pipeline.build_train(squad_train, corpus / "psgs_w100.tsv", corpus / "bm25", train_file)
+        pipeline.build_train(questions=squad_train, passages=corpus / "psgs_w100.tsv", bm25=corpus / "bm25", out=train_file)
 
 
 def machine() -> dict:
@@ -100,7 +100,7 @@ def main() -> None:
     previous = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
     results = {"machine": machine(), "quick": args.quick, "runs": args.runs, "sections": previous.get("sections", {}),
                "commands": previous.get("commands", {}), "seconds": previous.get("seconds", {})}
-    from densepr.dense.encoder import cpu_supports_bf16
+    from densepr.hardware import cpu_supports_bf16
 
     if "bf16" in sections and not cpu_supports_bf16():
         # bf16 autocast without bf16 units is emulated (~6x slower than fp32, seen on an AVX2-only EPYC) and

@@ -22,7 +22,8 @@ import densepr
 from densepr import pipeline
 from densepr.dense.loading import DEFAULT_MODEL
 from densepr.fileio import write_json
-from densepr.train import build_training_data, mine_hard_negatives, read_training_data, squad_gold_rows, write_training_data
+from densepr.train import (TrainConfig, build_training_data, mine_hard_negatives, read_training_data, squad_gold_rows,
+                           write_training_data)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -39,20 +40,19 @@ def split_squad(path: Path, out: Path) -> tuple[Path, Path, list[str]]:
     return paths[0], paths[1], [a["title"] for a in held]
 
 
-def evaluate(retriever, questions, store, name: str, out: Path) -> dict:
-    hits = retriever.search([q.text for q in questions], k=100)
-    results = densepr.build_results(questions, hits, store, retriever.ids)
+def evaluate(searcher: densepr.Searcher, questions, name: str, out: Path) -> dict:
+    results = searcher.results(questions, k=100)
     densepr.write_results(out / f"heldout.{name}.json", results)
     acc = densepr.top_k_accuracy(results)
     print(name, acc, flush=True)
     return acc
 
 
-def dense_index(model: str, corpus: Path, out: Path, name: str) -> densepr.DenseRetriever:
+def dense_index(model: str, corpus: Path, out: Path, name: str) -> densepr.Searcher:
     if not (out / f"{name}-index" / "meta.json").is_file():
-        pipeline.encode(corpus / "psgs_w100.tsv", out / f"{name}-emb", model, progress=False)
-        pipeline.build_index(out / f"{name}-emb", out / f"{name}-index")
-    return densepr.DenseRetriever.load(out / f"{name}-index")
+        pipeline.encode(passages=corpus / "psgs_w100.tsv", out=out / f"{name}-emb", model=model, progress=False)
+        pipeline.build_index(embeddings=out / f"{name}-emb", out=out / f"{name}-index")
+    return densepr.open_searcher(index=str(out / f"{name}-index"))
 
 
 def main() -> None:
@@ -68,7 +68,7 @@ def main() -> None:
     corpus, out = Path(args.corpus), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     store = densepr.PassageStore(corpus / "psgs_w100.tsv")
-    bm25 = densepr.BM25Retriever.load(corpus / "bm25")
+    bm25 = densepr.open_searcher(index=str(corpus / "bm25"))
     train_squad, held_squad, held_titles = split_squad(DATA / "squad/squad-dev-v1.1.open.json", out)
     held_questions = densepr.read_questions(held_squad)
     report: dict = {"corpus_passages": len(store), "heldout_articles": held_titles, "heldout_questions": len(held_questions),
@@ -76,27 +76,29 @@ def main() -> None:
 
     if not (out / "train.json").is_file():
         gold = squad_gold_rows(train_squad, store)
-        examples, stats = build_training_data(densepr.read_questions(train_squad), store, bm25, gold, progress=False)
+        examples, stats = build_training_data(densepr.read_questions(train_squad), bm25, gold, progress=False)
         write_training_data(out / "train.json", examples)
         report["build_train"] = stats
     examples = read_training_data(out / "train.json")
     report["train_examples"] = len(examples)
 
-    report["top_k_accuracy"]["bm25"] = evaluate(bm25, held_questions, store, "bm25", out)
-    report["top_k_accuracy"]["untrained"] = evaluate(densepr.DenseRetriever.load(corpus / "flat"), held_questions, store, "untrained", out)
+    report["top_k_accuracy"]["bm25"] = evaluate(bm25, held_questions, "bm25", out)
+    untrained = densepr.open_searcher(index=str(corpus / "flat"))
+    report["top_k_accuracy"]["untrained"] = evaluate(untrained, held_questions, "untrained", out)
 
     common = {"batch_size": args.batch_size, "lr": args.lr, "warmup_steps": 10, "save_every": 50}
-    report["train"] = pipeline.train(out / "train.json", out / "model-r1", DEFAULT_MODEL, max_steps=args.steps, **common)
+    report["train"] = pipeline.train(train=out / "train.json", model=DEFAULT_MODEL,
+                                     config=TrainConfig(out=str(out / "model-r1"), max_steps=args.steps, **common))
     trained = dense_index(str(out / "model-r1" / "final"), corpus, out, "r1")
-    report["top_k_accuracy"]["trained"] = evaluate(trained, held_questions, store, "trained", out)
+    report["top_k_accuracy"]["trained"] = evaluate(trained, held_questions, "trained", out)
 
     start = time.perf_counter()
-    write_training_data(out / "train-mined.json", mine_hard_negatives(examples, trained, store, progress=False))
+    write_training_data(out / "train-mined.json", mine_hard_negatives(examples, trained, progress=False))
     report["mine_seconds"] = round(time.perf_counter() - start, 1)
-    report["train_mined"] = pipeline.train(out / "train-mined.json", out / "model-r2", str(out / "model-r1" / "final"),
-                                           max_steps=args.mined_steps, **common)
+    report["train_mined"] = pipeline.train(train=out / "train-mined.json", model=str(out / "model-r1" / "final"),
+                                           config=TrainConfig(out=str(out / "model-r2"), max_steps=args.mined_steps, **common))
     mined = dense_index(str(out / "model-r2" / "final"), corpus, out, "r2")
-    report["top_k_accuracy"]["trained+mined"] = evaluate(mined, held_questions, store, "trained+mined", out)
+    report["top_k_accuracy"]["trained+mined"] = evaluate(mined, held_questions, "trained+mined", out)
 
     write_json(out / "results.json", report)
     lines = [f"# Training on SQuAD articles, evaluated on {len(held_titles)} held-out articles ({len(held_questions)} questions)",

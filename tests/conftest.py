@@ -86,10 +86,10 @@ def tiny_indexes(tmp_path_factory, tiny_bert) -> Path:
 
     d = tmp_path_factory.mktemp("tiny_indexes")
     (d / "docs.jsonl").write_text("".join(json.dumps(doc) + "\n" for doc in DOCS), encoding="utf-8")
-    pipeline.make_passages([str(d / "docs.jsonl")], d / "psgs.tsv", words=12)
-    pipeline.build_bm25(d / "psgs.tsv", d / "bm25", progress=False)
-    pipeline.encode(d / "psgs.tsv", d / "emb", str(tiny_bert), bf16=False, progress=False)
-    pipeline.build_index(d / "emb", d / "flat")
+    pipeline.make_passages(inputs=[str(d / "docs.jsonl")], out=d / "psgs.tsv", words=12)
+    pipeline.build_bm25(passages=d / "psgs.tsv", out=d / "bm25", progress=False)
+    pipeline.encode(passages=d / "psgs.tsv", out=d / "emb", model=str(tiny_bert), bf16=False, progress=False)
+    pipeline.build_index(embeddings=d / "emb", out=d / "flat")
     return d
 
 
@@ -105,7 +105,7 @@ def passages_tsv(tmp_path, docs_jsonl) -> Path:
     from densepr.pipeline import make_passages
 
     out = tmp_path / "psgs.tsv"
-    make_passages([str(docs_jsonl)], out, words=12)
+    make_passages(inputs=[str(docs_jsonl)], out=out, words=12)
     return out
 
 

@@ -45,11 +45,11 @@ def server(tmp_path, tiny_bert):
     from densepr import pipeline
 
     (tmp_path / "docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in DOCS), encoding="utf-8")
-    pipeline.make_passages([str(tmp_path / "docs.jsonl")], tmp_path / "psgs.tsv", words=12)
-    pipeline.build_bm25(tmp_path / "psgs.tsv", tmp_path / "bm25", progress=False)
-    pipeline.encode(tmp_path / "psgs.tsv", tmp_path / "emb", str(tiny_bert), bf16=False, progress=False)
-    pipeline.build_index(tmp_path / "emb", tmp_path / "flat")
-    app = create_app(tmp_path / "flat", tmp_path / "bm25")
+    pipeline.make_passages(inputs=[str(tmp_path / "docs.jsonl")], out=tmp_path / "psgs.tsv", words=12)
+    pipeline.build_bm25(passages=tmp_path / "psgs.tsv", out=tmp_path / "bm25", progress=False)
+    pipeline.encode(passages=tmp_path / "psgs.tsv", out=tmp_path / "emb", model=str(tiny_bert), bf16=False, progress=False)
+    pipeline.build_index(embeddings=tmp_path / "emb", out=tmp_path / "flat")
+    app = create_app(index=str(tmp_path / "flat"), bm25_index=str(tmp_path / "bm25"))
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -64,7 +64,7 @@ def test_ask_on_a_given_index(built, capsys):
 def test_retrieve_errors_are_one_line(built, capsys, questions_jsonl, tiny_dpr, tmp_path):
     cases = [
         (["retrieve", "--retriever", "bm25", "--index", built / "flat", "--questions", questions_jsonl, "--out", tmp_path / "x.json"],
-         "is a dense index, not bm25"),
+         "is not a BM25 index"),
         (["retrieve", "--retriever", "dense", "--index", built / "flat", "--questions", questions_jsonl, "--out", tmp_path / "x.json",
           "--model", tiny_dpr[0]], "was built with model"),
         (["retrieve", "--retriever", "dense", "--index", tmp_path / "nothing", "--questions", questions_jsonl, "--out", tmp_path / "x.json"],

@@ -54,10 +54,10 @@ def test_shard_options_come_together_or_from_torchrun(tiny_bert, passages_tsv, t
     from densepr.pipeline import encode
 
     with pytest.raises(DenseprError, match="both --shard-id and --num-shards"):
-        encode(passages_tsv, tmp_path / "emb", tiny_bert, shard_id=1, progress=False)
+        encode(passages=passages_tsv, out=tmp_path / "emb", model=tiny_bert, shard_id=1, progress=False)
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "3")
-    assert encode(passages_tsv, tmp_path / "emb", tiny_bert, progress=False).name == "shard-001-of-003.npy"
+    assert encode(passages=passages_tsv, out=tmp_path / "emb", model=tiny_bert, progress=False).name == "shard-001-of-003.npy"
 
 
 def test_missing_shard_is_named(tiny_bert, passages_tsv, tmp_path):

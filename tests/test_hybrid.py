@@ -122,7 +122,7 @@ def test_indexes_over_other_passages_are_refused(indexes, tmp_path):
 
     lines = (indexes / "psgs.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
     (tmp_path / "other.tsv").write_text("".join(lines[:-1]), encoding="utf-8")  # one passage fewer
-    pipeline.build_bm25(tmp_path / "other.tsv", tmp_path / "bm25", progress=False)
+    pipeline.build_bm25(passages=tmp_path / "other.tsv", out=tmp_path / "bm25", progress=False)
     with pytest.raises(DenseprError, match="not over the same passages file"):
         HybridRetriever(BM25Retriever.load(tmp_path / "bm25"), DenseRetriever.load(indexes / "flat"))
     bm25 = BM25Retriever.load(indexes / "bm25")

@@ -133,9 +133,9 @@ def test_wiki_vital_builtin_corpus():
 
 def test_make_passages_from_several_inputs_including_tsv(tmp_path, docs_jsonl):
     first = tmp_path / "a.tsv"
-    n = make_passages([str(docs_jsonl)], first, words=10)
+    n = make_passages(inputs=[str(docs_jsonl)], out=first, words=10)
     again = tmp_path / "b.tsv"
-    m = make_passages([str(first), str(docs_jsonl)], again, words=10)
+    m = make_passages(inputs=[str(first), str(docs_jsonl)], out=again, words=10)
     store = PassageStore(again)
     assert m == 2 * n == len(store)
     assert [p.id for p in store] == [str(i) for i in range(1, m + 1)]
@@ -146,7 +146,7 @@ def test_empty_inputs_and_unknown_formats_are_clear_errors(tmp_path):
     empty = tmp_path / "e.jsonl"
     empty.write_text('{"title": "T", "text": "   "}\n')
     with pytest.raises(DenseprError, match="no passages written"):
-        make_passages([str(empty)], tmp_path / "o.tsv")
+        make_passages(inputs=[str(empty)], out=tmp_path / "o.tsv")
     with pytest.raises(DenseprError, match="no such file"):
         detect_format(str(tmp_path / "missing.jsonl"))
     (tmp_path / "x.bin").write_text("?")

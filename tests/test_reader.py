@@ -13,9 +13,10 @@ from densepr.cli.main import main
 from densepr.errors import DenseprError
 from densepr.evaluate.answers import has_answer
 from densepr.evaluate.exact_match import exact_match, exact_match_score, normalize_answer
-from densepr.read import Reader, ReaderConfig, ReaderExample, ReaderTrainer, best_spans, find_answer_spans
+from densepr.loop import TrainingLoop
+from densepr.read import Reader, ReaderConfig, ReaderExample, ReaderTask, best_spans, find_answer_spans
 from densepr.read.data import answer_token_ids, passage_spans, reader_examples
-from densepr.read.predict import answer_results, choose, read_passages
+from densepr.read.inference import answer_results, choose, read_passages
 
 EINSTEIN = {"id": "1", "title": "Albert Einstein", "text": "Albert Einstein was born in Ulm in Germany. Ulm is a city."}
 PARIS = {"id": "2", "title": "Paris", "text": "Paris is the capital of France and the Seine river flows through the city."}
@@ -141,12 +142,31 @@ def test_reader_loss_decreases_when_overfitting_two_questions(bert, tmp_path):
     model = Reader.from_pretrained(str(bert))
     config = ReaderConfig(out=str(tmp_path), passages_per_question=3, batch_size=2, epochs=12, lr=1e-2, warmup_steps=0,
                           bf16=False, save_every=0)
-    trainer = ReaderTrainer(model, examples, config)
-    losses = [trainer.step(torch.arange(2).numpy(), epoch=0) for _ in range(12)]
+    loop = TrainingLoop(ReaderTask(model, examples, config))
+    losses = [loop.step(torch.arange(2).numpy(), epoch=0) for _ in range(12)]
     assert all(torch.isfinite(torch.tensor(losses)))
     assert all(b < a for a, b in zip(losses, losses[1:])) and losses[-1] < 0.3 * losses[0], losses
     readings = read_passages(model, "where was einstein born", [PARIS, EINSTEIN, LONDON], bf16=False)
     assert choose(readings).index == 1 and "Ulm" in choose(readings).answer
+
+
+def test_gradient_accumulation_matches_one_larger_batch(bert, tmp_path):
+    examples = [ReaderExample("where was einstein born", ["Ulm"], [EINSTEIN], [PARIS, LONDON]),
+                ReaderExample("what river flows through paris", ["Seine"], [PARIS], [LONDON, SONG])]
+    grads = []
+    for batch_size, accumulation in ((2, 1), (1, 2)):
+        torch.manual_seed(0)
+        model = Reader.from_pretrained(str(bert)).eval()  # no dropout: both runs see the same forward passes
+        config = ReaderConfig(out=str(tmp_path / f"b{batch_size}"), passages_per_question=3, batch_size=batch_size,
+                              grad_accumulation=accumulation, warmup_steps=0, bf16=False, max_grad_norm=1e9)
+        loop = TrainingLoop(ReaderTask(model, examples, config))
+        assert loop.steps_per_epoch == 1
+        loop.step(torch.arange(2).numpy(), epoch=0)
+        grads.append({name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
+    for name, grad in grads[0].items():
+        assert torch.allclose(grad, grads[1][name], atol=1e-6), name
+    assert any(g.abs().sum() > 0 for g in grads[0].values())
 
 
 def test_save_and_load_give_identical_outputs(reader, tmp_path):
@@ -206,8 +226,9 @@ def test_cli_train_reader_qa_and_ask(tmp_path, capsys, bert, docs_jsonl):
     # resume: a second run with more steps continues from the last checkpoint
     from densepr.pipeline import train_reader
 
-    stats = train_reader(results, tmp_path / "reader", str(bert), passages_per_question=3, batch_size=2, epochs=2,
-                         max_steps=3, warmup_steps=1, bf16=False)
+    config = ReaderConfig(out=str(tmp_path / "reader"), passages_per_question=3, batch_size=2, epochs=2, max_steps=3,
+                          warmup_steps=1, bf16=False)
+    stats = train_reader(results=results, config=config, model=str(bert))
     assert stats["steps"] == 1
     gold = tmp_path / "gold.json"  # DPR training JSON: the gold passage of question 0 only
     gold.write_text(json.dumps([{"question": "where was einstein born", "answers": ["Ulm"], "positive_ctxs": [EINSTEIN]}]))
@@ -217,9 +238,9 @@ def test_cli_train_reader_qa_and_ask(tmp_path, capsys, bert, docs_jsonl):
 
     from densepr import pipeline
 
-    pipeline.make_passages([str(docs_jsonl)], tmp_path / "psgs.tsv", words=12)
-    pipeline.encode(tmp_path / "psgs.tsv", tmp_path / "emb", str(bert), bf16=False, progress=False)
-    pipeline.build_index(tmp_path / "emb", tmp_path / "flat")
+    pipeline.make_passages(inputs=[str(docs_jsonl)], out=tmp_path / "psgs.tsv", words=12)
+    pipeline.encode(passages=tmp_path / "psgs.tsv", out=tmp_path / "emb", model=str(bert), bf16=False, progress=False)
+    pipeline.build_index(embeddings=tmp_path / "emb", out=tmp_path / "flat")
     code, out, err = run(capsys, "ask", "where was einstein born", "--index", tmp_path / "flat", "--top-k", 2,
                          "--reader", tmp_path / "reader")
     assert code == 0, err

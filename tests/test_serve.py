@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 from densepr import BM25Retriever, DenseRetriever, PassageStore
 from densepr.cli.main import build_parser, main
 from densepr.errors import DenseprError
-from densepr.serve import create_app, rrf
+from densepr.retrieve.fusion import rrf
+from densepr.serve import create_app
 from densepr.serve.batching import MicroBatcher
 
 
@@ -31,7 +32,13 @@ def index(tiny_indexes):
 
 @pytest.fixture(scope="module")
 def client(index):
-    with TestClient(create_app(index / "flat", index / "bm25")) as c:
+    with TestClient(create_app(index=str(index / "flat"), bm25_index=str(index / "bm25"))) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def rrf_client(index):
+    with TestClient(create_app(index=str(index / "flat"), bm25_index=str(index / "bm25"), fusion="rrf")) as c:
         yield c
 
 
@@ -72,20 +79,21 @@ def test_dense_search_matches_the_library(client, index):
     assert (first["title"], first["text"]) == (by_id[first["id"]].title, by_id[first["id"]].text)
 
 
-def test_default_retriever_is_dense_and_k_caps_at_corpus_size(client, index):
+def test_default_retriever_is_the_specs_and_k_caps_at_corpus_size(client, index):
     r = client.post("/search", json={"question": QUESTIONS[1], "k": 1000})
-    assert r.status_code == 200 and r.json()["retriever"] == "dense"
+    assert r.status_code == 200 and r.json()["retriever"] == "hybrid"
     assert sorted(ids(r)) == sorted(p.id for p in PassageStore(index / "psgs.tsv"))
 
 
-def test_hybrid_is_rrf_of_both_rankings(client):
+def test_hybrid_with_rrf_fusion_is_rrf_of_both_rankings(rrf_client):
+    client = rrf_client
     q = QUESTIONS[2]
     dense = ids(client.post("/search", json={"question": q, "k": 100, "retriever": "dense"}))
     bm25 = ids(client.post("/search", json={"question": q, "k": 100, "retriever": "bm25"}))
     r = client.post("/search", json={"question": q, "k": 4, "retriever": "hybrid"})
     assert r.status_code == 200, r.text
     passages = r.json()["results"][0]["passages"]
-    expected = rrf([dense, bm25], k=60)[:4]
+    expected = rrf([bm25, dense], k=60)[:4]
     assert [p["id"] for p in passages] == [key for key, _ in expected]
     assert [p["score"] for p in passages] == pytest.approx([score for _, score in expected])
     top = passages[0]
@@ -142,7 +150,7 @@ def test_limits_are_inclusive(client):
 
 @pytest.fixture(scope="module")
 def bm25_only(index):
-    with TestClient(create_app(bm25_index=index / "bm25")) as c:
+    with TestClient(create_app(bm25_index=str(index / "bm25"))) as c:
         yield c
 
 
@@ -154,18 +162,18 @@ def test_missing_index_is_400_with_a_clear_message(bm25_only, index):
     r = bm25_only.post("/search", json={"question": QUESTIONS[0]})
     assert r.status_code == 200 and r.json()["retriever"] == "bm25"
     assert bm25_only.get("/health").json()["retrievers"] == ["bm25"]
-    with TestClient(create_app(index / "flat")) as dense_only:
+    with TestClient(create_app(index=str(index / "flat"))) as dense_only:
         r = dense_only.post("/search", json={"question": QUESTIONS[0], "retriever": "bm25"})
         assert r.status_code == 400 and "--bm25-index" in r.json()["detail"]
 
 
 def test_unusable_index_folders_are_refused(index, tmp_path):
-    with pytest.raises(DenseprError, match="give a dense index"):
+    with pytest.raises(DenseprError, match="give an index folder"):
         create_app()
-    with pytest.raises(DenseprError, match="no such file"):
-        create_app(tmp_path / "nothing")
+    with pytest.raises(DenseprError, match="not an index folder"):
+        create_app(index=str(tmp_path / "nothing"))
     with pytest.raises(DenseprError, match="not a dense index"):
-        create_app(index / "bm25")
+        create_app(kind="dense", index=str(index / "bm25"))
 
 
 def test_health(client, index, tiny_bert):
@@ -203,7 +211,7 @@ def test_page_is_self_contained(client):
 
 
 def test_concurrent_dense_requests_are_batched(index):
-    app = create_app(index / "flat", max_wait=0.05)
+    app = create_app(index=str(index / "flat"), max_wait=0.05)
     questions = [f"{QUESTIONS[i % 3]} {i}" for i in range(12)]
 
     async def fire() -> list[httpx.Response]:
@@ -289,9 +297,9 @@ def test_rrf_by_hand():
 def test_serve_command_defaults_to_loopback(capsys, tmp_path):
     args = build_parser().parse_args(["serve", "--index", "flat", "--bm25-index", "bm25"])
     assert (args.host, args.port, args.index, args.bm25_index) == ("127.0.0.1", 8000, "flat", "bm25")
-    assert main(["-q", "serve"]) == 2 and "give a dense index (--index DIR)" in capsys.readouterr().err
+    assert main(["-q", "serve"]) == 2 and "give an index folder (--index DIR" in capsys.readouterr().err
     assert main(["-q", "serve", "--index", str(tmp_path / "none")]) == 2
-    assert "no such file" in capsys.readouterr().err
+    assert "not an index folder" in capsys.readouterr().err
 
 
 def test_ask_with_a_reader_returns_answer_spans(index, tmp_path):
@@ -299,7 +307,7 @@ def test_ask_with_a_reader_returns_answer_spans(index, tmp_path):
 
     reader_dir = tmp_path / "reader"
     Reader.from_pretrained(str(next(index.parent.glob("tiny_bert*"))), max_answer_len=5).save(reader_dir)
-    with TestClient(create_app(index / "flat", index / "bm25", reader=reader_dir)) as c:
+    with TestClient(create_app(index=str(index / "flat"), bm25_index=str(index / "bm25"), reader=reader_dir)) as c:
         r = c.post("/ask", json={"questions": QUESTIONS[:2], "k": 3, "retriever": "bm25"})
     assert r.status_code == 200, r.text
     body = r.json()

@@ -11,7 +11,7 @@ from densepr.errors import DenseprError
 from densepr.evaluate.answers import has_answer
 from densepr.pipeline import build_bm25, make_passages
 from densepr.questions import Question, read_questions
-from densepr.sparse.bm25 import BM25Retriever
+from densepr.retrieve.searcher import open_searcher
 from densepr.train import build_training_data, read_training_data, squad_gold_rows, write_training_data
 
 from conftest import free_port, shared
@@ -32,9 +32,9 @@ SQUAD = {"data": [
 def squad_corpus(tmp_path):
     path = tmp_path / "squad.json"
     path.write_text(json.dumps(SQUAD))
-    make_passages([str(path)], tmp_path / "psgs.tsv", words=8)
-    build_bm25(tmp_path / "psgs.tsv", tmp_path / "bm25", progress=False)
-    return path, PassageStore(tmp_path / "psgs.tsv"), BM25Retriever.load(tmp_path / "bm25")
+    make_passages(inputs=[str(path)], out=tmp_path / "psgs.tsv", words=8)
+    build_bm25(passages=tmp_path / "psgs.tsv", out=tmp_path / "bm25", progress=False)
+    return path, PassageStore(tmp_path / "psgs.tsv"), open_searcher(index=str(tmp_path / "bm25"))
 
 
 def test_reads_dpr_training_json_as_shipped():
@@ -67,7 +67,7 @@ def test_squad_gold_rows_hold_the_answer_span(squad_corpus):
 def test_build_training_data_gold_distant_and_dropped(squad_corpus):
     path, store, bm25 = squad_corpus
     questions = read_questions(path) + [Question("minster in ulm", ["minster"]), Question("unanswerable", ["zzz"])]
-    examples, stats = build_training_data(questions, store, bm25, squad_gold_rows(path, store, 8), hard_negatives=3,
+    examples, stats = build_training_data(questions, bm25, squad_gold_rows(path, store, 8), hard_negatives=3,
                                           random_negatives=2, progress=False)
     assert stats == {"gold": 3, "distant": 1, "dropped": 1}
     for ex in examples:
@@ -78,14 +78,13 @@ def test_build_training_data_gold_distant_and_dropped(squad_corpus):
 
 def test_mined_negatives_come_from_the_dense_retriever(tiny_bert, squad_corpus, tmp_path):
     from densepr.pipeline import build_index, encode
-    from densepr.retrieve.dense import DenseRetriever
     from densepr.train import mine_hard_negatives
 
     path, store, bm25 = squad_corpus
-    examples, _ = build_training_data(read_questions(path), store, bm25, squad_gold_rows(path, store, 8), progress=False)
-    encode(store.path, tmp_path / "emb", str(tiny_bert), progress=False)
-    build_index(tmp_path / "emb", tmp_path / "idx")
-    mined = mine_hard_negatives(examples, DenseRetriever.load(tmp_path / "idx"), store, keep=2, progress=False)
+    examples, _ = build_training_data(read_questions(path), bm25, squad_gold_rows(path, store, 8), progress=False)
+    encode(passages=store.path, out=tmp_path / "emb", model=str(tiny_bert), progress=False)
+    build_index(embeddings=tmp_path / "emb", out=tmp_path / "idx")
+    mined = mine_hard_negatives(examples, open_searcher(index=str(tmp_path / "idx")), keep=2, progress=False)
     for before, after in zip(examples, mined):
         assert after.positives == before.positives and len(after.hard_negatives) == 2
         assert all(not has_answer(after.answers, p.text) and p.id != after.positives[0].id for p in after.hard_negatives)

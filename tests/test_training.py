@@ -1,4 +1,4 @@
-"""DPR loss, multi-process gather, gradient caching, and exact resume of the trainer."""
+"""DPR loss, multi-process gather, gradient caching, and exact resume of the training loop."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from densepr.dense.biencoder import BiEncoder
-from densepr.train import DualEncoderModel, TrainConfig, Trainer, read_training_data
+from densepr.loop import TrainingLoop
+from densepr.train import DualEncoderModel, DualEncoderTask, TrainConfig, read_training_data
 from densepr.train.batches import make_batch
 from densepr.train.grad_cache import grad_cache_backward
 
@@ -66,7 +67,7 @@ def test_grad_cache_gives_the_same_gradients(tiny_bert):
 
 def _worker(rank, world, port, tiny_bert, sample, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
-    from densepr.train import distributed
+    from densepr.loop import distributed
 
     distributed.init_from_env()
     model = _model(tiny_bert).eval()
@@ -74,7 +75,7 @@ def _worker(rank, world, port, tiny_bert, sample, out):
     q, p = _batch(model, examples, [2 * rank, 2 * rank + 1])
     loss = model(q, p)
     loss.backward()
-    distributed.sum_gradients(model.parameters())
+    distributed.reduce_gradients(model.parameters())
     torch.save({"loss": loss.detach(), "grads": _grads(model)}, f"{out}/rank{rank}.pt")
     torch.distributed.destroy_process_group()
 
@@ -97,7 +98,7 @@ def test_two_processes_match_one_process_on_the_global_batch(tiny_bert, tmp_path
 def _train(tiny_bert, out, examples, **kw):
     config = TrainConfig(out=str(out), batch_size=2, warmup_steps=2, save_every=2, bf16=False, log_every=1, lr=1e-3, **kw)
     model = _model(tiny_bert)
-    return model, Trainer(model, examples, config)
+    return model, TrainingLoop(DualEncoderTask(model, examples, config))
 
 
 def test_killed_training_resumes_exactly(tiny_bert, tmp_path, monkeypatch):
@@ -106,7 +107,7 @@ def test_killed_training_resumes_exactly(tiny_bert, tmp_path, monkeypatch):
     trainer.train()
 
     killed, trainer = _train(tiny_bert, tmp_path / "b", examples, epochs=2)
-    real_step, calls = Trainer.step, []
+    real_step, calls = TrainingLoop.step, []
 
     def dying_step(self, *args):
         calls.append(1)
@@ -114,10 +115,10 @@ def test_killed_training_resumes_exactly(tiny_bert, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real_step(self, *args)
 
-    monkeypatch.setattr(Trainer, "step", dying_step)
+    monkeypatch.setattr(TrainingLoop, "step", dying_step)
     with pytest.raises(KeyboardInterrupt):
         trainer.train()
-    monkeypatch.setattr(Trainer, "step", real_step)
+    monkeypatch.setattr(TrainingLoop, "step", real_step)
     assert sorted(p.name for p in (tmp_path / "b").glob("checkpoint-*")) == ["checkpoint-0000004", "checkpoint-0000006"]
     resumed, trainer = _train(tiny_bert, tmp_path / "b", examples, epochs=2)
     stats = trainer.train()

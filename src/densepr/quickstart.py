@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,8 +13,9 @@ import platformdirs
 from densepr import pipeline
 from densepr.corpus.documents import WIKI_VITAL
 from densepr.dense.loading import DEFAULT_MODEL
-from densepr.retrieve.dense import DenseRetriever
-from densepr.retrieve.results import open_passages
+from densepr.hits import PassageRecord, ScoredPassage
+from densepr.retrieve.searcher import open_searcher
+from densepr.retrieve.spec import SearchSpec
 
 if TYPE_CHECKING:
     from densepr.read import Reader
@@ -34,21 +37,26 @@ def ensure_default_index(home: Path | None = None, progress: bool = True) -> Pat
     log.info("first run: building the default index over %s in %s (a few minutes, once)", WIKI_VITAL, home)
     psgs = home / "psgs_w100.tsv"
     if not psgs.is_file():
-        pipeline.make_passages([WIKI_VITAL], psgs)
-    pipeline.encode(psgs, home / "embeddings", DEFAULT_MODEL, progress=progress)
-    pipeline.build_index(home / "embeddings", index_dir)
+        pipeline.make_passages(inputs=[WIKI_VITAL], out=psgs)
+    pipeline.encode(passages=psgs, out=home / "embeddings", model=DEFAULT_MODEL, progress=progress)
+    pipeline.build_index(embeddings=home / "embeddings", out=index_dir)
     return index_dir
 
 
-def ask(question: str, index_dir: Path | None = None, top_k: int = 5, model: str | None = None) -> list[dict]:
-    """Top passages for one question: ``[{"id", "title", "text", "score"}]``."""
-    retriever = DenseRetriever.load(index_dir or ensure_default_index(), model=model)
-    store = open_passages(retriever.meta)
-    hits = retriever.search([question], k=top_k)[0]
-    return [{**store[hit.row].ctx(), "score": hit.score} for hit in hits]
+def default_spec(spec: SearchSpec | None = None, progress: bool = True) -> SearchSpec:
+    """``spec``, or, where it names no index, the default dense index over wiki-vital (built on first use)."""
+    spec = spec or SearchSpec()
+    if spec.index or spec.bm25_index:
+        return spec
+    return dataclasses.replace(spec, kind=spec.kind or "dense", index=str(ensure_default_index(progress=progress)))
 
 
-def read_answer(question: str, passages: list[dict], reader: Reader | str | Path) -> dict:
+def ask(question: str, *, spec: SearchSpec | None = None, top_k: int = 5, progress: bool = True) -> list[ScoredPassage]:
+    """Top passages for one question: ``[{"id", "title", "text", "score"}]`` (default: the wiki-vital index)."""
+    return open_searcher(default_spec(spec, progress)).passages([question], top_k)[0]
+
+
+def read_answer(question: str, passages: Sequence[PassageRecord], reader: Reader | str | Path) -> dict:
     """The reader's answer from ``passages`` (as :func:`ask` returns them): ``{"answer", "passage", "passage_index", ...}``."""
     from densepr.read import Reader, predict
 

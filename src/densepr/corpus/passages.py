@@ -18,6 +18,7 @@ import numpy as np
 
 from densepr.errors import DenseprError, at_line
 from densepr.fileio import atomic_open, fingerprint
+from densepr.hits import PassageRecord
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class Passage:
     text: str
     title: str
 
-    def ctx(self) -> dict:
+    def ctx(self) -> PassageRecord:
         """The passage as a DPR result ctx: ``{"id", "title", "text"}``."""
         return {"id": self.id, "title": self.title, "text": self.text}
 

@@ -16,22 +16,14 @@ from transformers.utils import logging as hf_logging
 
 from densepr.dense.loading import TowerSpec, resolve_model_path, tower_spec
 from densepr.errors import DenseprError
+from densepr.hardware import use_bf16
 
 log = logging.getLogger(__name__)
 POOLINGS = ("cls", "mean", "dpr")
 
 
-def cpu_supports_bf16() -> bool:
-    """True on CPUs with native bf16 matrix units (AVX512-BF16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 @contextlib.contextmanager
-def _no_hf_progress_bars() -> Iterator[None]:
+def no_hf_progress_bars() -> Iterator[None]:
     """Hide transformers' per-call loading/saving bars (noise next to our own progress bars)."""
     enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
@@ -94,7 +86,7 @@ class Encoder(torch.nn.Module):
         """Load a local folder or hub name (plain HF, sentence-transformers or DPR layout)."""
         spec = tower_spec(resolve_model_path(name_or_path), pooling)
         try:
-            with _no_hf_progress_bars():
+            with no_hf_progress_bars():
                 model = _load_model(spec)
                 tokenizer = AutoTokenizer.from_pretrained(spec.path)
         except (OSError, ValueError) as exc:
@@ -143,7 +135,7 @@ class Encoder(torch.nn.Module):
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         device = next(self.model.parameters()).device
-        bf16 = (device.type == "cuda" or cpu_supports_bf16()) if bf16 is None else bf16
+        bf16 = use_bf16(device.type, bf16)
         encoded = self.tokenize(texts, pairs)
         truncated = sum(len(ids) >= self.max_length for ids in encoded["input_ids"])
         if truncated:
@@ -158,7 +150,8 @@ class Encoder(torch.nn.Module):
         budget = CPU_BATCH_TOKENS if device.type == "cpu" else GPU_BATCH_TOKENS
         for rows in length_batches(lengths[order], batch_size, budget):
             idx = order[rows]
-            batch = self.tokenizer.pad({k: [encoded[k][i] for i in idx] for k in keys}, return_tensors="pt")
+            rows_of: dict[str, list] = {k: [encoded[k][i] for i in idx] for k in keys}
+            batch = self.tokenizer.pad(rows_of, return_tensors="pt")
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 vectors = self(**{k: batch[k].to(device) for k in keys})
             out[idx] = vectors.float().cpu().numpy()
@@ -170,7 +163,7 @@ class Encoder(torch.nn.Module):
     def save(self, path: str | Path) -> None:
         """Save as a standard Hugging Face folder plus ``densepr_tower.json`` (pooling settings)."""
         path = Path(path)
-        with _no_hf_progress_bars():
+        with no_hf_progress_bars():
             self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
         settings = {"pooling": self.pooling, "normalize": self.normalize, "max_length": self.max_length}

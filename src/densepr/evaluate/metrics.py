@@ -6,7 +6,8 @@ import csv
 import math
 import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from densepr.errors import DenseprError, at_line
 from densepr.evaluate.answers import has_answer
@@ -14,7 +15,7 @@ from densepr.evaluate.answers import has_answer
 DEFAULT_KS = (1, 5, 20, 100)
 
 
-def top_k_accuracy(results: Sequence[dict], ks: Sequence[int] = DEFAULT_KS, match: str | None = None) -> dict[str, float]:
+def top_k_accuracy(results: Sequence[Mapping[str, Any]], ks: Sequence[int] = DEFAULT_KS, match: str | None = None) -> dict[str, float]:
     """Percent of questions with an answer-bearing passage in the top k, for each k.
 
     ``results`` are DPR result entries (``answers``, ``ctxs``). With ``match`` set, ``has_answer`` is

@@ -1,5 +1,13 @@
 """Dense vector indexes (FAISS)."""
 
-from densepr.index.faiss_index import INDEX_TYPES, DenseIndex, build_faiss
+from typing import TYPE_CHECKING
 
-__all__ = ["INDEX_TYPES", "DenseIndex", "build_faiss"]
+from densepr.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from densepr.index.faiss_index import DenseIndex, build_faiss
+
+INDEX_TYPES = ("flat", "hnsw", "ivfpq", "ivfsq8", "sq8")
+_EXPORTS = {"DenseIndex": "densepr.index.faiss_index", "build_faiss": "densepr.index.faiss_index"}
+__all__ = ["INDEX_TYPES", *sorted(_EXPORTS)]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -10,15 +10,16 @@ import logging
 import math
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import faiss
 import numpy as np
 
 from densepr.errors import DenseprError
 from densepr.fileio import atomic_open, read_json, write_json
+from densepr.index import INDEX_TYPES
 
 log = logging.getLogger(__name__)
-INDEX_TYPES = ("flat", "hnsw", "ivfpq", "ivfsq8", "sq8")
 
 
 def _ivf_lists(n: int) -> int:
@@ -41,6 +42,7 @@ def build_faiss(vectors: np.ndarray, kind: str = "flat", hnsw_m: int = 32, ef_co
     if n == 0:
         raise DenseprError("no vectors to index")
     ip = faiss.METRIC_INNER_PRODUCT
+    index: Any  # FAISS index classes share no typed base with .hnsw
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
     elif kind == "hnsw":
@@ -96,7 +98,7 @@ class DenseIndex:
         if nprobe is not None and self.meta["type"].startswith("ivf"):
             faiss.extract_index_ivf(self.index).nprobe = nprobe
         if ef_search is not None and self.meta["type"] == "hnsw":
-            self.index.hnsw.efSearch = ef_search
+            cast(Any, self.index).hnsw.efSearch = ef_search
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k ``(scores, rows)`` per query; rows index :attr:`ids` (-1 pads when k > size)."""

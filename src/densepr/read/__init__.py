@@ -1,10 +1,23 @@
-"""The extractive reader: span and passage-selection heads over one encoder, its training and inference."""
+"""The extractive reader: span and passage-selection heads over one encoder, its training task and inference."""
 
-from densepr.read.data import ReaderExample, encode_pairs, find_answer_spans, reader_examples
-from densepr.read.model import Reader, best_spans, reader_loss, span_loss
-from densepr.read.predict import PassageReading, answer_results, answers_at_k, choose, predict, read_passages
-from densepr.read.trainer import ReaderConfig, ReaderTrainer
+from typing import TYPE_CHECKING
 
-__all__ = ["PassageReading", "Reader", "ReaderConfig", "ReaderExample", "ReaderTrainer", "answer_results", "answers_at_k",
-           "best_spans", "choose", "encode_pairs", "find_answer_spans", "predict", "read_passages", "reader_examples",
-           "reader_loss", "span_loss"]
+from densepr.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from densepr.read.config import ReaderConfig
+    from densepr.read.data import ReaderExample, encode_pairs, find_answer_spans, reader_examples
+    from densepr.read.model import Reader, best_spans, reader_loss, span_loss
+    from densepr.read.inference import PassageReading, answer_results, answers_at_k, choose, predict, read_passages
+    from densepr.read.task import ReaderTask
+
+_EXPORTS = {
+    "ReaderConfig": "densepr.read.config", "ReaderExample": "densepr.read.data", "encode_pairs": "densepr.read.data",
+    "find_answer_spans": "densepr.read.data", "reader_examples": "densepr.read.data", "Reader": "densepr.read.model",
+    "best_spans": "densepr.read.model", "reader_loss": "densepr.read.model", "span_loss": "densepr.read.model",
+    "PassageReading": "densepr.read.inference", "answer_results": "densepr.read.inference",
+    "answers_at_k": "densepr.read.inference", "choose": "densepr.read.inference", "predict": "densepr.read.inference",
+    "read_passages": "densepr.read.inference", "ReaderTask": "densepr.read.task",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 from dataclasses import dataclass, field
 
 import torch
@@ -41,7 +42,7 @@ class PassageBatch:
         return text[first:last]
 
 
-def encode_pairs(tokenizer: PreTrainedTokenizerBase, questions: Sequence[str], ctxs: Sequence[dict],
+def encode_pairs(tokenizer: PreTrainedTokenizerBase, questions: Sequence[str], ctxs: Sequence[Mapping[str, Any]],
                  max_length: int = 256) -> PassageBatch:
     """Encode ``question`` / ``title [SEP] text`` pairs (the passage is truncated first)."""
     if not getattr(tokenizer, "is_fast", False):
@@ -111,8 +112,8 @@ class ReaderExample:
     negatives: list[dict]
 
 
-def reader_examples(results: Sequence[dict], tokenizer: PreTrainedTokenizerBase, max_length: int = 256,
-                    depth: int = 100, match: str = "string", gold: Mapping[str, Sequence[dict]] | None = None
+def reader_examples(results: Sequence[Mapping[str, Any]], tokenizer: PreTrainedTokenizerBase, max_length: int = 256,
+                    depth: int = 100, match: str = "string", gold: Mapping[str, Sequence[Mapping[str, Any]]] | None = None
                     ) -> tuple[list[ReaderExample], dict[str, int]]:
     """Training examples from DPR results: positives are top-``depth`` ctxs with ``has_answer`` whose tokens hold an answer.
 

@@ -6,11 +6,9 @@ heads' tensors) and ``densepr_reader.json`` (settings), written atomically.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 from pathlib import Path
 
 import torch
@@ -18,31 +16,14 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from densepr.dense.encoder import _no_hf_progress_bars
+from densepr.dense.encoder import no_hf_progress_bars
 from densepr.dense.loading import DEFAULT_ALIASES, DEFAULT_MODEL, resolve_model_path, tower_spec
 from densepr.errors import DenseprError
+from densepr.fileio import atomic_folder
 from densepr.read.data import PassageBatch, Span, encode_pairs
 
 HEADS_FILE, CONFIG_FILE = "reader_heads.safetensors", "densepr_reader.json"
 MASKED = -1e9  # logit of positions outside the passage text
-
-
-@contextlib.contextmanager
-def atomic_folder(path: Path) -> Iterator[Path]:
-    """Yield a temp folder beside ``path``; it replaces ``path`` as a whole only on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp, old = path.parent / f".tmp-{path.name}", path.parent / f".old-{path.name}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def find_reader_folder(path: str | Path) -> Path:
@@ -103,16 +84,14 @@ class Reader(torch.nn.Module):
             raise DenseprError(f"{folder / HEADS_FILE}: head weights do not fit the encoder ({reason})") from None
         return reader.eval().to(_device())
 
-    def save(self, path: str | Path, state: dict | None = None) -> None:
-        """Write the reader folder atomically (``state``: optional training state, saved as ``training_state.pt``)."""
+    def save(self, path: str | Path) -> None:
+        """Write the reader folder atomically."""
         with atomic_folder(Path(path)) as tmp:
             self.write(tmp)
-            if state is not None:
-                torch.save(state, tmp / "training_state.pt")
 
     def write(self, folder: Path) -> None:
         """The reader's files into an existing folder (non-atomic; see :meth:`save`)."""
-        with _no_hf_progress_bars():
+        with no_hf_progress_bars():
             self.encoder.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
         heads = {f"{name}.{k}": v.detach().cpu().contiguous() for name in ("qa_outputs", "qa_classifier")
@@ -125,7 +104,7 @@ class Reader(torch.nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def encode(self, questions: Sequence[str], ctxs: Sequence[dict]) -> PassageBatch:
+    def encode(self, questions: Sequence[str], ctxs: Sequence[Mapping[str, Any]]) -> PassageBatch:
         """Tokenise (question, passage) pairs at the reader's maximum length."""
         return encode_pairs(self.tokenizer, questions, ctxs, self.max_length)
 
@@ -146,7 +125,7 @@ def _device() -> str:
 
 def _load_encoder(folder: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     try:
-        with _no_hf_progress_bars():
+        with no_hf_progress_bars():
             return AutoModel.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
     except (OSError, ValueError) as exc:
         raise DenseprError(f"{folder}: cannot load model or tokenizer ({str(exc).splitlines()[0]})") from None

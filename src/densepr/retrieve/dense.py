@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from densepr.dense.biencoder import BiEncoder
 from densepr.errors import DenseprError
-from densepr.index.faiss_index import DenseIndex
 from densepr.hits import Hit
+from densepr.index.faiss_index import DenseIndex
 
 
 class DenseRetriever:
@@ -48,10 +50,16 @@ class DenseRetriever:
                                    "(pass --allow-model-mismatch if the question encoder is meant to differ)")
         return cls(encoder, index)
 
-    def search(self, questions: Sequence[str], k: int = 100, batch_size: int | None = None, progress: bool = False) -> list[list[Hit]]:
-        """Top-k passages per question by inner product, best first."""
-        if not questions:
+    def encode(self, questions: Sequence[str], batch_size: int | None = None, progress: bool = False) -> np.ndarray:
+        """Question vectors, as :meth:`search` computes them."""
+        return self.model.encode_questions(questions, batch_size=batch_size, progress=progress)
+
+    def search(self, questions: Sequence[str], k: int = 100, vectors: np.ndarray | None = None,
+               batch_size: int | None = None, progress: bool = False) -> list[list[Hit]]:
+        """Top-k passages per question by inner product, best first (``vectors``: the questions, already encoded)."""
+        if not len(questions):
             return []
-        vectors = self.model.encode_questions(questions, batch_size=batch_size, progress=progress)
+        if vectors is None:
+            vectors = self.encode(questions, batch_size=batch_size, progress=progress)
         scores, rows = self.index.search(vectors, k)
         return [[Hit(int(r), float(s)) for r, s in zip(rr, ss) if r >= 0] for rr, ss in zip(rows, scores)]

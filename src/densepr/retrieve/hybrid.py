@@ -1,17 +1,13 @@
 """Hybrid retrieval: BM25 and dense candidates re-scored together (DPR section 5.1), or fused by RRF.
 
-Linear fusion follows the paper: the union of both retrievers' top-``depth`` passages is re-ranked by
-``BM25(q, p) + λ · sim(q, p)``. A candidate found by only one retriever gets the other list's minimum
-score (pyserini's rule), optionally after min-max or z-score normalisation of each list. One exception: a
-BM25 list shorter than ``depth`` holds every passage sharing a term with the question, so the others' BM25
-score is known to be 0 and is used instead of the minimum. ``fusion="rrf"`` uses reciprocal rank fusion
-(:func:`densepr.serve.fusion.rrf`) instead.
+The union of both retrievers' top-``depth`` passages is fused by :mod:`densepr.retrieve.fusion`. One
+exception to the minimum-fill rule: a BM25 list shorter than ``depth`` holds every passage sharing a term
+with the question, so the others' BM25 score is known to be 0 and is used instead of the minimum.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -22,13 +18,9 @@ from densepr.evaluate.metrics import top_k_accuracy
 from densepr.hits import Hit
 from densepr.questions import Question
 from densepr.retrieve.dense import DenseRetriever
+from densepr.retrieve.fusion import FUSIONS, NORMALIZATIONS, RRF_K, linear_fusion, rrf_fusion
 from densepr.retrieve.results import build_results
-from densepr.serve.fusion import rrf
 from densepr.sparse.bm25 import BM25Retriever
-
-FUSIONS = ("linear", "rrf")
-NORMALIZATIONS = ("minmax", "zscore")
-RRF_K = 60  # as the HTTP service's hybrid
 
 
 class Candidates(NamedTuple):
@@ -38,59 +30,20 @@ class Candidates(NamedTuple):
     dense: list[Hit]
     depth: int
 
-
-def _normalized(scores: np.ndarray, reference: np.ndarray, how: str | None) -> np.ndarray:
-    """``scores`` rescaled by the statistics of ``reference`` (one retriever's own list)."""
-    if how is None or reference.size == 0:
-        return scores
-    if how == "minmax":
-        low, span = reference.min(), reference.max() - reference.min()
-        return (scores - low) / (span if span > 0 else 1.0)
-    if how == "zscore":
-        std = reference.std()
-        return (scores - reference.mean()) / (std if std > 0 else 1.0)
-    raise DenseprError(f"unknown normalisation {how!r}; choose from {', '.join(NORMALIZATIONS)}")
-
-
-def linear_fusion(bm25_hits: Sequence[Hit], dense_hits: Sequence[Hit], lam: float, k: int,
-                  normalize: str | None = None, bm25_fill: float | None = None) -> list[Hit]:
-    """Top ``k`` of the union by ``bm25 + lam * dense``; a list missing a candidate lends it its minimum.
-
-    ``bm25_fill`` replaces the BM25 list's minimum as the score of candidates it lacks (e.g. 0 when the list
-    is exhaustive). Normalisation uses each list's own statistics.
-
-    >>> linear_fusion([Hit(1, 10.0), Hit(2, 4.0)], [Hit(2, 0.9), Hit(3, 0.5)], lam=1.0, k=3)
-    [Hit(row=1, score=10.5), Hit(row=2, score=4.9), Hit(row=3, score=4.5)]
-    """
-    b_rows = np.fromiter((h.row for h in bm25_hits), dtype=np.int64, count=len(bm25_hits))
-    b_scores = np.fromiter((h.score for h in bm25_hits), dtype=np.float64, count=len(bm25_hits))
-    d_rows = np.fromiter((h.row for h in dense_hits), dtype=np.int64, count=len(dense_hits))
-    d_scores = np.fromiter((h.score for h in dense_hits), dtype=np.float64, count=len(dense_hits))
-    rows = np.union1d(b_rows, d_rows)
-    if rows.size == 0:
-        return []
-    if bm25_fill is None:
-        bm25_fill = b_scores.min() if b_scores.size else 0.0
-    b_full = np.full(rows.size, bm25_fill)
-    b_full[np.searchsorted(rows, b_rows)] = b_scores
-    d_full = np.full(rows.size, d_scores.min() if d_scores.size else 0.0)
-    d_full[np.searchsorted(rows, d_rows)] = d_scores
-    fused = _normalized(b_full, b_scores, normalize) + lam * _normalized(d_full, d_scores, normalize)
-    order = np.lexsort((rows, -fused))[:k]  # best first; ties by passage row
-    return [Hit(int(rows[i]), float(fused[i])) for i in order]
-
-
-def rrf_fusion(bm25_hits: Sequence[Hit], dense_hits: Sequence[Hit], k: int, rrf_k: int = RRF_K) -> list[Hit]:
-    """Top ``k`` by reciprocal rank fusion of the two ranked lists."""
-    fused = rrf([[h.row for h in bm25_hits], [h.row for h in dense_hits]], k=rrf_k)
-    return [Hit(int(row), float(score)) for row, score in fused[:k]]
+    def ranks(self) -> dict[int, dict[str, int]]:
+        """Passage row → its rank (from 1) in each list holding it."""
+        out: dict[int, dict[str, int]] = {}
+        for name, hits in (("bm25", self.bm25), ("dense", self.dense)):
+            for rank, hit in enumerate(hits, 1):
+                out.setdefault(hit.row, {}).setdefault(name, rank)
+        return out
 
 
 class HybridRetriever:
     """BM25 + dense retrieval over one passages file, with the same ``search`` as the other retrievers.
 
-    >>> hybrid = HybridRetriever.load("flat/", "bm25/", lam=1.1)             # doctest: +SKIP
-    >>> hybrid.search(["who wrote hamlet"], k=5)[0]                            # doctest: +SKIP
+    >>> hybrid = HybridRetriever(BM25Retriever.load("bm25/"), DenseRetriever.load("flat/"), lam=1.1)  # doctest: +SKIP
+    >>> hybrid.search(["who wrote hamlet"], k=5)[0]                                                     # doctest: +SKIP
     """
 
     def __init__(self, bm25: BM25Retriever, dense: DenseRetriever, depth: int = 2000, lam: float = 1.1,
@@ -110,13 +63,6 @@ class HybridRetriever:
         self.bm25, self.dense = bm25, dense
         self.depth, self.lam, self.normalize, self.fusion, self.rrf_k = depth, lam, normalize, fusion, rrf_k
 
-    @classmethod
-    def load(cls, dense_dir: str | Path, bm25_dir: str | Path, model: str | None = None,
-             allow_model_mismatch: bool = False, **options) -> HybridRetriever:
-        """Open a dense index folder and a BM25 index folder built over the same passages."""
-        dense = DenseRetriever.load(dense_dir, model=model, allow_model_mismatch=allow_model_mismatch)
-        return cls(BM25Retriever.load(bm25_dir), dense, **options)
-
     @property
     def ids(self) -> list[str]:
         return self.dense.ids
@@ -127,11 +73,12 @@ class HybridRetriever:
                     **({"lam": self.lam, "normalize": self.normalize} if self.fusion == "linear" else {"rrf_k": self.rrf_k})}
         return dict(self.dense.meta, **settings)
 
-    def candidates(self, questions: Sequence[str], depth: int | None = None) -> list[Candidates]:
+    def candidates(self, questions: Sequence[str], depth: int | None = None,
+                   vectors: np.ndarray | None = None) -> list[Candidates]:
         """Both retrievers' top-``depth`` hits per question (what fusion re-ranks)."""
         depth = depth or self.depth
         bm25 = self.bm25.search(questions, k=depth)
-        dense = self.dense.search(questions, k=depth)
+        dense = self.dense.search(questions, k=depth, vectors=vectors)
         return [Candidates(b, d, depth) for b, d in zip(bm25, dense)]
 
     def fuse(self, candidates: Candidates, k: int, lam: float | None = None) -> list[Hit]:
@@ -142,13 +89,19 @@ class HybridRetriever:
         return linear_fusion(candidates.bm25, candidates.dense, self.lam if lam is None else lam, k, self.normalize,
                              0.0 if exhaustive else None)
 
-    def search(self, questions: Sequence[str], k: int = 100, chunk: int = 256) -> list[list[Hit]]:
-        """Top-k fused passages per question, best first (questions handled ``chunk`` at a time)."""
-        out: list[list[Hit]] = []
+    def search_candidates(self, questions: Sequence[str], k: int = 100, vectors: np.ndarray | None = None,
+                          chunk: int = 256) -> list[tuple[list[Hit], Candidates]]:
+        """Top-k fused passages per question with the candidates they came from (``chunk`` questions at a time)."""
+        out: list[tuple[list[Hit], Candidates]] = []
         depth = max(self.depth, k)
         for start in range(0, len(questions), chunk):
-            out.extend(self.fuse(c, k) for c in self.candidates(questions[start : start + chunk], depth))
+            part = None if vectors is None else vectors[start : start + chunk]
+            out.extend((self.fuse(c, k), c) for c in self.candidates(questions[start : start + chunk], depth, part))
         return out
+
+    def search(self, questions: Sequence[str], k: int = 100, vectors: np.ndarray | None = None) -> list[list[Hit]]:
+        """Top-k fused passages per question, best first."""
+        return [hits for hits, _ in self.search_candidates(questions, k, vectors)]
 
 
 def tune_lambda(hybrid: HybridRetriever, questions: Sequence[Question], store: PassageStore, lams: Iterable[float],

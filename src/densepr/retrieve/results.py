@@ -11,8 +11,8 @@ from densepr.corpus.passages import PassageStore
 from densepr.errors import DenseprError
 from densepr.evaluate.answers import has_answer
 from densepr.fileio import atomic_open, read_json
+from densepr.hits import Ctx, Hit, ResultEntry
 from densepr.questions import Question
-from densepr.hits import Hit
 
 
 def open_passages(meta: dict, passages: str | os.PathLike | None = None) -> PassageStore:
@@ -32,31 +32,31 @@ def open_passages(meta: dict, passages: str | os.PathLike | None = None) -> Pass
 
 
 def build_results(questions: Sequence[Question], hits: Sequence[Sequence[Hit]], passages: PassageStore,
-                  ids: Sequence[str], match: str = "string") -> list[dict]:
+                  ids: Sequence[str], match: str = "string") -> list[ResultEntry]:
     """DPR result entries for ``questions`` from their hits (rows of ``passages``)."""
-    results = []
+    results: list[ResultEntry] = []
     for question, question_hits in zip(questions, hits):
-        ctxs = []
+        ctxs: list[Ctx] = []
         for hit in question_hits:
             passage = passages[hit.row]
             if passage.id != ids[hit.row]:
                 raise DenseprError(f"index row {hit.row} is passage {ids[hit.row]!r} but {passages.path} has {passage.id!r} there")
             ctxs.append({**passage.ctx(), "score": hit.score,
                          "has_answer": has_answer(question.answers, passage.text, match)})
-        entry = {"question": question.text, "answers": list(question.answers), "ctxs": ctxs}
+        entry: ResultEntry = {"question": question.text, "answers": list(question.answers), "ctxs": ctxs}
         if question.id is not None:
             entry["qid"] = question.id
         results.append(entry)
     return results
 
 
-def write_results(path: str | os.PathLike, results: list[dict]) -> None:
+def write_results(path: str | os.PathLike, results: Sequence[ResultEntry]) -> None:
     """Write a DPR result file atomically."""
     with atomic_open(path, "w", encoding="utf-8") as fh:
         json.dump(results, fh, ensure_ascii=False, indent=1)
 
 
-def read_results(path: str | os.PathLike) -> list[dict]:
+def read_results(path: str | os.PathLike) -> list[ResultEntry]:
     """Read a DPR result file, checking its shape."""
     data = read_json(path)
     if not isinstance(data, list) or not all(isinstance(e, dict) and "ctxs" in e for e in data):

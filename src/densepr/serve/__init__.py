@@ -1,21 +1,16 @@
 """HTTP service over densepr indexes (needs the ``serve`` extra: fastapi, uvicorn).
 
->>> from densepr.serve import create_app                 # doctest: +SKIP
->>> app = create_app("flat/", "bm25/")                    # doctest: +SKIP
+>>> from densepr.serve import create_app                       # doctest: +SKIP
+>>> app = create_app(index="flat/", bm25_index="bm25/")         # doctest: +SKIP
 """
 
-from __future__ import annotations
+from typing import TYPE_CHECKING
 
-from typing import Any
+from densepr.lazy import lazy_exports
 
-from densepr.serve.fusion import rrf
+if TYPE_CHECKING:
+    from densepr.serve.app import create_app
 
-__all__ = ["create_app", "rrf"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "create_app":  # imported on use: fastapi is an optional dependency
-        from densepr.serve.app import create_app
-
-        return create_app
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+_EXPORTS = {"create_app": "densepr.serve.app"}  # imported on use: fastapi is an optional dependency
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -3,39 +3,41 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 import densepr
 from densepr.errors import DenseprError
+from densepr.retrieve.spec import SearchSpec
 from densepr.serve.page import PAGE
-from densepr.serve.schemas import AnswerResponse, AskResponse, ErrorBody, Health, IndexInfo, SearchRequest, SearchResponse
+from densepr.serve.schemas import (AnswerResponse, AskResponse, ErrorBody, Health, IndexInfo, ReaderAnswer, SearchRequest,
+                                   SearchResponse)
 from densepr.serve.service import SearchService
 
 NO_READER = "no reader loaded (start the server with --reader DIR from 'densepr train-reader'): these are the passages it would read"
-_ERRORS = {400: {"model": ErrorBody, "description": "the request names a retriever that is not loaded"}}
+_ERRORS: dict[int | str, dict[str, Any]] = {400: {"model": ErrorBody, "description": "the request names a retriever that is not loaded"}}
 
 
-def create_app(dense_index: str | Path | None = None, bm25_index: str | Path | None = None, *,
-               model: str | None = None, passages: str | Path | None = None, reader: str | Path | None = None,
-               max_batch: int = 64, max_wait: float = 0.005) -> FastAPI:
-    """A service over a dense index folder, a BM25 index folder, or both (hybrid search needs both).
+def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = None, max_batch: int = 64,
+               max_wait: float = 0.005, **spec_options: Any) -> FastAPI:
+    """A service over the retriever a :class:`SearchSpec` describes (``spec_options`` override its fields).
 
-    ``model`` overrides the question encoder recorded in the dense index; ``passages`` the passages file
-    recorded in the indexes; ``reader`` a folder from ``densepr train-reader`` that makes ``/ask`` answer.
-    Dense questions arriving within ``max_wait`` seconds are encoded together
-    (at most ``max_batch``). Raises :class:`DenseprError` for unusable folders.
+    A hybrid spec (a dense and a BM25 index) serves hybrid, dense and BM25 search; ``reader`` is a folder from
+    ``densepr train-reader`` that makes ``/ask`` answer. Dense questions arriving within ``max_wait`` seconds are
+    encoded together (at most ``max_batch``). Raises :class:`DenseprError` for unusable folders.
 
-    >>> app = create_app("flat/", "bm25/")                   # doctest: +SKIP
-    >>> uvicorn.run(app, host="127.0.0.1", port=8000)         # doctest: +SKIP
+    >>> app = create_app(index="flat/", bm25_index="bm25/")    # doctest: +SKIP
+    >>> uvicorn.run(app, host="127.0.0.1", port=8000)           # doctest: +SKIP
     """
-    service = SearchService.load(dense_index, bm25_index, model=model, passages=passages,
-                                 max_batch=max_batch, max_wait=max_wait)
+    spec = dataclasses.replace(spec or SearchSpec(), **spec_options)
+    service = SearchService.load(spec, max_batch=max_batch, max_wait=max_wait)
     answerer = None
     if reader is not None:
         from densepr.read import Reader
@@ -48,7 +50,7 @@ def create_app(dense_index: str | Path | None = None, bm25_index: str | Path | N
         await service.close()
 
     app = FastAPI(title="densepr", version=densepr.__version__, lifespan=lifespan,
-                  description="Dense Passage Retrieval search service: dense, BM25 and hybrid (RRF) retrieval.")
+                  description="Dense Passage Retrieval search service: dense, BM25 and hybrid retrieval.")
     app.state.service = service
 
     @app.exception_handler(DenseprError)
@@ -65,7 +67,7 @@ def create_app(dense_index: str | Path | None = None, bm25_index: str | Path | N
 
     @app.post("/search", response_model=SearchResponse, response_model_exclude_none=True, responses=_ERRORS)
     async def search(body: SearchRequest) -> dict:
-        """Top-k passages for each question from the dense, BM25 or hybrid (reciprocal rank fusion) retriever."""
+        """Top-k passages for each question from the dense, BM25 or hybrid retriever (the server spec's fusion)."""
         return await run(body)
 
     @app.post("/ask", response_model=AnswerResponse, response_model_exclude_none=True,
@@ -77,27 +79,27 @@ def create_app(dense_index: str | Path | None = None, bm25_index: str | Path | N
             return JSONResponse(status_code=501, content=AskResponse(detail=NO_READER, **found).model_dump(exclude_none=True))
         from densepr.read import predict
 
-        answers = []
+        answers: list[ReaderAnswer] = []
         for entry in found["results"]:
             if not entry["passages"]:
                 continue
             best = await asyncio.to_thread(predict, answerer, entry["question"], entry["passages"])
-            answers.append({"question": entry["question"], "answer": best["answer"], "passage_id": best["passage"]["id"],
-                            "title": best["passage"]["title"], "passage_rank": best["passage_index"] + 1,
-                            "span_score": float(best["span_score"])})
+            answers.append(ReaderAnswer(question=entry["question"], answer=best["answer"], passage_id=best["passage"]["id"],
+                                        title=best["passage"]["title"], passage_rank=best["passage_index"] + 1,
+                                        span_score=float(best["span_score"])))
         return JSONResponse(content=AnswerResponse(answers=answers, **found).model_dump(exclude_none=True))
 
     @app.get("/health", response_model=Health)
     async def health() -> Health:
         """Liveness, the loaded retrievers, the passage count and micro-batching figures."""
-        indexes = {}
-        for name, retriever in (("dense", service.dense), ("bm25", service.bm25)):
-            if retriever is not None:
-                meta = retriever.meta
-                indexes[name] = IndexInfo(path=service.paths.get(name, ""), size=len(retriever.ids),
-                                          model=meta.get("model"), type=meta.get("type", name))
+        indexes: dict[str, IndexInfo] = {}
+        for name in ("dense", "bm25"):
+            if name in service.retrievers:
+                part = service.searcher.part(name)
+                indexes[name] = IndexInfo(path=str(part.spec.dense_dir or part.spec.bm25_dir), size=len(part.ids),
+                                          model=part.meta.get("model"), type=part.meta.get("type", name))
         batching = service.batcher.stats.as_dict() if service.batcher else {}
-        return Health(status="ok", retrievers=service.retrievers, passages=service.passage_count,
+        return Health(status="ok", retrievers=service.retrievers, passages=service.passage_count,  # type: ignore[arg-type]
                       indexes=indexes, batching=batching)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

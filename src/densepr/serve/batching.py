@@ -56,6 +56,7 @@ class MicroBatcher:
             self._loop, self._queue = loop, asyncio.Queue()  # a new event loop (e.g. a test client) gets its own worker
             self._worker = loop.create_task(self._run())
         request = _Request(list(items), loop.create_future())
+        assert self._queue is not None
         self._queue.put_nowait(request)
         return await request.future
 

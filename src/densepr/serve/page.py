@@ -46,7 +46,7 @@ PAGE = r"""<!doctype html>
 <main>
   <section class="col" id="col-bm25" data-retriever="bm25"><h2>BM25</h2><div class="status"></div><ol></ol></section>
   <section class="col" id="col-dense" data-retriever="dense"><h2>Dense</h2><div class="status"></div><ol></ol></section>
-  <section class="col" id="col-hybrid" data-retriever="hybrid"><h2>Hybrid (RRF)</h2><div class="status"></div><ol></ol></section>
+  <section class="col" id="col-hybrid" data-retriever="hybrid"><h2>Hybrid</h2><div class="status"></div><ol></ol></section>
 </main>
 <script>
 "use strict";

@@ -50,7 +50,7 @@ class SearchRequest(BaseModel):
 
 
 class PassageHit(BaseModel):
-    """One retrieved passage; ``score`` is the retriever's (RRF for hybrid, with each retriever's rank in ``ranks``)."""
+    """One retrieved passage; ``score`` is the retriever's (fused for hybrid, with each retriever's rank in ``ranks``)."""
 
     rank: int
     id: str

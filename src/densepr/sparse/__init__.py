@@ -1,5 +1,12 @@
 """Sparse (lexical) retrieval."""
 
-from densepr.sparse.bm25 import BM25Retriever
+from typing import TYPE_CHECKING
 
-__all__ = ["BM25Retriever"]
+from densepr.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from densepr.sparse.bm25 import BM25Retriever
+
+_EXPORTS = {"BM25Retriever": "densepr.sparse.bm25"}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,4 +1,4 @@
-"""Deterministic training batches: order from (seed, epoch), so a resumed run sees the same data."""
+"""Deterministic dual-encoder batches: negatives sampled from (seed, epoch, example), so a resumed run sees the same data."""
 
 from __future__ import annotations
 
@@ -11,11 +11,6 @@ import torch
 from densepr.corpus.passages import Passage
 from densepr.dense.encoder import Encoder
 from densepr.train.data import TrainingExample
-
-
-def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
-    """The example order of one epoch."""
-    return np.random.default_rng([seed, epoch]).permutation(n)
 
 
 def passages_for(example: TrainingExample, index: int, hard_negatives: int, seed: int, epoch: int,
@@ -37,7 +32,7 @@ def tokenize_batch(encoder: Encoder, texts: Sequence[str], pairs: Sequence[str] 
     return {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
 
-def make_batch(examples: Sequence[TrainingExample], indices: Sequence[int], q_encoder: Encoder, p_encoder: Encoder,
+def make_batch(examples: Sequence[TrainingExample], indices: Sequence[int] | np.ndarray, q_encoder: Encoder, p_encoder: Encoder,
                hard_negatives: int, seed: int, epoch: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Tokenised questions and their passage blocks for the examples at ``indices``."""
     chosen = [examples[i] for i in indices]

@@ -9,11 +9,11 @@ from collections import defaultdict
 import numpy as np
 from tqdm.auto import tqdm
 
-from densepr.corpus.passages import PassageStore
+from densepr.corpus.passages import Passage, PassageStore
 from densepr.evaluate.answers import has_answer
 from densepr.fileio import read_json
 from densepr.questions import Question
-from densepr.sparse.bm25 import BM25Retriever
+from densepr.retrieve.searcher import Searcher
 from densepr.train.data import TrainingExample
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def squad_gold_rows(squad_path: str | os.PathLike, store: PassageStore, words_pe
     return gold
 
 
-def build_training_data(questions: list[Question], store: PassageStore, bm25: BM25Retriever,
+def build_training_data(questions: list[Question], bm25: Searcher,
                         gold: dict[str, int] | None = None, hard_negatives: int = 30, random_negatives: int = 10,
                         depth: int = 100, match: str = "string", seed: int = 0,
                         progress: bool = True) -> tuple[list[TrainingExample], dict[str, int]]:
@@ -57,7 +57,7 @@ def build_training_data(questions: list[Question], store: PassageStore, bm25: BM
     Positive: the gold passage where given, else the best BM25 passage (of the top ``depth``) holding an
     answer; questions with neither are dropped. Hard negatives: top BM25 passages without an answer.
     """
-    rng = np.random.default_rng(seed)
+    rng, store = np.random.default_rng(seed), bm25.store
     gold = gold or {}
     stats = {"gold": 0, "distant": 0, "dropped": 0}
     examples = []
@@ -77,7 +77,7 @@ def build_training_data(questions: list[Question], store: PassageStore, bm25: BM
                 continue
             excluded = set(answer_rows) | {positive}
             hard = [store[h.row] for h in hits if h.row not in excluded][:hard_negatives]
-            randoms = []
+            randoms: list[Passage] = []
             for row in rng.choice(len(store), size=min(len(store), 3 * random_negatives), replace=False):
                 if len(randoms) < random_negatives and row not in excluded and not has_answer(q.answers, store[int(row)].text, match):
                     randoms.append(store[int(row)])

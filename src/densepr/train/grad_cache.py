@@ -6,6 +6,8 @@ each chunk with a graph (replaying its dropout RNG) and back-propagates the cach
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
 import torch
 
 from densepr.train.model import DualEncoderModel
@@ -27,8 +29,8 @@ def _set_rng_state(state: tuple) -> None:
 
 
 def grad_cache_backward(model: DualEncoderModel, questions: dict[str, torch.Tensor], passages: dict[str, torch.Tensor],
-                        chunk_size: int, autocast: torch.autocast) -> torch.Tensor:
-    """Accumulate the full-batch gradient into ``model`` chunk by chunk; returns the loss (detached)."""
+                        chunk_size: int, autocast: AbstractContextManager, scale: float = 1.0) -> torch.Tensor:
+    """Accumulate the full-batch gradient (times ``scale``) into ``model`` chunk by chunk; returns the loss (detached)."""
     towers = ((model.encode_questions, _chunks(questions, chunk_size)), (model.encode_passages, _chunks(passages, chunk_size)))
     cached = []
     for encode, chunks in towers:
@@ -39,13 +41,14 @@ def grad_cache_backward(model: DualEncoderModel, questions: dict[str, torch.Tens
                 vectors.append(encode(chunk).float())
         cached.append((encode, chunks, states, torch.cat(vectors).requires_grad_()))
     loss = model.loss(cached[0][3], cached[1][3])
-    loss.backward()
+    (loss * scale if scale != 1 else loss).backward()
     end_state = _rng_state()
     for encode, chunks, states, reps in cached:
+        assert reps.grad is not None
         for chunk, state, grad in zip(chunks, states, reps.grad.split([len(next(iter(c.values()))) for c in chunks])):
             _set_rng_state(state)
             with autocast:
-                vectors = encode(chunk).float()
-            vectors.backward(grad)
+                encoded = encode(chunk).float()
+            encoded.backward(grad)
     _set_rng_state(end_state)
     return loss.detach()

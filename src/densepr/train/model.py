@@ -9,9 +9,8 @@ import torch.nn.functional as F
 
 from densepr.dense.biencoder import BiEncoder
 from densepr.errors import DenseprError
-from densepr.train.distributed import gather_with_grad
-
-SIMILARITIES = ("dot", "cosine", "l2")
+from densepr.loop.distributed import gather_with_grad
+from densepr.train.config import SIMILARITIES
 
 
 def similarity(q: torch.Tensor, p: torch.Tensor, kind: str = "dot") -> torch.Tensor:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 
-from densepr.dense.encoder import cpu_supports_bf16
 from densepr.errors import DenseprError
 from densepr.evaluate.exact_match import exact_match
+from densepr.hardware import use_bf16
 from densepr.read.model import Reader, best_spans, masked
 
 DEFAULT_KS = (1, 5, 10, 20, 50, 100)
@@ -28,17 +29,13 @@ class PassageReading:
     answer: str
 
 
-def _use_bf16(reader: Reader, bf16: bool | None) -> bool:
-    return (reader.device.type == "cuda" or cpu_supports_bf16()) if bf16 is None else bf16
-
-
 @torch.inference_mode()
-def read_passages(reader: Reader, question: str, ctxs: Sequence[dict], batch_size: int = 32,
+def read_passages(reader: Reader, question: str, ctxs: Sequence[Mapping[str, Any]], batch_size: int = 32,
                   bf16: bool | None = None) -> list[PassageReading]:
     """Read each passage (``{"title", "text"}``) for ``question``, ``batch_size`` passages per forward pass."""
     was_training = reader.training
     reader.eval()
-    device, enabled = reader.device, _use_bf16(reader, bf16)
+    device, enabled = reader.device, use_bf16(reader.device.type, bf16)
     out: list[PassageReading] = []
     for first in range(0, len(ctxs), batch_size):
         chunk = ctxs[first : first + batch_size]
@@ -63,7 +60,7 @@ def choose(readings: Sequence[PassageReading], k: int | None = None) -> PassageR
     return max(pool, key=lambda r: (r.selection, -r.index))
 
 
-def predict(reader: Reader, question: str, ctxs: Sequence[dict], k: int | None = None, batch_size: int = 32,
+def predict(reader: Reader, question: str, ctxs: Sequence[Mapping[str, Any]], k: int | None = None, batch_size: int = 32,
             bf16: bool | None = None) -> dict:
     """The answer from the top ``k`` passages: ``{"answer", "passage": ctx, "passage_index", "span_score", "selection"}``."""
     ctxs = list(ctxs[:k] if k else ctxs)
@@ -72,7 +69,7 @@ def predict(reader: Reader, question: str, ctxs: Sequence[dict], k: int | None =
             "span_score": best.span_score, "selection": best.selection}
 
 
-def answers_at_k(readings: Sequence[PassageReading], ctxs: Sequence[dict], answers: Sequence[str], ks: Sequence[int],
+def answers_at_k(readings: Sequence[PassageReading], ctxs: Sequence[Mapping[str, Any]], answers: Sequence[str], ks: Sequence[int],
                  match: str = "string") -> list[dict]:
     """The answer chosen from the top k passages for each k in ``ks``, with its passage and exact match."""
     out = []
@@ -85,7 +82,7 @@ def answers_at_k(readings: Sequence[PassageReading], ctxs: Sequence[dict], answe
     return out
 
 
-def answer_results(reader: Reader, results: Sequence[dict], ks: Sequence[int] = DEFAULT_KS, batch_size: int = 32,
+def answer_results(reader: Reader, results: Sequence[Mapping[str, Any]], ks: Sequence[int] = DEFAULT_KS, batch_size: int = 32,
                    match: str = "string", bf16: bool | None = None, progress: bool = False) -> tuple[list[dict], dict]:
     """Read the top ``max(ks)`` ctxs of every DPR result entry once; answer at each k from its top k only.
 

@@ -38,13 +38,17 @@ def gather_with_grad(local: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
-def sum_gradients(params: Iterable[torch.nn.Parameter]) -> None:
-    """Add up gradients across processes: each holds the gradient through its own slice of the global loss."""
-    if world_size() == 1:
+def reduce_gradients(params: Iterable[torch.nn.Parameter], mean: bool = False) -> None:
+    """Add up gradients across processes (each holds the gradient through its own slice of a global loss),
+    or average them (each process's loss is a mean over its own examples)."""
+    world = world_size()
+    if world == 1:
         return
     for p in params:
         if p.grad is not None:
             dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            if mean:
+                p.grad /= world
 
 
 def barrier() -> None:

@@ -1,0 +1,158 @@
+"""What each command does with its parsed options: call the pipeline or library, print the outcome."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import textwrap
+from typing import Any
+
+from densepr.cli import options as o
+from densepr.errors import DenseprError
+from densepr.retrieve.spec import SearchSpec
+
+
+def numbers(text: str, kind: type, flag: str) -> list[Any]:
+    """Comma-separated numbers of an option, or a one-line error."""
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise DenseprError(f"{flag}: expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise DenseprError(f"{flag}: give at least one number")
+    return values
+
+
+def passages(a: o.PassagesOptions, quiet: bool) -> None:
+    from densepr.pipeline import make_passages
+
+    make_passages(**dataclasses.asdict(a))
+
+
+def bm25(a: o.BM25Options, quiet: bool) -> None:
+    from densepr.pipeline import build_bm25
+
+    build_bm25(**dataclasses.asdict(a), progress=not quiet)
+
+
+def encode(a: o.EncodeOptions, quiet: bool) -> None:
+    from densepr.pipeline import encode as run
+
+    run(**dataclasses.asdict(a), progress=not quiet)
+
+
+def index(a: o.IndexOptions, quiet: bool) -> None:
+    from densepr.pipeline import build_index
+
+    build_index(**dataclasses.asdict(a))
+
+
+def retrieve(a: o.RetrieveOptions, spec: SearchSpec, quiet: bool) -> None:
+    from densepr.pipeline import retrieve as run
+
+    run(spec=spec, **dataclasses.asdict(a))
+
+
+def evaluate(a: o.EvaluateOptions, quiet: bool) -> None:
+    from densepr.evaluate.metrics import beir_metrics, read_qrels, top_k_accuracy
+    from densepr.retrieve.results import read_results
+
+    results = read_results(a.results)
+    report: dict[str, Any] = {"top_k_accuracy": top_k_accuracy(results, numbers(a.ks, int, "--ks"), a.match),
+                              "questions": len(results)}
+    if a.qrels:
+        run = {str(e.get("qid")): [c["id"] for c in e["ctxs"]] for e in results}
+        report["beir"] = beir_metrics(run, read_qrels(a.qrels))
+    if a.json:
+        print(json.dumps(report))
+        return
+    print(f"{len(results)} questions")
+    for k, acc in report["top_k_accuracy"].items():
+        print(f"top-{k:<4} accuracy  {acc:6.2f}")
+    for name, value in report.get("beir", {}).items():
+        print(f"{name:<18} {value:6.2f}" if name != "queries" else f"{name:<18} {value}")
+
+
+def ask(a: o.AskOptions, spec: SearchSpec, quiet: bool) -> None:
+    from densepr.quickstart import ask as run
+    from densepr.quickstart import read_answer
+    from densepr.read import Reader
+
+    reader = Reader.load(a.reader) if a.reader else None  # a bad reader folder fails before retrieval
+    hits = run(a.question, spec=spec, top_k=a.top_k, progress=not quiet)
+    if reader is not None:
+        found = read_answer(a.question, hits, reader)
+        passage = found["passage"]
+        print(f"Answer: {found['answer'] or '(no span found)'}")
+        print(f"  from: {passage['title']} (passage {passage['id']}, rank {found['passage_index'] + 1})")
+        print(textwrap.indent(textwrap.fill(passage["text"], 100), "   ") + "\n")
+    for rank, hit in enumerate(hits, 1):
+        print(f"{rank}. [{hit['score']:.3f}] {hit['title']} (passage {hit['id']})")
+        print(textwrap.indent(textwrap.fill(hit["text"], 100), "   "))
+    if reader is None:
+        print("(no reader configured: these are the retrieved passages; pass --reader DIR, trained with "
+              "'densepr train-reader', to extract an answer)")
+
+
+def serve(a: o.ServeOptions, spec: SearchSpec, quiet: bool) -> None:
+    try:
+        import uvicorn
+
+        from densepr.serve.app import create_app
+    except ImportError as exc:
+        raise DenseprError(f"'densepr serve' needs the serve extra ({exc.name} is missing): pip install 'densepr[serve]'") from None
+    app = create_app(spec, reader=a.reader)
+    uvicorn.run(app, host=a.host, port=a.port, log_level="warning" if quiet else "info")
+
+
+def tune_hybrid(a: o.TuneHybridOptions, spec: SearchSpec, quiet: bool) -> None:
+    from densepr.pipeline import tune_hybrid as run
+
+    lams, ks = numbers(a.lams, float, "--lams"), numbers(a.ks, int, "--ks")
+    report = run(spec=spec, questions=a.questions, lams=lams, ks=ks, match=a.match, save_spec=a.save_spec)
+    if a.json:
+        print(json.dumps({"questions": report["questions"], "best": report["best"],
+                          "accuracy": {str(lam): acc for lam, acc in report["accuracy"].items()}}))
+        return
+    print(f"{report['questions']} questions, BM25 + λ·dense over the top {spec.depth} of each")
+    print("λ        " + "".join(f"top-{k:<6}" for k in ks))
+    for lam, acc in report["accuracy"].items():
+        print(f"{lam:<9g}" + "".join(f"{acc[str(k)]:<10.2f}" for k in ks))
+    print(f"best λ = {report['best']:g}")
+
+
+def build_train(a: o.BuildTrainOptions, quiet: bool) -> None:
+    from densepr.pipeline import build_train as run
+
+    run(**dataclasses.asdict(a))
+
+
+def train(a: o.TrainOptions, config: Any, quiet: bool) -> None:
+    from densepr.pipeline import train as run
+
+    run(**dataclasses.asdict(a), config=config, progress=not quiet)
+
+
+def mine(a: o.MineOptions, spec: SearchSpec, quiet: bool) -> None:
+    from densepr.pipeline import mine as run
+
+    run(spec=spec, **dataclasses.asdict(a))
+
+
+def train_reader(a: o.TrainReaderOptions, config: Any, quiet: bool) -> None:
+    from densepr.pipeline import train_reader as run
+
+    run(**dataclasses.asdict(a), config=config, progress=not quiet)
+
+
+def qa(a: o.QAOptions, quiet: bool) -> None:
+    from densepr.pipeline import answer
+
+    summary = answer(results=a.results, reader=a.reader, out=a.out, ks=numbers(a.ks, int, "--ks"), batch_size=a.batch_size,
+                     match=a.match, bf16=a.bf16, progress=not quiet)
+    if a.json:
+        print(json.dumps(summary))
+        return
+    print(f"{summary['questions']} questions ({summary['seconds_per_question']:.2f} s per question)")
+    for k, em in summary["exact_match"].items():
+        print(f"k={k:<4} exact match  {em:6.2f}")

@@ -1,0 +1,147 @@
+"""One dataclass per command: its fields are the command's options (help, defaults) and the keyword arguments of
+the :mod:`densepr.pipeline` function it calls. Commands that search also take a :class:`SearchSpec`'s options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from densepr.corpus.documents import FORMATS
+from densepr.evaluate.answers import MATCH_MODES
+from densepr.index import INDEX_TYPES
+from densepr.options import opt
+
+MATCH_HELP = "answer matching: string (DPR's token match) or regex (answers are patterns, CuratedTREC)"
+
+
+@dataclass(kw_only=True)
+class PassagesOptions:
+    inputs: list[str] = opt(positional=True, required=True,
+                            help="JSONL/BEIR corpus, DPR TSV, SQuAD JSON, or the name wiki-vital")
+    out: str = opt(required=True, help="output passages TSV")
+    words: int = opt(100, help="words per passage (default 100)")
+    format: str | None = opt(None, choices=FORMATS, help="input format (default: from the file extension)")
+
+
+@dataclass(kw_only=True)
+class BM25Options:
+    passages: str = opt(required=True, help="passages TSV")
+    out: str = opt(required=True, help="index folder")
+    k1: float = opt(0.9, help="term frequency saturation (paper: 0.9)")
+    b: float = opt(0.4, help="length normalisation (paper: 0.4)")
+
+
+@dataclass(kw_only=True)
+class EncodeOptions:
+    passages: str = opt(required=True, help="passages TSV")
+    out: str = opt(required=True, help="embeddings folder")
+    model: str | None = opt(None, help="model folder or hub name (default: offline all-MiniLM-L6-v2)")
+    shard_id: int | None = opt(None, help="this process's shard (default: torchrun's RANK, else 0)")
+    num_shards: int | None = opt(None, help="shards in all (default: torchrun's WORLD_SIZE, else 1)")
+    batch_size: int | None = opt(None, help="passages per forward pass (default: as many as fit 4,096 tokens on CPU, "
+                                            "32,768 on GPU)")
+    bf16: bool | None = opt(None, help="bf16 autocast (default: on where the CPU has bf16 units)")
+
+
+@dataclass(kw_only=True)
+class IndexOptions:
+    embeddings: str = opt(required=True, help="embeddings folder from 'densepr encode'")
+    out: str = opt(required=True, help="index folder")
+    type: str = opt("flat", choices=INDEX_TYPES, help="FAISS index type (default flat: exact)")
+    hnsw_m: int = opt(32, help="HNSW links per node")
+    nlist: int | None = opt(None, help="IVF lists (default ~4*sqrt(N))")
+    pq_m: int | None = opt(None, help="PQ sub-quantisers (default dim/4)")
+
+
+@dataclass(kw_only=True)
+class RetrieveOptions:
+    questions: str = opt(required=True, help="NQ-open/DrQA JSONL, DPR qas TSV/CSV, SQuAD JSON, BEIR queries")
+    out: str = opt(required=True, help="DPR result JSON")
+    top_k: int = opt(100, help="passages per question")
+    match: str = opt("string", choices=MATCH_MODES, help=MATCH_HELP)
+
+
+@dataclass(kw_only=True)
+class EvaluateOptions:
+    results: str = opt(positional=True, required=True, help="DPR result JSON")
+    match: str | None = opt(None, choices=MATCH_MODES, help="recompute has_answer with this mode (default: the file's flags)")
+    ks: str = opt("1,5,20,100", help="comma-separated k values")
+    qrels: str | None = opt(None, help="BEIR qrels TSV: also report nDCG@10 and Recall@100")
+    json: bool = opt(False, help="print one JSON object")
+
+
+@dataclass(kw_only=True)
+class AskOptions:
+    question: str = opt(positional=True, required=True, help="the question")
+    top_k: int = opt(5, help="passages to show")
+    reader: str | None = opt(None, help="reader folder (from 'densepr train-reader'): also extract the answer span")
+
+
+@dataclass(kw_only=True)
+class ServeOptions:
+    host: str = opt("127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    port: int = opt(8000, help="TCP port")
+    reader: str | None = opt(None, help="reader folder (from 'densepr train-reader'): POST /ask returns answer spans")
+
+
+@dataclass(kw_only=True)
+class TuneHybridOptions:
+    questions: str = opt(required=True, help="dev questions with answers")
+    lams: str = opt("0.1,0.3,0.5,0.7,0.9,1.1,1.5,2,3,5", help="comma-separated λ values")
+    ks: str = opt("20,100", help="comma-separated k values (the best λ maximises the first)")
+    match: str = opt("string", choices=MATCH_MODES, help=MATCH_HELP)
+    save_spec: str | None = opt(None, help="write the hybrid spec with the best λ here (for --spec of retrieve, serve, ask)")
+    json: bool = opt(False, help="print one JSON object")
+
+
+@dataclass(kw_only=True)
+class BuildTrainOptions:
+    questions: str = opt(required=True, help="SQuAD JSON (gold positives) or any question file (distant supervision)")
+    passages: str = opt(required=True, help="passages TSV")
+    bm25: str = opt(required=True, help="BM25 index folder over --passages")
+    out: str = opt(required=True, help="DPR training JSON")
+    match: str = opt("string", choices=MATCH_MODES, help=MATCH_HELP)
+    hard_negatives: int = opt(30, help="BM25 hard negatives kept per question")
+    random_negatives: int = opt(10, help="random negatives kept per question")
+    depth: int = opt(100, help="BM25 depth searched for positives and negatives")
+    words: int = opt(100, help="words per passage the corpus was split with")
+
+
+@dataclass(kw_only=True)
+class TrainOptions:
+    train: str = opt(required=True, help="DPR training JSON")
+    dev: str | None = opt(None, help="DPR training JSON for validation (average rank)")
+    model: str | None = opt(None, help="starting model (default: offline all-MiniLM-L6-v2)")
+
+
+@dataclass(kw_only=True)
+class MineOptions:
+    train: str = opt(required=True, help="DPR training JSON")
+    out: str = opt(required=True, help="DPR training JSON with the re-mined hard negatives")
+    depth: int = opt(100, help="passages searched per question")
+    keep: int = opt(30, help="hard negatives kept per question")
+    match: str = opt("string", choices=MATCH_MODES, help=MATCH_HELP)
+
+
+@dataclass(kw_only=True)
+class TrainReaderOptions:
+    results: str = opt(required=True, help="DPR result JSON of the training questions (from 'densepr retrieve')")
+    model: str | None = opt(None, help="encoder to start from (default: offline all-MiniLM-L6-v2)")
+    gold: str | None = opt(None, help="DPR training JSON whose positive_ctxs are the questions' gold passages (from "
+                                      "'densepr build-train' on SQuAD): positives are then those and the answer "
+                                      "passages of their pages")
+    depth: int = opt(100, help="retrieved passages the positive and negatives come from")
+    max_length: int = opt(256, help="tokens per question + passage input")
+    max_answer_len: int = opt(10, help="longest answer span in tokens at inference")
+    match: str = opt("string", choices=MATCH_MODES, help="answer matching where ctxs lack has_answer")
+
+
+@dataclass(kw_only=True)
+class QAOptions:
+    results: str = opt(required=True, help="DPR result JSON (from 'densepr retrieve')")
+    reader: str = opt(required=True, help="reader folder (from 'densepr train-reader')")
+    out: str = opt(required=True, help="predictions JSON")
+    ks: str = opt("1,5,10,20,50,100", help="numbers of top passages the reader sees")
+    batch_size: int = opt(32, help="passages per forward pass")
+    match: str = opt("string", choices=MATCH_MODES, help=MATCH_HELP)
+    bf16: bool | None = opt(None, help="bf16 autocast (default: on where the CPU has bf16 units)")
+    json: bool = opt(False, help="print one JSON object")

@@ -1,0 +1,146 @@
+"""The one door to retrieval: :func:`open_searcher` turns a :class:`SearchSpec` into a :class:`Searcher`.
+
+Every entry point (``retrieve``, ``tune-hybrid``, ``ask``, ``serve``, ``mine``, ``build-train`` and the
+library) opens its retriever here, so one spec gives one ranking whichever door a question comes in by.
+
+>>> searcher = open_searcher(SearchSpec(index="flat/", bm25_index="bm25/", lam=20))   # doctest: +SKIP
+>>> searcher.search(["who wrote hamlet"], k=5)[0]                                      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from densepr.corpus.passages import Passage, PassageStore
+from densepr.errors import DenseprError
+from densepr.hits import Hit, ResultEntry, ScoredPassage
+from densepr.questions import Question
+from densepr.retrieve.dense import DenseRetriever
+from densepr.retrieve.hybrid import HybridRetriever
+from densepr.retrieve.results import build_results, open_passages
+from densepr.retrieve.spec import Kind, SearchSpec
+from densepr.sparse.bm25 import BM25Retriever
+
+Retriever = BM25Retriever | DenseRetriever | HybridRetriever
+
+
+class Searcher:
+    """An opened :class:`SearchSpec`: hits, passages or DPR result entries for questions.
+
+    A hybrid searcher also serves its BM25 and dense halves (:meth:`part`), which share its indexes and
+    passage file. Passage reads are locked, so one searcher may serve concurrent threads.
+    """
+
+    def __init__(self, spec: SearchSpec, retriever: Retriever, store: PassageStore, lock: Any = None):
+        self.spec, self.retriever, self.store = spec, retriever, store
+        self._lock = lock or threading.RLock()  # a PassageStore reads through one file handle; bm25s tokenises in place
+
+    @property
+    def kind(self) -> Kind:
+        return self.spec.kind  # type: ignore[return-value]
+
+    @property
+    def ids(self) -> list[str]:
+        return self.retriever.ids
+
+    @property
+    def meta(self) -> dict:
+        return self.retriever.meta
+
+    @property
+    def dense(self) -> DenseRetriever | None:
+        """The dense retriever inside (``None`` for BM25): its question encoder makes the vectors."""
+        retriever = self.retriever
+        return retriever.dense if isinstance(retriever, HybridRetriever) else retriever if isinstance(retriever, DenseRetriever) else None
+
+    @property
+    def kinds(self) -> list[str]:
+        """What :meth:`part` can open: the spec's own kind, plus a hybrid's two halves."""
+        return ["dense", "bm25", "hybrid"] if self.kind == "hybrid" else [self.kind]
+
+    def part(self, kind: str) -> Searcher:
+        """This searcher (``kind`` is its own), or a hybrid's ``bm25`` or ``dense`` half."""
+        if kind == self.kind:
+            return self
+        if not isinstance(self.retriever, HybridRetriever) or kind not in ("bm25", "dense"):
+            raise DenseprError(f"this searcher is {self.kind}: it cannot search as {kind}")
+        half: Retriever = self.retriever.bm25 if kind == "bm25" else self.retriever.dense
+        return Searcher(self.spec.part(kind), half, self.store, self._lock)  # type: ignore[arg-type]
+
+    def encode(self, questions: Sequence[str]) -> np.ndarray | None:
+        """Question vectors for :meth:`search` (``None`` for BM25, which needs none)."""
+        dense = self.dense
+        return None if dense is None else dense.encode(questions)
+
+    def search(self, questions: Sequence[str], k: int = 100, vectors: np.ndarray | None = None) -> list[list[Hit]]:
+        """Top-k hits (passage rows and scores) per question, best first (``vectors``: from :meth:`encode`)."""
+        if k < 1:
+            raise DenseprError(f"k must be >= 1, got {k}")
+        if isinstance(self.retriever, BM25Retriever):
+            with self._lock:
+                return self.retriever.search(questions, k)
+        if isinstance(self.retriever, HybridRetriever):
+            with self._lock:  # the BM25 half tokenises
+                return self.retriever.search(questions, k, vectors)
+        return self.retriever.search(questions, k, vectors)
+
+    def passages(self, questions: Sequence[str], k: int = 100, vectors: np.ndarray | None = None) -> list[list[ScoredPassage]]:
+        """Top-k passages per question (``{"id", "title", "text", "score"}``; a hybrid's add each half's ``ranks``)."""
+        if isinstance(self.retriever, HybridRetriever):
+            with self._lock:
+                found = self.retriever.search_candidates(questions, k, vectors)
+            ranks = [candidates.ranks() for _, candidates in found]
+            hits = [h for h, _ in found]
+        else:
+            hits, ranks = self.search(questions, k, vectors), [{} for _ in questions]
+        out = []
+        with self._lock:
+            for question_hits, question_ranks in zip(hits, ranks):
+                passages = []
+                for hit in question_hits:
+                    p = self._passage(hit.row)
+                    passage = ScoredPassage(id=p.id, title=p.title, text=p.text, score=hit.score)
+                    if hit.row in question_ranks:
+                        passage["ranks"] = question_ranks[hit.row]
+                    passages.append(passage)
+                out.append(passages)
+        return out
+
+    def results(self, questions: Sequence[Question], k: int = 100, match: str = "string") -> list[ResultEntry]:
+        """DPR result entries (``question``, ``answers``, ``ctxs`` with ``has_answer``) for questions with answers."""
+        hits = self.search([q.text for q in questions], k)
+        with self._lock:
+            return build_results(questions, hits, self.store, self.ids, match)
+
+    def _passage(self, row: int) -> Passage:
+        passage = self.store[row]
+        if passage.id != self.ids[row]:
+            raise DenseprError(f"index row {row} is passage {self.ids[row]!r} but {self.store.path} has {passage.id!r} there")
+        return passage
+
+
+def open_searcher(spec: SearchSpec | None = None, /, **options: Any) -> Searcher:
+    """Open the indexes (and question encoder) a spec names; ``options`` override its fields.
+
+    >>> open_searcher(index="bm25/")                                           # doctest: +SKIP
+    >>> open_searcher(SearchSpec.load("hybrid.json"), nprobe=64)               # doctest: +SKIP
+    """
+    spec = dataclasses.replace(spec or SearchSpec(), **options).resolved()
+    dense = None
+    if spec.dense_dir:
+        dense = DenseRetriever.load(spec.dense_dir, model=spec.model, allow_model_mismatch=spec.allow_model_mismatch)
+        dense.index.configure(nprobe=spec.nprobe, ef_search=spec.ef_search)
+    bm25 = BM25Retriever.load(spec.bm25_dir) if spec.bm25_dir else None
+    retriever: Retriever
+    if bm25 is not None and dense is not None:
+        retriever = HybridRetriever(bm25, dense, depth=spec.depth, lam=spec.lam, normalize=spec.normalize,
+                                    fusion=spec.fusion, rrf_k=spec.rrf_k)
+    else:
+        retriever = bm25 or dense  # type: ignore[assignment]
+    store = open_passages(retriever.meta if dense is None else dense.meta, spec.passages)
+    return Searcher(spec, retriever, store)

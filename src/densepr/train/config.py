@@ -1,0 +1,25 @@
+"""Dual-encoder training options (torch-free, so the CLI parser is cheap to build)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from densepr.loop.config import LoopConfig
+from densepr.options import opt
+
+SIMILARITIES = ("dot", "cosine", "l2")
+
+
+@dataclass(kw_only=True)
+class TrainConfig(LoopConfig):
+    """Dual-encoder options on top of the loop's."""
+
+    hard_negatives: int = opt(1, help="hard negatives per question (paper: 1)")
+    dropout: float = opt(0.1, help="dropout of both towers while training")
+    similarity: str = opt("dot", choices=SIMILARITIES, help="score of a question and a passage")
+    temperature: float | None = opt(None, help="score divisor (default: 1, or 0.05 for unit-length vectors)")
+    shared: bool = opt(False, help="one tower for questions and passages")
+    grad_cache_chunk: int = opt(0, help="gradient caching with this sub-batch size (0: off)")
+
+    RESUME_KEYS: ClassVar[tuple[str, ...]] = (*LoopConfig.RESUME_KEYS, "hard_negatives")
