@@ -49,7 +49,10 @@ def server(tmp_path, tiny_bert):
     pipeline.build_bm25(passages=tmp_path / "psgs.tsv", out=tmp_path / "bm25", progress=False)
     pipeline.encode(passages=tmp_path / "psgs.tsv", out=tmp_path / "emb", model=str(tiny_bert), bf16=False, progress=False)
     pipeline.build_index(embeddings=tmp_path / "emb", out=tmp_path / "flat")
-    app = create_app(index=str(tmp_path / "flat"), bm25_index=str(tmp_path / "bm25"))
+    from densepr.read import Reader
+
+    Reader.from_pretrained(str(tiny_bert), max_answer_len=5).save(tmp_path / "reader")  # random heads: some span
+    app = create_app(index=str(tmp_path / "flat"), bm25_index=str(tmp_path / "bm25"), reader=tmp_path / "reader")
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -107,6 +110,13 @@ def test_search_page_shows_three_columns(server, browser, tmp_path):
     assert {"einstein", "born"} <= marks and "where" not in marks  # stop words are not highlighted
     assert "dense #" in columns["hybrid"].text and "bm25 #" in columns["hybrid"].text
     assert "?q=where%20was%20einstein%20born" in browser.current_url
+
+    answer = browser.find_element(By.ID, "answer")  # the reader's answer above the columns, marked in its passage
+    WebDriverWait(browser, 30).until(lambda _: answer.find_element(By.CSS_SELECTOR, ".span").text not in ("", "reading…"))
+    span = answer.find_element(By.CSS_SELECTOR, ".span").text
+    assert answer.is_displayed() and span and "failed" not in span
+    assert answer.find_element(By.CSS_SELECTOR, "b.hit").text == span
+    assert answer.find_element(By.CSS_SELECTOR, ".from").text.startswith("from ")
 
     shot = tmp_path / "search.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000

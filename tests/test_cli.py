@@ -56,9 +56,9 @@ def test_dense_pipeline_writes_dpr_results(built, capsys, questions_jsonl):
 
 
 def test_ask_on_a_given_index(built, capsys):
-    code, out, err = run(capsys, "ask", "where was einstein born", "--index", built / "flat", "--top-k", 2)
+    code, out, err = run(capsys, "ask", "where was einstein born", "--index", built / "flat", "--top-k", 2, "--passages-only")
     assert code == 0, err
-    assert out.startswith("1. [") and "2. [" in out and "3. [" not in out
+    assert out.startswith("1. [") and "2. [" in out and "3. [" not in out and "no reader" not in out
 
 
 def test_retrieve_errors_are_one_line(built, capsys, questions_jsonl, tiny_dpr, tmp_path):
@@ -127,3 +127,30 @@ def test_evaluate_with_beir_qrels(capsys, tmp_path):
     assert code == 0, err
     beir = json.loads(out)["beir"]
     assert beir["recall@100"] == 100.0 and beir["ndcg@10"] == pytest.approx(100 / np.log2(3))
+
+
+def test_prebuilt_index_is_used_only_for_its_own_passages_and_model(tiny_indexes, tmp_path, monkeypatch, caplog):
+    import logging
+
+    from densepr import quickstart
+    from densepr.dense.loading import DEFAULT_MODEL
+    from densepr.fileio import read_json, write_json
+
+    shipped = tmp_path / "shipped" / "index"
+    shutil.copytree(tiny_indexes / "flat", shipped)
+    write_json(shipped / "meta.json", dict(read_json(shipped / "meta.json"), model=DEFAULT_MODEL, passages="elsewhere"))
+    monkeypatch.setattr(quickstart, "SHIPPED", tmp_path / "shipped")
+    psgs = tiny_indexes / "psgs.tsv"
+    assert quickstart._copy_prebuilt(psgs, tmp_path / "a")  # same passages, default model: copied
+    assert read_json(tmp_path / "a" / "meta.json")["passages"] == str(psgs.resolve())
+    assert (tmp_path / "a" / "index.faiss").read_bytes() == (shipped / "index.faiss").read_bytes()
+
+    other = tmp_path / "other.tsv"
+    other.write_text(psgs.read_text(encoding="utf-8").replace("Paris", "Lyon"), encoding="utf-8")
+    with caplog.at_level(logging.INFO, logger="densepr"):
+        assert not quickstart._copy_prebuilt(other, tmp_path / "b")  # other passages: rebuild
+        assert "other passages or another model" in caplog.text
+        (shipped / "index.faiss").write_bytes(b"not a faiss index")
+        assert not quickstart._copy_prebuilt(psgs, tmp_path / "c")  # corrupt: rebuild, with a message
+        assert "unreadable" in caplog.text
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()

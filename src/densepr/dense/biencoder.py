@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -68,12 +68,12 @@ class BiEncoder:
         return cls(Encoder.from_pretrained(model, pooling), name=model)
 
     def encode_questions(self, questions: Sequence[str], batch_size: int | None = None, bf16: bool | None = None,
-                         progress: bool = False) -> np.ndarray:
+                         progress: bool | Callable[[int], object] = False) -> np.ndarray:
         """Question vectors, float32 ``(n, dim)``."""
         return self.question_encoder.embed(questions, batch_size=batch_size, bf16=bf16, progress=progress)
 
     def encode_passages(self, passages: Sequence[Passage], batch_size: int | None = None, bf16: bool | None = None,
-                        progress: bool = False) -> np.ndarray:
+                        progress: bool | Callable[[int], object] = False) -> np.ndarray:
         """Passage vectors of ``title [SEP] text`` inputs, float32 ``(n, dim)``."""
         return self.passage_encoder.embed([p.title for p in passages], [p.text for p in passages],
                                           batch_size=batch_size, bf16=bf16, progress=progress)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -123,8 +123,10 @@ class Encoder(torch.nn.Module):
 
     @torch.inference_mode()
     def embed(self, texts: Sequence[str], pairs: Sequence[str] | None = None, batch_size: int | None = None,
-              bf16: bool | None = None, progress: bool = False) -> np.ndarray:
+              bf16: bool | None = None, progress: bool | Callable[[int], object] = False) -> np.ndarray:
         """Encode texts in length-sorted batches; returns float32 ``(n, dim)`` in input order.
+
+        ``progress``: a bar of its own, or a callback given each batch's size (a caller's bar moving per batch).
 
         ``batch_size=None`` fills each batch up to a token budget (:data:`CPU_BATCH_TOKENS` on CPU), so short
         questions go many at a time and long passages few; ``bf16=None`` uses bf16 autocast where the CPU has
@@ -146,7 +148,8 @@ class Encoder(torch.nn.Module):
         was_training = self.training
         self.eval()  # no dropout when embedding, even mid-training
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
-        bar = tqdm(total=len(texts), disable=not progress, unit="text", desc="encode", leave=False)
+        report = progress if callable(progress) else None
+        bar = tqdm(total=len(texts), disable=report is not None or not progress, unit="text", desc="encode", leave=False)
         budget = CPU_BATCH_TOKENS if device.type == "cpu" else GPU_BATCH_TOKENS
         for rows in length_batches(lengths[order], batch_size, budget):
             idx = order[rows]
@@ -156,6 +159,8 @@ class Encoder(torch.nn.Module):
                 vectors = self(**{k: batch[k].to(device) for k in keys})
             out[idx] = vectors.float().cpu().numpy()
             bar.update(len(idx))
+            if report is not None:
+                report(len(idx))
         bar.close()
         self.train(was_training)
         return out

@@ -71,11 +71,10 @@ def encode_passages(passages: PassageStore, model: BiEncoder, out_dir: str | Pat
             bar.update(chunk_stop - chunk_start)
             continue
         batch = list(passages.iter_range(chunk_start, chunk_stop))
-        save_npy(part, model.encode_passages(batch, batch_size=batch_size, bf16=bf16))
+        save_npy(part, model.encode_passages(batch, batch_size=batch_size, bf16=bf16, progress=bar.update))  # moves per batch
         ids_part = parts / f"{i:06d}.ids.txt"
         with atomic_open(ids_part, "w", encoding="utf-8") as fh:
             fh.writelines(p.id + "\n" for p in batch)
-        bar.update(chunk_stop - chunk_start)
     bar.close()
     if done:
         log.info("resumed %s: %d of %d chunks were already done", name, done, len(chunks))

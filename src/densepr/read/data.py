@@ -30,21 +30,30 @@ class PassageBatch:
     def __len__(self) -> int:
         return len(self.text_start)
 
-    def span_text(self, i: int, start: int, end: int) -> str:
-        """The characters of passage ``i`` covered by tokens ``start..end``, widened to whole words (a span
-        starting or ending on a word piece, like ``comput`` of ``computation``, gives the word, as DPR's reader)."""
+    def span_chars(self, i: int, start: int, end: int) -> tuple[int, int]:
+        """Where tokens ``start..end`` of passage ``i`` lie in its ``title [SEP] text`` string, widened to whole words
+        (a span starting or ending on a word piece, like ``comput`` of ``computation``, gives the word, as DPR's reader)."""
         text = self.seconds[i]
         first, last = self.offsets[i][start][0], self.offsets[i][end][1]
         while first > 0 and text[first - 1].isalnum():
             first -= 1
         while last < len(text) and text[last].isalnum():
             last += 1
-        return text[first:last]
+        return first, last
+
+    def span_text(self, i: int, start: int, end: int) -> str:
+        """The characters of passage ``i`` covered by tokens ``start..end``, widened to whole words."""
+        first, last = self.span_chars(i, start, end)
+        return self.seconds[i][first:last]
 
 
 def encode_pairs(tokenizer: PreTrainedTokenizerBase, questions: Sequence[str], ctxs: Sequence[Mapping[str, Any]],
-                 max_length: int = 256) -> PassageBatch:
-    """Encode ``question`` / ``title [SEP] text`` pairs (the passage is truncated first)."""
+                 max_length: int = 256, dpr_format: bool = False) -> PassageBatch:
+    """Encode ``question`` / ``title [SEP] text`` pairs (the passage is truncated first).
+
+    ``dpr_format``: Hugging Face ``DPRReader``'s input, ``[CLS] question [SEP] title [SEP] text`` without segment ids
+    (the closing [SEP] is kept out of attention, which leaves every other position as without it).
+    """
     if not getattr(tokenizer, "is_fast", False):
         raise DenseprError("the reader needs a fast (Rust) tokenizer for character offsets")
     sep = tokenizer.sep_token
@@ -66,6 +75,10 @@ def encode_pairs(tokenizer: PreTrainedTokenizerBase, questions: Sequence[str], c
         starts.append(start)
         ends.append(end)
     tensors = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+    if dpr_format:
+        tensors.pop("token_type_ids", None)
+        last = tensors["attention_mask"].sum(1) - 1  # the closing [SEP]
+        tensors["attention_mask"][torch.arange(len(seconds)), last] = 0
     return PassageBatch(tensors, text_mask, starts, ends, [[tuple(o) for o in row] for row in offsets], seconds)
 
 

@@ -27,6 +27,7 @@ class PassageReading:
     start: int  # token positions of the span (inclusive)
     end: int
     answer: str
+    answer_start: int = -1  # where the answer begins in the passage text (characters; -1: no span)
 
 
 @torch.inference_mode()
@@ -46,8 +47,10 @@ def read_passages(reader: Reader, question: str, ctxs: Sequence[Mapping[str, Any
         for i in range(len(chunk)):
             s, e = int(starts[i]), int(ends[i])
             inside = batch.text_start[i] <= s <= e <= batch.text_end[i]
+            left, right = batch.span_chars(i, s, e) if inside else (0, 0)
+            text_offset = len(batch.seconds[i]) - len(chunk[i]["text"])  # the text ends "title [SEP] text"
             out.append(PassageReading(first + i, float(select[i]), float(scores[i]), s, e,
-                                      batch.span_text(i, s, e) if inside else ""))
+                                      batch.seconds[i][left:right], left - text_offset if inside else -1))
     reader.train(was_training)
     return out
 
@@ -66,7 +69,7 @@ def predict(reader: Reader, question: str, ctxs: Sequence[Mapping[str, Any]], k:
     ctxs = list(ctxs[:k] if k else ctxs)
     best = choose(read_passages(reader, question, ctxs, batch_size, bf16))
     return {"answer": best.answer, "passage": ctxs[best.index], "passage_index": best.index,
-            "span_score": best.span_score, "selection": best.selection}
+            "span_score": best.span_score, "selection": best.selection, "answer_start": best.answer_start}
 
 
 def answers_at_k(readings: Sequence[PassageReading], ctxs: Sequence[Mapping[str, Any]], answers: Sequence[str], ks: Sequence[int],

@@ -1,7 +1,8 @@
 """The extractive reader (DPR section 6.1): one encoder, start/end span heads and a passage-selection head.
 
 Saved as a standard Hugging Face folder (encoder + tokenizer) plus ``reader_heads.safetensors`` (the two
-heads' tensors) and ``densepr_reader.json`` (settings), written atomically.
+heads' tensors) and ``densepr_reader.json`` (settings), written atomically. Hugging Face DPR readers
+(``facebook/dpr-reader-single-nq-base`` or a local folder of ``DPRReader``) load with their own heads and input format.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from densepr.read.data import PassageBatch, Span, encode_pairs
 
 HEADS_FILE, CONFIG_FILE = "reader_heads.safetensors", "densepr_reader.json"
 MASKED = -1e9  # logit of positions outside the passage text
+INPUT_FORMATS = ("densepr", "dpr")  # dpr: [CLS] question [SEP] title [SEP] text, no segment ids (DPRReader's own input)
 
 
 def find_reader_folder(path: str | Path) -> Path:
@@ -43,7 +45,7 @@ class Reader(torch.nn.Module):
     """
 
     def __init__(self, encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, max_length: int = 256,
-                 max_answer_len: int = 10, base_model: str = ""):
+                 max_answer_len: int = 10, base_model: str = "", input_format: str = "densepr"):
         super().__init__()
         self.encoder, self.tokenizer = encoder, tokenizer
         hidden = encoder.config.hidden_size
@@ -54,7 +56,7 @@ class Reader(torch.nn.Module):
             torch.nn.init.zeros_(head.bias)
         positions = getattr(encoder.config, "max_position_embeddings", 512)
         self.max_length, self.max_answer_len = min(max_length, positions), max_answer_len
-        self.base_model = base_model
+        self.base_model, self.input_format = base_model, input_format
 
     @classmethod
     def from_pretrained(cls, model: str | Path | None = None, max_length: int = 256, max_answer_len: int = 10) -> Reader:
@@ -69,11 +71,16 @@ class Reader(torch.nn.Module):
 
     @classmethod
     def load(cls, path: str | Path) -> Reader:
-        """Load a saved reader (a folder written by :meth:`save`, or a ``train-reader`` output folder)."""
+        """Load a saved reader (a folder written by :meth:`save`, a ``train-reader`` output folder), or a Hugging Face
+        ``DPRReader`` (a local folder or a hub name such as ``facebook/dpr-reader-single-nq-base``)."""
+        dpr = _dpr_reader_folder(path)
+        if dpr is not None:
+            return cls.from_dpr(dpr, name=str(path))
         folder = find_reader_folder(path)
         settings = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
         encoder, tokenizer = _load_encoder(folder)
-        reader = cls(encoder, tokenizer, settings["max_length"], settings["max_answer_len"], settings.get("base_model", ""))
+        reader = cls(encoder, tokenizer, settings["max_length"], settings["max_answer_len"], settings.get("base_model", ""),
+                     settings.get("input_format", "densepr"))
         heads = load_file(folder / HEADS_FILE)
         try:
             for name in ("qa_outputs", "qa_classifier"):
@@ -82,6 +89,28 @@ class Reader(torch.nn.Module):
         except RuntimeError as exc:
             reason = str(exc).splitlines()[0]
             raise DenseprError(f"{folder / HEADS_FILE}: head weights do not fit the encoder ({reason})") from None
+        return reader.eval().to(_device())
+
+    @classmethod
+    def from_dpr(cls, folder: Path, name: str = "", max_length: int = 350, max_answer_len: int = 10) -> Reader:
+        """A Hugging Face ``DPRReader`` folder as a reader: its BERT, span and relevance heads, and DPR's input format."""
+        from transformers import BertConfig, BertModel, BertTokenizerFast, DPRReader  # type: ignore[attr-defined]
+
+        try:
+            with no_hf_progress_bars():
+                dpr = DPRReader.from_pretrained(folder)
+                tokenizer = BertTokenizerFast.from_pretrained(folder)
+        except (OSError, ValueError) as exc:
+            raise DenseprError(f"{folder}: cannot load the DPR reader ({str(exc).splitlines()[0]})") from None
+        span = dpr.span_predictor
+        dpr_bert = span.encoder.bert_model  # a BertModel whose config says "dpr": as a plain BERT it saves and loads as one
+        known = BertConfig().to_dict()
+        encoder = BertModel(BertConfig(**{k: v for k, v in dpr_bert.config.to_dict().items() if k in known}),
+                            add_pooling_layer=False)
+        encoder.load_state_dict(dpr_bert.state_dict())
+        reader = cls(encoder, tokenizer, max_length, max_answer_len, name or str(folder), "dpr")
+        reader.qa_outputs.load_state_dict(span.qa_outputs.state_dict())
+        reader.qa_classifier.load_state_dict(span.qa_classifier.state_dict())
         return reader.eval().to(_device())
 
     def save(self, path: str | Path) -> None:
@@ -97,7 +126,8 @@ class Reader(torch.nn.Module):
         heads = {f"{name}.{k}": v.detach().cpu().contiguous() for name in ("qa_outputs", "qa_classifier")
                  for k, v in getattr(self, name).state_dict().items()}
         save_file(heads, folder / HEADS_FILE)
-        settings = {"max_length": self.max_length, "max_answer_len": self.max_answer_len, "base_model": self.base_model}
+        settings = {"max_length": self.max_length, "max_answer_len": self.max_answer_len, "base_model": self.base_model,
+                    "input_format": self.input_format}
         (folder / CONFIG_FILE).write_text(json.dumps(settings, indent=2))
 
     @property
@@ -106,7 +136,7 @@ class Reader(torch.nn.Module):
 
     def encode(self, questions: Sequence[str], ctxs: Sequence[Mapping[str, Any]]) -> PassageBatch:
         """Tokenise (question, passage) pairs at the reader's maximum length."""
-        return encode_pairs(self.tokenizer, questions, ctxs, self.max_length)
+        return encode_pairs(self.tokenizer, questions, ctxs, self.max_length, dpr_format=self.input_format == "dpr")
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -123,10 +153,29 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _dpr_reader_folder(path: str | Path) -> Path | None:
+    """The folder of a Hugging Face ``DPRReader`` named by ``path`` (a local folder or a hub name), else ``None``."""
+    folder = Path(path).expanduser()
+    if (folder / CONFIG_FILE).is_file() or (folder / "final" / CONFIG_FILE).is_file():
+        return None
+    if not folder.is_dir():
+        if "dpr-reader" not in str(path):
+            return None
+        folder = resolve_model_path(str(path))
+    config = folder / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        architectures = json.loads(config.read_text(encoding="utf-8")).get("architectures") or []
+    except (OSError, json.JSONDecodeError):
+        return None
+    return folder if "DPRReader" in architectures else None
+
+
 def _load_encoder(folder: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     try:
         with no_hf_progress_bars():
-            return AutoModel.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+            return AutoModel.from_pretrained(folder).float(), AutoTokenizer.from_pretrained(folder)  # fp16 files: fp32 math
     except (OSError, ValueError) as exc:
         raise DenseprError(f"{folder}: cannot load model or tokenizer ({str(exc).splitlines()[0]})") from None
 

@@ -86,7 +86,7 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
             best = await asyncio.to_thread(predict, answerer, entry["question"], entry["passages"])
             answers.append(ReaderAnswer(question=entry["question"], answer=best["answer"], passage_id=best["passage"]["id"],
                                         title=best["passage"]["title"], passage_rank=best["passage_index"] + 1,
-                                        span_score=float(best["span_score"])))
+                                        span_score=float(best["span_score"]), answer_start=best["answer_start"]))
         return JSONResponse(content=AnswerResponse(answers=answers, **found).model_dump(exclude_none=True))
 
     @app.get("/health", response_model=Health)
@@ -99,7 +99,9 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
                 indexes[name] = IndexInfo(path=str(part.spec.dense_dir or part.spec.bm25_dir), size=len(part.ids),
                                           model=part.meta.get("model"), type=part.meta.get("type", name))
         batching = service.batcher.stats.as_dict() if service.batcher else {}
-        return Health(status="ok", retrievers=service.retrievers, passages=service.passage_count,  # type: ignore[arg-type]
+        reader_name = None if answerer is None else Path(answerer.base_model).name or "reader"
+        return Health(status="ok", reader=reader_name, retrievers=service.retrievers,  # type: ignore[arg-type]
+                      passages=service.passage_count,
                       indexes=indexes, batching=batching)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -5,7 +5,7 @@ PAGE = r"""<!doctype html>
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>densepr search</title>
+<title>densepr</title>
 <style>
   :root { --fg:#1d2330; --muted:#667085; --line:#e3e6ec; --accent:#2f5bea; --bg:#f6f7f9; }
   * { box-sizing: border-box; }
@@ -32,6 +32,12 @@ PAGE = r"""<!doctype html>
   .ranks { font-size:12px; color:var(--muted); }
   .text { margin:4px 0 0; font-size:14px; }
   mark { background:#ffe58a; padding:0 1px; border-radius:2px; }
+  #answer { margin:16px 24px 0; background:#fff; border:1px solid var(--line); border-left:4px solid var(--accent);
+            border-radius:8px; padding:12px 16px; }
+  #answer .span { font-size:22px; font-weight:700; }
+  #answer .from { color:var(--muted); font-size:13px; margin:2px 0 6px; }
+  #answer .text { font-size:14px; }
+  #answer b.hit { background:#c9f2d0; padding:0 2px; border-radius:2px; }
 </style>
 </head>
 <body>
@@ -43,6 +49,7 @@ PAGE = r"""<!doctype html>
     <button id="go" type="submit">Search</button>
   </form>
 </header>
+<section id="answer" hidden><div class="span"></div><div class="from"></div><p class="text"></p></section>
 <main>
   <section class="col" id="col-bm25" data-retriever="bm25"><h2>BM25</h2><div class="status"></div><ol></ol></section>
   <section class="col" id="col-dense" data-retriever="dense"><h2>Dense</h2><div class="status"></div><ol></ol></section>
@@ -51,7 +58,7 @@ PAGE = r"""<!doctype html>
 <script>
 "use strict";
 const STOP = new Set("a an and are as at be by did do does for from had has have how in is it of on or the to was were what when where which who whom why with".split(" "));
-let loaded = null;
+let loaded = null, reader = null;
 
 function esc(s) {
   return String(s).replace(/[&<>"']/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
@@ -105,6 +112,29 @@ async function searchColumn(col, question, k, ts) {
     setStatus(col, "request failed: " + err, "error", true);
   }
 }
+async function answer(question) {  // the reader's span above the columns, marked in its passage
+  const box = document.getElementById("answer");
+  if (!reader) { box.hidden = true; return; }
+  box.hidden = false;
+  box.querySelector(".span").textContent = "reading…";
+  box.querySelector(".from").textContent = "";
+  box.querySelector(".text").textContent = "";
+  try {
+    const response = await fetch("ask", {method: "POST", headers: {"Content-Type": "application/json"},
+                                         body: JSON.stringify({question, k: 5})});
+    const data = await response.json();
+    const a = response.ok && data.answers && data.answers[0];
+    if (!a || !a.answer) { box.querySelector(".span").textContent = "no answer found"; return; }
+    const p = data.results[0].passages[a.passage_rank - 1];
+    const s = a.answer_start, text = p.text;
+    box.querySelector(".span").textContent = a.answer;
+    box.querySelector(".from").textContent = "from " + p.title + " (passage " + p.id + ", rank " + a.passage_rank + ")";
+    box.querySelector(".text").innerHTML = s >= 0 ? esc(text.slice(0, s)) + '<b class="hit">' + esc(text.slice(s, s + a.answer.length)) +
+      "</b>" + esc(text.slice(s + a.answer.length)) : esc(text);
+  } catch (err) {
+    box.querySelector(".span").textContent = "request failed: " + err;
+  }
+}
 async function search(event) {
   if (event) event.preventDefault();
   const question = document.getElementById("q").value.trim();
@@ -112,12 +142,13 @@ async function search(event) {
   const k = parseInt(document.getElementById("k").value, 10) || 10;
   history.replaceState(null, "", "?q=" + encodeURIComponent(question) + "&k=" + k);
   const ts = terms(question);
-  await Promise.all([...document.querySelectorAll(".col")].map(col => searchColumn(col, question, k, ts)));
+  await Promise.all([answer(question), ...[...document.querySelectorAll(".col")].map(col => searchColumn(col, question, k, ts))]);
 }
 async function init() {
   try {
     const health = await (await fetch("health")).json();
     loaded = health.retrievers;
+    reader = health.reader;
     document.getElementById("info").textContent = health.passages.toLocaleString("en") + " passages · " + loaded.join(", ");
   } catch (err) {
     document.getElementById("info").textContent = "server not reachable";

@@ -88,6 +88,7 @@ class ReaderAnswer(BaseModel):
     title: str
     passage_rank: int
     span_score: float
+    answer_start: int = Field(-1, description="where the answer begins in its passage's text (characters; -1: no span)")
 
 
 class AnswerResponse(SearchResponse):
@@ -105,6 +106,7 @@ class IndexInfo(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok"]
+    reader: str | None = Field(None, description="the reader /ask uses (null: none loaded)")
     retrievers: list[RetrieverName]
     passages: int
     indexes: dict[str, IndexInfo]

@@ -1,0 +1,68 @@
+"""Question in, answer out: a searcher and a reader kept loaded together (what ``ask`` and ``serve`` run)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypedDict
+
+from densepr.errors import DenseprError
+from densepr.hits import ScoredPassage
+from densepr.read.inference import predict
+from densepr.read.model import Reader
+from densepr.retrieve.searcher import Searcher
+
+MAX_QUESTION_CHARS = 1000
+
+
+class Answer(TypedDict):
+    """The reader's answer to one question and the passages it read (best retrieved first)."""
+
+    question: str
+    answer: str  # "" when no passage holds a span
+    span_score: float
+    passage: ScoredPassage  # the passage the answer comes from
+    passage_rank: int  # its rank in ``passages`` (from 1)
+    answer_start: int  # where the answer begins in the passage's text (-1: no span)
+    passages: list[ScoredPassage]
+
+
+class Answerer:
+    """Retrieve the top ``k`` passages for a question, read them, answer; both models stay loaded between questions.
+
+    >>> qa = Answerer(open_searcher(index="flat/", bm25_index="bm25/"), Reader.load("reader/"))   # doctest: +SKIP
+    >>> qa.answer("who wrote hamlet")["answer"]                                                    # doctest: +SKIP
+    'William Shakespeare'
+    """
+
+    def __init__(self, searcher: Searcher, reader: Reader, k: int = 5):
+        if k < 1:
+            raise DenseprError(f"--top-k must be >= 1, got {k}")
+        self.searcher, self.reader, self.k = searcher, reader, k
+
+    def answer(self, question: str, k: int | None = None) -> Answer:
+        """The answer from the top ``k`` passages (default: the answerer's ``k``)."""
+        return self.answer_many([question], k)[0]
+
+    def answer_many(self, questions: Sequence[str], k: int | None = None) -> list[Answer]:
+        """Answers for several questions (their retrieval batched, each question's passages read together)."""
+        for q in questions:
+            check_question(q)
+        found = self.searcher.passages(list(questions), k or self.k)
+        return [self._read(q, passages) for q, passages in zip(questions, found)]
+
+    def _read(self, question: str, passages: list[ScoredPassage]) -> Answer:
+        if not passages:
+            return Answer(question=question, answer="", span_score=0.0, passage=ScoredPassage(id="", title="", text="", score=0.0),
+                          passage_rank=0, answer_start=-1, passages=[])
+        best = predict(self.reader, question, passages)
+        return Answer(question=question, answer=best["answer"], span_score=float(best["span_score"]),
+                      passage=passages[best["passage_index"]], passage_rank=best["passage_index"] + 1,
+                      answer_start=best["answer_start"], passages=passages)
+
+
+def check_question(question: str) -> None:
+    """A one-line error for a question that is blank or too long to be one."""
+    if not question.strip():
+        raise DenseprError("the question is empty")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise DenseprError(f"the question has {len(question):,} characters; at most {MAX_QUESTION_CHARS:,} are read")
