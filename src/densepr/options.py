@@ -48,6 +48,13 @@ def _plain(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
+def _default(field: dataclasses.Field) -> Any:
+    """A field's default value (``None`` for a required field)."""
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return None if field.default is dataclasses.MISSING else field.default
+
+
 def _flag(field: dataclasses.Field) -> str:
     return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
 
@@ -78,9 +85,7 @@ def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: 
             continue
         meta, (kind, optional) = field.metadata, _plain(annotation)
         kw: dict[str, Any] = {"help": meta["help"]}
-        default = None if field.default is dataclasses.MISSING else field.default
-        if field.default_factory is not dataclasses.MISSING:
-            default = field.default_factory()
+        default = _default(field)
         if kind is bool:
             kw["action"] = argparse.BooleanOptionalAction if optional or default else "store_true"
         elif typing.get_origin(kind) is list:
@@ -124,7 +129,7 @@ def to_argv(obj: Any) -> list[str]:
     argv: list[str] = []
     for field, annotation in option_fields(type(obj)):
         value = getattr(obj, field.name)
-        default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+        default = _default(field)
         if value == default or field.metadata["positional"]:
             continue
         flag, (kind, _) = _flag(field), _plain(annotation)

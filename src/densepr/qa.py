@@ -7,11 +7,10 @@ from typing import TypedDict
 
 from densepr.errors import DenseprError
 from densepr.hits import ScoredPassage
+from densepr.questions import check_question
 from densepr.read.inference import predict
 from densepr.read.model import Reader
 from densepr.retrieve.searcher import Searcher
-
-MAX_QUESTION_CHARS = 1000
 
 
 class Answer(TypedDict):
@@ -59,10 +58,3 @@ class Answerer:
                       passage=passages[best["passage_index"]], passage_rank=best["passage_index"] + 1,
                       answer_start=best["answer_start"], passages=passages)
 
-
-def check_question(question: str) -> None:
-    """A one-line error for a question that is blank or too long to be one."""
-    if not question.strip():
-        raise DenseprError("the question is empty")
-    if len(question) > MAX_QUESTION_CHARS:
-        raise DenseprError(f"the question has {len(question):,} characters; at most {MAX_QUESTION_CHARS:,} are read")

@@ -11,6 +11,8 @@ from pathlib import Path
 from densepr.errors import DenseprError, at_line
 from densepr.fileio import iter_jsonl, read_json
 
+MAX_QUESTION_CHARS = 1000  # what ask and the service read of one question
+
 
 @dataclass(frozen=True)
 class Question:
@@ -97,3 +99,11 @@ def read_questions(path: str | os.PathLike) -> list[Question]:
     if not questions:
         raise DenseprError(f"{path}: no questions found")
     return questions
+
+
+def check_question(question: str) -> None:
+    """A one-line error for a question that is blank or too long to be one."""
+    if not question.strip():
+        raise DenseprError("the question is empty")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise DenseprError(f"the question has {len(question):,} characters; at most {MAX_QUESTION_CHARS:,} are read")

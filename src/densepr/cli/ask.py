@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 
 def run(a: AskOptions, spec: SearchSpec, quiet: bool) -> None:
-    from densepr.qa import Answerer, check_question
+    from densepr.qa import Answerer
+    from densepr.questions import check_question
     from densepr.quickstart import default_reader, default_spec
     from densepr.read.model import Reader
     from densepr.retrieve.searcher import open_searcher

@@ -171,12 +171,16 @@ class TrainingLoop:
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "best": s["best"]}
 
     def _save(self, path: Path, state: dict[str, Any]) -> None:
-        """Rank 0 writes ``path`` as a whole (model + ``training_state.pt``); the others wait."""
+        """Rank 0 writes ``path``; the others wait."""
         if self.rank == 0:
-            with atomic_folder(path) as tmp:
-                self.task.save(tmp)
-                torch.save(state, tmp / STATE_FILE)
+            self._write(path, state)
         dist.barrier()
+
+    def _write(self, path: Path, state: dict[str, Any]) -> None:
+        """``path`` as a whole: the model and ``training_state.pt``."""
+        with atomic_folder(path) as tmp:
+            self.task.save(tmp)
+            torch.save(state, tmp / STATE_FILE)
 
     def _training_state(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
@@ -211,17 +215,14 @@ class TrainingLoop:
                  self.state["epoch"], self.state["global_step"])
 
     def _validate(self) -> None:
-        score = None
+        """Rank 0 validates; a better score than any before is saved as ``best/``."""
         if self.rank == 0:
             self.task.module.eval()
             score = self.task.validate()
             self.task.module.train()
-        if score is not None:
-            log.info("step %d: %s validation %.3f", self.state["global_step"], self.task.name, score)
-            if self.state["best"] is None or score < self.state["best"]:
-                self.state["best"] = score
-                if self.rank == 0:
-                    with atomic_folder(self.out / "best") as tmp:
-                        self.task.save(tmp)
-                        torch.save({"validation": score, "global_step": self.state["global_step"]}, tmp / STATE_FILE)
+            if score is not None:
+                log.info("step %d: %s validation %.3f", self.state["global_step"], self.task.name, score)
+                if self.state["best"] is None or score < self.state["best"]:
+                    self.state["best"] = score
+                    self._write(self.out / "best", {"validation": score, "global_step": self.state["global_step"]})
         dist.barrier()

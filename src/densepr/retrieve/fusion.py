@@ -24,6 +24,18 @@ Normalization = Literal["minmax", "zscore"]
 K = TypeVar("K", bound=Hashable)
 
 
+def check_fusion(fusion: str, normalize: str | None, depth: int, rrf_k: int) -> None:
+    """One-line errors for fusion settings a hybrid cannot use."""
+    if fusion not in FUSIONS:
+        raise DenseprError(f"unknown fusion {fusion!r}; choose from {', '.join(FUSIONS)}")
+    if normalize is not None and normalize not in NORMALIZATIONS:
+        raise DenseprError(f"unknown normalisation {normalize!r}; choose from {', '.join(NORMALIZATIONS)}")
+    if depth < 1:
+        raise DenseprError(f"hybrid depth must be >= 1, got {depth}")
+    if rrf_k < 0:
+        raise DenseprError(f"rrf k must be >= 0, got {rrf_k}")
+
+
 def rrf(lists_of_hits: Sequence[Iterable[K]], k: int = RRF_K) -> list[tuple[K, float]]:
     """Fuse ranked lists of hit keys (e.g. passage ids, best first) into one list of ``(key, score)``.
 

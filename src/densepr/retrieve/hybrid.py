@@ -18,7 +18,7 @@ from densepr.evaluate.metrics import top_k_accuracy
 from densepr.hits import Hit
 from densepr.questions import Question
 from densepr.retrieve.dense import DenseRetriever
-from densepr.retrieve.fusion import FUSIONS, NORMALIZATIONS, RRF_K, linear_fusion, rrf_fusion
+from densepr.retrieve.fusion import RRF_K, check_fusion, linear_fusion, rrf_fusion
 from densepr.retrieve.results import build_results
 from densepr.sparse.bm25 import BM25Retriever
 
@@ -48,12 +48,7 @@ class HybridRetriever:
 
     def __init__(self, bm25: BM25Retriever, dense: DenseRetriever, depth: int = 2000, lam: float = 1.1,
                  normalize: str | None = None, fusion: str = "linear", rrf_k: int = RRF_K):
-        if fusion not in FUSIONS:
-            raise DenseprError(f"unknown fusion {fusion!r}; choose from {', '.join(FUSIONS)}")
-        if normalize is not None and normalize not in NORMALIZATIONS:
-            raise DenseprError(f"unknown normalisation {normalize!r}; choose from {', '.join(NORMALIZATIONS)}")
-        if depth < 1:
-            raise DenseprError(f"hybrid depth must be >= 1, got {depth}")
+        check_fusion(fusion, normalize, depth, rrf_k)
         fp_b, fp_d = bm25.meta.get("passages_fingerprint"), dense.meta.get("passages_fingerprint")
         if (fp_b and fp_d and fp_b != fp_d) or bm25.ids != dense.ids:
             raise DenseprError(

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from densepr.errors import DenseprError
 from densepr.fileio import read_json, write_json
 from densepr.options import opt, to_argv
-from densepr.retrieve.fusion import NORMALIZATIONS, RRF_K, Fusion
+from densepr.retrieve.fusion import NORMALIZATIONS, RRF_K, Fusion, check_fusion
 
 Kind = Literal["bm25", "dense", "hybrid"]
 KINDS = ("bm25", "dense", "hybrid")
@@ -77,14 +77,7 @@ class SearchSpec:
             raise DenseprError("the dense retriever needs a dense index folder (--index DIR)")
         if self.kind != "hybrid" and self.bm25_index and self.index:
             raise DenseprError("--bm25-index, --lam, --depth, --fusion and --normalize need --retriever hybrid")
-        if self.fusion not in ("linear", "rrf"):
-            raise DenseprError(f"unknown fusion {self.fusion!r}; choose from linear, rrf")
-        if self.normalize is not None and self.normalize not in NORMALIZATIONS:
-            raise DenseprError(f"unknown normalisation {self.normalize!r}; choose from {', '.join(NORMALIZATIONS)}")
-        if self.depth < 1:
-            raise DenseprError(f"hybrid depth must be >= 1, got {self.depth}")
-        if self.rrf_k < 0:
-            raise DenseprError(f"rrf k must be >= 0, got {self.rrf_k}")
+        check_fusion(self.fusion, self.normalize, self.depth, self.rrf_k)
         if self.backend not in BACKENDS:
             raise DenseprError(f"unknown backend {self.backend!r}; choose from {', '.join(BACKENDS)}")
 

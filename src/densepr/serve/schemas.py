@@ -6,7 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-MAX_QUESTION_CHARS = 1000
+from densepr.questions import MAX_QUESTION_CHARS
+
 MAX_QUESTIONS = 64
 MAX_K = 1000
 MAX_ANSWERS = 32
