@@ -19,13 +19,13 @@ from densepr.errors import DenseprError
 from densepr.hits import PassageRecord, ResultEntry
 from densepr.questions import read_questions
 from densepr.retrieve.results import read_results, write_results
-from densepr.retrieve.searcher import open_searcher
 from densepr.retrieve.spec import SearchSpec
 
 if TYPE_CHECKING:
     from densepr.index.faiss_index import DenseIndex
     from densepr.read.config import ReaderConfig
     from densepr.train.config import TrainConfig
+    from densepr.train.data import TrainingExample
 
 log = logging.getLogger("densepr")
 
@@ -84,8 +84,10 @@ def build_index(*, embeddings: str | Path, out: str | Path, type: str = "flat", 
     """Merge embedding shards into one FAISS index folder."""
     from densepr.dense.passage_encoding import load_embeddings
     from densepr.index.faiss_index import DenseIndex
+    from densepr.vector_checks import check_vectors
 
     vectors, ids, meta = load_embeddings(embeddings)
+    check_vectors(vectors, ids, str(embeddings))
     provenance = {k: meta[k] for k in ("model", "passages", "passages_fingerprint")}
     params = {k: v for k, v in {"hnsw_m": hnsw_m, "nlist": nlist, "pq_m": pq_m}.items() if v is not None}
     index = DenseIndex.build(vectors, ids, type, meta=provenance, **params)
@@ -97,6 +99,8 @@ def build_index(*, embeddings: str | Path, out: str | Path, type: str = "flat", 
 def retrieve(*, spec: SearchSpec, questions: str | Path, out: str | Path, top_k: int = 100,
              match: str = "string") -> list[ResultEntry]:
     """Top-k retrieval for a question file by the retriever ``spec`` describes, written as a DPR result file."""
+    from densepr.retrieve.searcher import open_searcher  # here, so training runs without faiss or bm25s
+
     qs = read_questions(questions)
     searcher = open_searcher(spec)
     start = time.perf_counter()
@@ -115,6 +119,7 @@ def tune_hybrid(*, spec: SearchSpec, questions: str | Path, lams: Sequence[float
     ``save_spec``: write ``spec`` with the best λ there, for ``retrieve --spec`` and ``serve --spec``.
     """
     from densepr.retrieve.hybrid import HybridRetriever, tune_lambda
+    from densepr.retrieve.searcher import open_searcher
 
     searcher = open_searcher(dataclasses.replace(spec, kind="hybrid", fusion="linear"))
     assert isinstance(searcher.retriever, HybridRetriever)
@@ -127,30 +132,73 @@ def tune_hybrid(*, spec: SearchSpec, questions: str | Path, lams: Sequence[float
     return report
 
 
-def build_train(*, questions: str | Path, passages: str | Path, bm25: str | Path, out: str | Path, match: str = "string",
-                hard_negatives: int = 30, random_negatives: int = 10, depth: int = 100, words: int = 100) -> dict[str, int]:
-    """Write DPR training JSON for a question file (SQuAD files get gold positives); returns the counts."""
+def build_train(*, questions: str | Path | Sequence[str | Path], passages: str | Path, bm25: str | Path, out: str | Path,
+                match: str | Sequence[str] = "string", hard_negatives: int = 30, random_negatives: int = 10, depth: int = 100,
+                words: int = 100) -> dict[str, dict[str, int]]:
+    """Write DPR training JSON for one or several question files (SQuAD files get gold positives); ``match``: one
+    mode for all, or one per file. With several files each example's ``dataset`` is its file's name. Returns
+    the gold / distant / dropped counts per file."""
+    from densepr.retrieve.searcher import open_searcher
     from densepr.train import build_training_data, squad_gold_rows, write_training_data
 
+    files = [questions] if isinstance(questions, (str, Path)) else list(questions)
+    modes = [match] if isinstance(match, str) else list(match)
+    if len(modes) == 1:
+        modes *= len(files)
+    if len(modes) != len(files):
+        raise DenseprError(f"--match takes one mode, or one per question file ({len(files)}), not {len(modes)}")
+    names = [Path(f).name.split(".")[0] for f in files]
+    if len(set(names)) < len(names):
+        raise DenseprError("question files need distinct names: they name the training sets")
     searcher = open_searcher(SearchSpec(kind="bm25", index=str(bm25), passages=str(passages)))
-    qs = read_questions(questions)
-    gold = squad_gold_rows(questions, searcher.store, words) if str(questions).endswith(".json") else None
-    examples, stats = build_training_data(qs, searcher, gold, hard_negatives, random_negatives, depth, match)
+    examples, report = [], {}
+    for file, mode, name in zip(files, modes, names):
+        gold = squad_gold_rows(file, searcher.store, words) if str(file).endswith(".json") else None
+        built, report[name] = build_training_data(read_questions(file), searcher, gold, hard_negatives, random_negatives,
+                                                  depth, mode)
+        examples += [dataclasses.replace(ex, dataset=name) for ex in built] if len(files) > 1 else built
+    if len(files) > 1:
+        for name, counts in report.items():
+            log.info("%s: kept %d (%d gold, %d distant), dropped %d", name, counts["gold"] + counts["distant"],
+                     counts["gold"], counts["distant"], counts["dropped"])
     write_training_data(out, examples)
-    return stats
+    return report
 
 
-def train(*, train: str | Path, config: TrainConfig, model: str | None = None, dev: str | Path | None = None,
-          progress: bool = True) -> dict[str, Any]:
-    """Train the dual encoder from DPR training JSON (multi-process under torchrun)."""
+def read_training_sets(paths: str | Path | Sequence[str | Path]) -> list[TrainingExample]:
+    """The examples of one or several DPR training JSON files; with several, an example without a ``dataset``
+    field is named after its file (two files of the same name: an error)."""
+    from densepr.train import read_training_data
+
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    stems = [Path(p).stem for p in paths]
+    if len(paths) > 1 and len(set(stems)) < len(stems):
+        raise DenseprError(f"training files need distinct names to tell their sets apart: {', '.join(map(str, paths))}")
+    examples = []
+    for path, stem in zip(paths, stems):
+        for ex in read_training_data(path):
+            examples.append(dataclasses.replace(ex, dataset=ex.dataset or (stem if len(paths) > 1 else "")))
+    return examples
+
+
+def train(*, train: str | Path | Sequence[str | Path], config: TrainConfig, model: str | None = None,
+          dev: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train the dual encoder from one or several DPR training JSON files (multi-process under torchrun)."""
+    from collections import Counter
+
     from densepr.dense.biencoder import BiEncoder
     from densepr.loop.loop import TrainingLoop
     from densepr.train import DualEncoderModel, DualEncoderTask, read_training_data
 
+    examples = read_training_sets(train)
+    sizes = Counter(ex.dataset for ex in examples)
+    if len(sizes) > 1:
+        log.info("training sets: %s (sampling %s, batching %s)", ", ".join(f"{d} {n}" for d, n in sorted(sizes.items())),
+                 config.sampling, config.batching)
     bi = BiEncoder.load(model)
     dual = DualEncoderModel(bi, shared=config.shared, similarity=config.similarity, temperature=config.temperature)
     dev_examples = read_training_data(dev) if dev else None
-    task = DualEncoderTask(dual, read_training_data(train), config, dev_examples, model_name=bi.name)
+    task = DualEncoderTask(dual, examples, config, dev_examples, model_name=bi.name)
     stats = TrainingLoop(task, progress=progress).train()
     log.info("trained %d steps in %.0fs (%.1f questions/s, peak RSS %.0f MB) -> %s/final",
              stats["steps"], stats["seconds"], stats["questions_per_second"], stats["peak_rss_mb"], config.out)
@@ -158,12 +206,18 @@ def train(*, train: str | Path, config: TrainConfig, model: str | None = None, d
 
 
 def mine(*, train: str | Path, spec: SearchSpec, out: str | Path, depth: int = 100, keep: int = 30,
-         match: str = "string") -> None:
-    """Re-mine hard negatives of a training file with a retriever (a dense index built with the model to mine with)."""
+         match: str = "string", margin: float = 0.0) -> dict[str, int]:
+    """Re-mine hard negatives of a training file with a retriever (a dense index built with the model to mine with);
+    returns the false-negative audit (see :func:`densepr.train.mine_hard_negatives`)."""
+    from densepr.retrieve.searcher import open_searcher
     from densepr.train import mine_hard_negatives, read_training_data, write_training_data
 
-    examples = mine_hard_negatives(read_training_data(train), open_searcher(spec), depth, keep, match)
+    examples, audit = mine_hard_negatives(read_training_data(train), open_searcher(spec), depth, keep, match, margin)
     write_training_data(out, examples)
+    log.info("mined %d hard negatives for %d examples; skipped as likely false negatives: %d holding an answer, %d "
+             "scoring above the positive by more than %g; %d examples kept their old negatives", audit["kept"],
+             audit["examples"], audit["skipped_answer"], audit["skipped_margin"], margin, audit["examples_unchanged"])
+    return audit
 
 
 def gold_passages(path: str | Path) -> dict[str, list[PassageRecord]]:
