@@ -93,7 +93,8 @@ def main() -> None:
     report["top_k_accuracy"]["trained"] = evaluate(trained, held_questions, "trained", out)
 
     start = time.perf_counter()
-    write_training_data(out / "train-mined.json", mine_hard_negatives(examples, trained, progress=False))
+    mined_examples, report["mine_audit"] = mine_hard_negatives(examples, trained, progress=False)
+    write_training_data(out / "train-mined.json", mined_examples)
     report["mine_seconds"] = round(time.perf_counter() - start, 1)
     report["train_mined"] = pipeline.train(train=out / "train-mined.json", model=str(out / "model-r1" / "final"),
                                            config=TrainConfig(out=str(out / "model-r2"), max_steps=args.mined_steps, **common))

@@ -150,11 +150,15 @@ def test_cli_hybrid_retrieve_and_tune(indexes, capsys, questions_jsonl, tmp_path
     code, out_text, err = run(capsys, "tune-hybrid", "--index", indexes / "flat", "--bm25-index", indexes / "bm25",
                               "--questions", questions_jsonl, "--lams", "0.001,0.5,1e6", "--ks", "1,3")
     assert code == 0, err
-    assert "top-1" in out_text and "best λ = " in out_text and out_text.count("\n") == 6
+    assert "top-1" in out_text and "best λ = " in out_text and out_text.count("\n") == 8
+    assert "over the better of BM25 and dense alone" in out_text
     code, out_text, _ = run(capsys, "tune-hybrid", "--index", indexes / "flat", "--bm25-index", indexes / "bm25",
                             "--questions", questions_jsonl, "--lams", "0.001,1e6", "--ks", "1", "--json")
     report = json.loads(out_text)  # BM25 finds all three at rank 1; the random tiny model does not
     assert report["questions"] == 3 and report["accuracy"]["0.001"]["1"] == pytest.approx(100.0) and report["best"] == 0.001
+    assert report["parts"]["bm25"]["1"] == pytest.approx(100.0)  # the parts alone, as retrieve gives them
+    assert report["gain"]["1"] == pytest.approx(100.0 - max(report["parts"]["bm25"]["1"], report["parts"]["dense"]["1"]))
+    assert report["accuracy"]["1000000.0"]["1"] == pytest.approx(report["parts"]["dense"]["1"])  # λ → ∞: dense order
 
 
 def test_cli_hybrid_errors_are_one_line(indexes, capsys, questions_jsonl, tmp_path):

@@ -54,6 +54,31 @@ def test_training_json_round_trip_and_errors(tmp_path):
     (tmp_path / "none.json").write_text('[{"question": "q", "positive_ctxs": []}]')
     with pytest.raises(DenseprError, match="no example has a positive"):
         read_training_data(tmp_path / "none.json")
+    for text, message in (('{"question": "q"}', "expected a JSON list"), ("", "empty file"), ("[]", "no example has"),
+                          ('[{"question": "q"},\n {"question": }]', "json:2: malformed JSON: Expecting value"),
+                          ('[{"question": "q"} {"question": "r"}]', "expected ',' or ']'"),
+                          ('[{"question": "q"}] x', "extra data after the list")):
+        (tmp_path / "e.json").write_text(text)
+        with pytest.raises(DenseprError, match=message):
+            read_training_data(tmp_path / "e.json")
+
+
+def test_training_json_is_read_in_chunks_of_any_size():
+    from densepr.fileio import iter_json_list
+
+    sample = shared("dpr-format/nq-dev-sample.json")
+    expected = json.loads(sample.read_text())
+    for chunk in (5, 999, 1 << 20):  # elements and strings cut anywhere by a chunk's end
+        assert list(iter_json_list(sample, chunk=chunk)) == expected
+
+
+def test_a_passage_met_again_is_one_object(tmp_path):
+    ctx = {"title": "T", "text": "shared negative", "passage_id": "7"}
+    data = [{"question": f"q{i}", "answers": ["a"], "positive_ctxs": [{"title": "P", "text": f"a {i}", "passage_id": str(i)}],
+             "hard_negative_ctxs": [ctx]} for i in range(3)]
+    (tmp_path / "t.json").write_text(json.dumps(data, indent=2))
+    examples = read_training_data(tmp_path / "t.json")
+    assert len({id(ex.hard_negatives[0]) for ex in examples}) == 1 and examples[2].hard_negatives[0].text == "shared negative"
 
 
 def test_squad_gold_rows_hold_the_answer_span(squad_corpus):
@@ -84,10 +109,28 @@ def test_mined_negatives_come_from_the_dense_retriever(tiny_bert, squad_corpus, 
     examples, _ = build_training_data(read_questions(path), bm25, squad_gold_rows(path, store, 8), progress=False)
     encode(passages=store.path, out=tmp_path / "emb", model=str(tiny_bert), progress=False)
     build_index(embeddings=tmp_path / "emb", out=tmp_path / "idx")
-    mined = mine_hard_negatives(examples, open_searcher(index=str(tmp_path / "idx")), keep=2, progress=False)
+    dense = open_searcher(index=str(tmp_path / "idx"))
+    mined, audit = mine_hard_negatives(examples, dense, keep=2, margin=None, progress=False)
+    assert audit["examples"] == len(examples) and audit["kept"] == 2 * len(examples) and audit["skipped_margin"] == 0
     for before, after in zip(examples, mined):
         assert after.positives == before.positives and len(after.hard_negatives) == 2
         assert all(not has_answer(after.answers, p.text) and p.id != after.positives[0].id for p in after.hard_negatives)
+
+    # the false-negative audit: nothing the model scores above the positive (+ margin) stays a negative
+    row_of = {pid: row for row, pid in enumerate(dense.ids)}
+    for margin in (0.0, 0.05):
+        mined, audit = mine_hard_negatives(examples, dense, keep=5, margin=margin, progress=False)
+        assert audit["kept"] == sum(len(ex.hard_negatives) for ex, old in zip(mined, examples) if ex.hard_negatives != old.hard_negatives)
+        for ex, old in zip(mined, examples):
+            if ex.hard_negatives == old.hard_negatives:
+                continue  # nothing left after the audit: the old negatives stay
+            q = dense.encode([ex.question])[0]
+            positive = float(q @ dense.dense.index.vectors([row_of[ex.positives[0].id]])[0])
+            scores = dense.dense.index.vectors([row_of[p.id] for p in ex.hard_negatives]) @ q
+            assert all(score <= positive + margin + 1e-5 for score in scores)
+    mined, audit = mine_hard_negatives(examples, dense, keep=2, margin=-1e9, progress=False)  # every passage is above
+    assert audit["kept"] == 0 and audit["examples_unchanged"] == len(examples) and audit["skipped_margin"] > 0
+    assert [ex.hard_negatives for ex in mined] == [ex.hard_negatives for ex in examples]  # old negatives kept
 
 
 def test_cli_build_train_train_and_encode_with_checkpoint(tiny_bert, squad_corpus, tmp_path, capsys):

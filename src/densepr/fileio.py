@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -35,9 +36,11 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not exc.filename:  # a write into the open file (disk full): name the file
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
 
 
@@ -84,6 +87,65 @@ def read_json(path: str | os.PathLike) -> Any:
         raise DenseprError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise at_line(path, exc.lineno, f"malformed JSON: {exc.msg} (column {exc.colno})") from None
+
+
+def iter_json_list(path: str | os.PathLike, chunk: int = 1 << 20) -> Iterator[Any]:
+    """Yield the elements of a file holding one JSON list of objects, reading ``chunk`` characters at a time: a large
+    training file never sits in memory whole, as text or as Python objects. Errors as :func:`read_json`'s."""
+    path = Path(path)
+    if not path.is_file():
+        raise DenseprError(f"{path}: no such file")
+    decoder, space = json.JSONDecoder(), re.compile(r"\s*")
+    with open(path, encoding="utf-8") as fh:
+        buf, pos, lines, eof = "", 0, 1, False
+
+        def more() -> bool:
+            """Drop what is parsed, read the next chunk; False at the end of the file."""
+            nonlocal buf, pos, lines, eof
+            try:
+                piece = fh.read(chunk)
+            except UnicodeDecodeError as exc:
+                raise DenseprError(f"{path}: not UTF-8 text ({exc.reason})") from None
+            lines += buf.count("\n", 0, pos)
+            buf, pos, eof = buf[pos:] + piece, 0, not piece
+            return bool(piece)
+
+        def fail(at: int, msg: str) -> DenseprError:
+            return at_line(path, lines + buf.count("\n", 0, at), f"malformed JSON: {msg}")
+
+        def next_char() -> str:
+            """The next non-space character ('' at the end), leaving ``pos`` on it."""
+            nonlocal pos
+            while True:
+                pos = space.match(buf, pos).end()  # type: ignore[union-attr]
+                if pos < len(buf) or not more():
+                    return buf[pos : pos + 1]
+
+        first = next_char()
+        if first != "[":
+            raise fail(pos, "empty file") if not first else DenseprError(f"{path}: expected a JSON list")
+        pos += 1
+        if next_char() == "]":
+            pos += 1
+        else:
+            while True:
+                try:
+                    item, pos = decoder.raw_decode(buf, pos)
+                except json.JSONDecodeError as exc:
+                    # near the end of what is read, the element may run on past it: read on and decode it again
+                    if not eof and exc.pos >= len(buf) - max(chunk, 1 << 20) and more():
+                        continue
+                    raise fail(exc.pos, exc.msg) from None
+                yield item
+                sep = next_char()
+                pos += 1
+                if sep == "]":
+                    break
+                if sep != ",":
+                    raise fail(pos - 1, "expected ',' or ']'")
+                next_char()
+        if next_char():
+            raise fail(pos, "extra data after the list")
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:

@@ -55,6 +55,14 @@ def _default(field: dataclasses.Field) -> Any:
     return None if field.default is dataclasses.MISSING else field.default
 
 
+def _shown_default(default: Any, required: bool) -> str:
+    """`` (default: X)`` for the help text, where there is a default worth showing."""
+    if required or default is None or default is False or default == [] or default == "":
+        return ""
+    shown = " ".join(map(str, default)) if isinstance(default, list) else str(default)
+    return f" (default: {shown})".replace("%", "%%")
+
+
 def _flag(field: dataclasses.Field) -> str:
     return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
 
@@ -84,8 +92,8 @@ def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: 
         if field.name in exclude:
             continue
         meta, (kind, optional) = field.metadata, _plain(annotation)
-        kw: dict[str, Any] = {"help": meta["help"]}
         default = _default(field)
+        kw: dict[str, Any] = {"help": meta["help"] + _shown_default(default, meta["required"])}
         if kind is bool:
             kw["action"] = argparse.BooleanOptionalAction if optional or default else "store_true"
         elif typing.get_origin(kind) is list:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import csv
 import os
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,9 +102,14 @@ def read_questions(path: str | os.PathLike) -> list[Question]:
     return questions
 
 
+def is_blank(text: str) -> bool:
+    """True if ``text`` holds only spaces, control, format (zero-width) or unassigned characters."""
+    return all(unicodedata.category(ch)[0] in "CZ" for ch in text)
+
+
 def check_question(question: str) -> None:
     """A one-line error for a question that is blank or too long to be one."""
-    if not question.strip():
-        raise DenseprError("the question is empty")
+    if is_blank(question):
+        raise DenseprError("the question is empty (no letter, digit, mark or symbol)")
     if len(question) > MAX_QUESTION_CHARS:
         raise DenseprError(f"the question has {len(question):,} characters; at most {MAX_QUESTION_CHARS:,} are read")

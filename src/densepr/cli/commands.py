@@ -92,14 +92,17 @@ def tune_hybrid(a: o.TuneHybridOptions, spec: SearchSpec, quiet: bool) -> None:
     lams, ks = numbers(a.lams, float, "--lams"), numbers(a.ks, int, "--ks")
     report = run(spec=spec, questions=a.questions, lams=lams, ks=ks, match=a.match, save_spec=a.save_spec)
     if a.json:
-        print(json.dumps({"questions": report["questions"], "best": report["best"],
-                          "accuracy": {str(lam): acc for lam, acc in report["accuracy"].items()}}))
+        print(json.dumps({"questions": report["questions"], "best": report["best"], "parts": report["parts"],
+                          "gain": report["gain"], "accuracy": {str(lam): acc for lam, acc in report["accuracy"].items()}}))
         return
     print(f"{report['questions']} questions, BM25 + λ·dense over the top {spec.depth} of each")
     print("λ        " + "".join(f"top-{k:<6}" for k in ks))
+    for name, acc in report["parts"].items():
+        print(f"{name:<9}" + "".join(f"{acc[str(k)]:<10.2f}" for k in ks))
     for lam, acc in report["accuracy"].items():
         print(f"{lam:<9g}" + "".join(f"{acc[str(k)]:<10.2f}" for k in ks))
-    print(f"best λ = {report['best']:g}")
+    gain = ", ".join(f"{g:+.2f} at top-{k}" for k, g in report["gain"].items())
+    print(f"best λ = {report['best']:g}: {gain} over the better of BM25 and dense alone")
 
 
 def build_train(a: o.BuildTrainOptions, quiet: bool) -> None:
@@ -112,6 +115,13 @@ def train(a: o.TrainOptions, config: Any, quiet: bool) -> None:
     from densepr.pipeline import train as run
 
     run(**dataclasses.asdict(a), config=config, progress=not quiet)
+
+
+def self_train(a: o.SelfTrainOptions, config: Any, quiet: bool) -> None:
+    from densepr.self_train import self_train as run
+
+    report = run(**dataclasses.asdict(a), config=config, progress=not quiet)
+    print(report["rounds"][-1]["model"])
 
 
 def mine(a: o.MineOptions, spec: SearchSpec, quiet: bool) -> None:

@@ -47,6 +47,8 @@ COMMANDS = {
                            c.build_train),
     "train": Command("train the dual encoder (run under torchrun for several processes)", o.TrainOptions, c.train,
                      config=TrainConfig),
+    "self-train": Command("train, then mine hard negatives with the model's own index and train again (resumable)",
+                          o.SelfTrainOptions, c.self_train, config=TrainConfig),
     "mine": Command("re-mine hard negatives with a dense index of the (trained) model", o.MineOptions, c.mine, spec=True,
                     spec_exclude=("depth",)),
     "tune-hybrid": Command("top-k accuracy of BM25 + λ·dense for several λ on dev questions", o.TuneHybridOptions,
@@ -120,6 +122,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("densepr: interrupted (long jobs resume where they stopped when run again)", file=sys.stderr)
         return 130
+    except OSError as exc:  # disk full, permission denied, a vanished file: one line naming the file
+        where = next((str(f) for f in (exc.filename, exc.filename2) if f), "")
+        reason = exc.strerror or str(exc).splitlines()[0]
+        print(f"densepr: error: {where + ': ' if where else ''}{reason}", file=sys.stderr)
+        return 2
     return 0
 
 

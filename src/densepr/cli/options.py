@@ -99,11 +99,12 @@ class TuneHybridOptions:
 
 @dataclass(kw_only=True)
 class BuildTrainOptions:
-    questions: str = opt(required=True, help="SQuAD JSON (gold positives) or any question file (distant supervision)")
+    questions: list[str] = opt(required=True, help="SQuAD JSON (gold positives) or any question file (distant "
+                                                   "supervision); several: one training file, each example named by its set")
     passages: str = opt(required=True, help="passages TSV")
     bm25: str = opt(required=True, help="BM25 index folder over --passages")
     out: str = opt(required=True, help="DPR training JSON")
-    match: str = opt("string", choices=MATCH_MODES, help=MATCH_HELP)
+    match: list[str] = opt(["string"], choices=MATCH_MODES, help=MATCH_HELP + "; one for all files, or one per file")
     hard_negatives: int = opt(30, help="BM25 hard negatives kept per question")
     random_negatives: int = opt(10, help="random negatives kept per question")
     depth: int = opt(100, help="BM25 depth searched for positives and negatives")
@@ -112,9 +113,23 @@ class BuildTrainOptions:
 
 @dataclass(kw_only=True)
 class TrainOptions:
-    train: str = opt(required=True, help="DPR training JSON")
+    train: list[str] = opt(required=True, help="DPR training JSON file(s); several: one model on all (see --sampling)")
     dev: str | None = opt(None, help="DPR training JSON for validation (average rank)")
     model: str | None = opt(None, help="starting model (default: offline all-MiniLM-L6-v2)")
+
+
+@dataclass(kw_only=True)
+class SelfTrainOptions:
+    train: list[str] = opt(required=True, help="DPR training JSON file(s) of the first round")
+    passages: str = opt(required=True, help="passages TSV to encode and mine from each round")
+    rounds: int = opt(1, help="mining rounds after the first training (each: encode, index, mine, train)")
+    dev: str | None = opt(None, help="DPR training JSON for validation (average rank)")
+    model: str | None = opt(None, help="starting model (default: offline all-MiniLM-L6-v2)")
+    depth: int = opt(100, help="passages searched per question when mining")
+    keep: int = opt(30, help="hard negatives kept per question")
+    match: str = opt("string", choices=MATCH_MODES, help=MATCH_HELP)
+    margin: float = opt(0.0, help="skip mined negatives scoring above the positive by more than this (likely false "
+                                  "negatives; a large value turns it off)")
 
 
 @dataclass(kw_only=True)
@@ -124,6 +139,8 @@ class MineOptions:
     depth: int = opt(100, help="passages searched per question")
     keep: int = opt(30, help="hard negatives kept per question")
     match: str = opt("string", choices=MATCH_MODES, help=MATCH_HELP)
+    margin: float = opt(0.0, help="skip negatives scoring above the positive by more than this (likely false negatives; "
+                                  "dense indexes only; a large value turns it off)")
 
 
 @dataclass(kw_only=True)

@@ -17,6 +17,7 @@ from densepr.corpus.passages import PassageStore
 from densepr.dense.biencoder import BiEncoder
 from densepr.errors import DenseprError
 from densepr.fileio import atomic_open, read_json, save_npy, write_json
+from densepr.vector_checks import check_vectors
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +72,17 @@ def encode_passages(passages: PassageStore, model: BiEncoder, out_dir: str | Pat
             bar.update(chunk_stop - chunk_start)
             continue
         batch = list(passages.iter_range(chunk_start, chunk_stop))
-        save_npy(part, model.encode_passages(batch, batch_size=batch_size, bf16=bf16, progress=bar.update))  # moves per batch
+        vectors = model.encode_passages(batch, batch_size=batch_size, bf16=bf16, progress=bar.update)  # moves per batch
+        check_vectors(vectors, [p.id for p in batch], f"{out_dir} (passages {chunk_start}-{chunk_stop - 1})")
+        save_npy(part, vectors)
         ids_part = parts / f"{i:06d}.ids.txt"
         with atomic_open(ids_part, "w", encoding="utf-8") as fh:
             fh.writelines(p.id + "\n" for p in batch)
     bar.close()
     if done:
         log.info("resumed %s: %d of %d chunks were already done", name, done, len(chunks))
-    vectors = [np.load(parts / f"{i:06d}.npy") for i in range(len(chunks))]
-    embeddings = np.concatenate(vectors) if vectors else np.zeros((0, model.dim), np.float32)
+    chunk_vectors = [np.load(parts / f"{i:06d}.npy") for i in range(len(chunks))]
+    embeddings = np.concatenate(chunk_vectors) if chunk_vectors else np.zeros((0, model.dim), np.float32)
     with atomic_open(out_dir / f"{name}.ids.txt", "w", encoding="utf-8") as fh:
         for i in range(len(chunks)):
             fh.write((parts / f"{i:06d}.ids.txt").read_text(encoding="utf-8"))
@@ -99,7 +102,13 @@ def load_embeddings(emb_dir: str | Path) -> tuple[np.ndarray, list[str], dict]:
         if not (emb_dir / f"{name}.npy").is_file():
             raise DenseprError(f"{emb_dir}: shard {shard_id} of {n} is missing or unfinished; "
                                f"run: densepr encode ... --shard-id {shard_id} --num-shards {n}")
-        vectors.append(np.load(emb_dir / f"{name}.npy", mmap_mode="r"))
+        try:
+            vectors.append(np.load(emb_dir / f"{name}.npy", mmap_mode="r"))
+        except (ValueError, OSError, EOFError) as exc:  # a corrupt header, a truncated file
+            raise DenseprError(f"{emb_dir / f'{name}.npy'}: unreadable embeddings ({str(exc).splitlines()[0]}); "
+                               "encode the shard again") from None
+        if not (emb_dir / f"{name}.ids.txt").is_file():
+            raise DenseprError(f"{emb_dir / f'{name}.ids.txt'}: missing; encode the shard again")
         ids.extend((emb_dir / f"{name}.ids.txt").read_text(encoding="utf-8").splitlines())
     embeddings = np.concatenate(vectors) if n > 1 else np.asarray(vectors[0])
     if len(ids) != len(embeddings) or len(ids) != meta["num_passages"]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -107,6 +108,13 @@ class DenseIndex:
             raise DenseprError(f"query vectors have dimension {queries.shape[-1]}, the index has {self.dim}: "
                                f"was it built with another model (index model: {self.meta.get('model')!r})?")
         return self.index.search(queries, min(k, len(self.ids)))
+
+    def vectors(self, rows: Sequence[int]) -> np.ndarray:
+        """The stored vectors of ``rows`` (exact for flat indexes, decoded for compressed ones)."""
+        try:
+            return self.index.reconstruct_batch(np.asarray(rows, dtype=np.int64))
+        except RuntimeError as exc:
+            raise DenseprError(f"a {self.meta['type']} index cannot give back its vectors ({str(exc).splitlines()[0]})") from None
 
     def save(self, out_dir: str | Path) -> None:
         """Write the index folder; each file replaced atomically, ``meta.json`` last."""

@@ -55,6 +55,9 @@ class Task(Protocol):
 
     def __len__(self) -> int: ...
 
+    # Optional: ``epoch_order(epoch, block, steps)``, the example indices of an epoch's ``steps`` global batches of
+    # ``block`` (e.g. one training set per batch); without it an epoch is a seeded permutation of all examples.
+
     def backward(self, indices: np.ndarray, epoch: int, autocast: AbstractContextManager, scale: float) -> float:
         """Forward and backward on this process's examples ``indices`` (loss times ``scale``); returns the loss."""
 
@@ -136,23 +139,30 @@ class TrainingLoop:
         self._resume()
         s = self.state
         task.module.train()
+        if self.rank == 0:
+            log.info("training %s on %d examples: %d steps an epoch x %d epoch(s) = %d steps of %d examples%s", task.name,
+                     len(task), self.steps_per_epoch, cfg.epochs, self.total_steps, self.examples_per_step,
+                     f", from step {s['global_step']}" if s["global_step"] else "")
         start, steps_done, losses = time.perf_counter(), 0, []
         bar = tqdm(total=self.total_steps, initial=s["global_step"], desc=f"training {task.name}", unit="step",
                    disable=not self.progress or self.rank != 0)
         while s["global_step"] < self.total_steps:
-            order = epoch_order(len(task), cfg.seed, s["epoch"])
+            order = (task.epoch_order(s["epoch"], self.examples_per_step, self.steps_per_epoch) if hasattr(task, "epoch_order")
+                     else epoch_order(len(task), cfg.seed, s["epoch"]))
             while s["step_in_epoch"] < self.steps_per_epoch and s["global_step"] < self.total_steps:
                 first = s["step_in_epoch"] * self.examples_per_step
                 losses.append(self.step(order[first : first + self.examples_per_step], s["epoch"]))
                 s["step_in_epoch"] += 1
                 s["global_step"] += 1
                 steps_done += 1
+                bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
                 bar.update()
                 if s["global_step"] % cfg.log_every == 0 and self.rank == 0:
-                    rate = steps_done * self.examples_per_step / (time.perf_counter() - start)
-                    log.info("%s epoch %d step %d/%d loss %.4f lr %.2e (%.2f questions/s)", task.name, s["epoch"],
-                             s["global_step"], self.total_steps, np.mean(losses[-cfg.log_every:]),
-                             self.scheduler.get_last_lr()[0], rate)
+                    per_step = (time.perf_counter() - start) / steps_done
+                    log.info("%s epoch %d step %d/%d loss %.4f lr %.2e (%.2f questions/s, %.0f s left)", task.name,
+                             s["epoch"], s["global_step"], self.total_steps, np.mean(losses[-cfg.log_every:]),
+                             self.scheduler.get_last_lr()[0], self.examples_per_step / per_step,
+                             per_step * (self.total_steps - s["global_step"]))
                 if cfg.save_every and s["global_step"] % cfg.save_every == 0:
                     self._save_checkpoint()
             if s["step_in_epoch"] >= self.steps_per_epoch:

@@ -103,7 +103,8 @@ def tune_lambda(hybrid: HybridRetriever, questions: Sequence[Question], store: P
                 ks: Sequence[int] = (20, 100), match: str = "string") -> dict:
     """Top-k accuracy of linear fusion for each λ (candidates retrieved once); the best λ by the first k, then the next.
 
-    Returns ``{"accuracy": {λ: {k: acc}}, "best": λ, "questions": n}``.
+    Returns ``{"accuracy": {λ: {k: acc}}, "best": λ, "questions": n, "parts": {"bm25"|"dense": {k: acc}},
+    "gain": {k: best λ's accuracy minus the better part's}}``: whether fusion helps on these questions at all.
     """
     lams = list(lams)
     if not lams:
@@ -117,4 +118,7 @@ def tune_lambda(hybrid: HybridRetriever, questions: Sequence[Question], store: P
         accuracy[lam] = top_k_accuracy(build_results(questions, hits, store, hybrid.ids, match), ks)
     keys = [str(k) for k in ks]
     best = max(lams, key=lambda lam: tuple(accuracy[lam][key] for key in keys))
-    return {"accuracy": accuracy, "best": best, "questions": len(questions)}
+    parts = {name: top_k_accuracy(build_results(questions, [getattr(c, name)[: max(ks)] for c in candidates], store,
+                                                hybrid.ids, match), ks) for name in ("bm25", "dense")}
+    gain = {key: accuracy[best][key] - max(parts["bm25"][key], parts["dense"][key]) for key in keys}
+    return {"accuracy": accuracy, "best": best, "questions": len(questions), "parts": parts, "gain": gain}

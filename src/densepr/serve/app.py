@@ -11,17 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 
 import densepr
 from densepr.errors import DenseprError
 from densepr.retrieve.spec import SearchSpec
 from densepr.serve.page import PAGE
-from densepr.serve.schemas import (AnswerResponse, AskResponse, ErrorBody, Health, IndexInfo, ReaderAnswer, SearchRequest,
+from densepr.serve.schemas import (AnswerResponse, ErrorBody, Health, IndexInfo, ReaderAnswer, SearchRequest,
                                    SearchResponse)
 from densepr.serve.service import SearchService
 
-NO_READER = "no reader loaded (start the server with --reader DIR from 'densepr train-reader'): these are the passages it would read"
 _ERRORS: dict[int | str, dict[str, Any]] = {400: {"model": ErrorBody, "description": "the request names a retriever that is not loaded"}}
 
 
@@ -52,10 +52,18 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
     app = FastAPI(title="densepr", version=densepr.__version__, lifespan=lifespan,
                   description="Dense Passage Retrieval search service: dense, BM25 and hybrid retrieval.")
     app.state.service = service
+    reader_name = None if answerer is None else Path(answerer.base_model).name or "reader"
 
     @app.exception_handler(DenseprError)
     async def _user_error(_: Request, exc: DenseprError) -> JSONResponse:
         return JSONResponse(status_code=400, content={"detail": str(exc)})
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 naming what is wrong and where, never echoing the input (1 MB in is not 1 MB out; a lone surrogate in
+        the input could not be encoded back)."""
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
+        return JSONResponse(status_code=422, content={"detail": errors})
 
     async def run(body: SearchRequest) -> dict:
         kind = body.retriever or service.default_retriever()
@@ -70,24 +78,23 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
         """Top-k passages for each question from the dense, BM25 or hybrid retriever (the server spec's fusion)."""
         return await run(body)
 
-    @app.post("/ask", response_model=AnswerResponse, response_model_exclude_none=True,
-              responses={**_ERRORS, 501: {"model": AskResponse, "description": "no reader loaded: the message and the retrieved passages"}})
+    @app.post("/ask", response_model=AnswerResponse, responses=_ERRORS)
     async def ask(body: SearchRequest) -> JSONResponse:
-        """Answer spans from the top passages (server started with ``--reader``); else 501 with the passages."""
+        """Answer spans from the top passages; without a reader (``reader`` null) the passages alone."""
         found = await run(body)
-        if answerer is None:
-            return JSONResponse(status_code=501, content=AskResponse(detail=NO_READER, **found).model_dump(exclude_none=True))
-        from densepr.read import predict
-
         answers: list[ReaderAnswer] = []
-        for entry in found["results"]:
-            if not entry["passages"]:
-                continue
-            best = await asyncio.to_thread(predict, answerer, entry["question"], entry["passages"])
-            answers.append(ReaderAnswer(question=entry["question"], answer=best["answer"], passage_id=best["passage"]["id"],
-                                        title=best["passage"]["title"], passage_rank=best["passage_index"] + 1,
-                                        span_score=float(best["span_score"]), answer_start=best["answer_start"]))
-        return JSONResponse(content=AnswerResponse(answers=answers, **found).model_dump(exclude_none=True))
+        if answerer is not None:
+            from densepr.read import predict
+
+            for entry in found["results"]:
+                if not entry["passages"]:
+                    continue
+                best = await asyncio.to_thread(predict, answerer, entry["question"], entry["passages"])
+                answers.append(ReaderAnswer(question=entry["question"], answer=best["answer"], passage_id=best["passage"]["id"],
+                                            title=best["passage"]["title"], passage_rank=best["passage_index"] + 1,
+                                            span_score=float(best["span_score"]), answer_start=best["answer_start"]))
+        content = AnswerResponse(answers=answers, reader=reader_name, **found).model_dump(exclude_none=True)
+        return JSONResponse(content={**content, "reader": reader_name})
 
     @app.get("/health", response_model=Health)
     async def health() -> Health:
@@ -96,10 +103,9 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
         for name in ("dense", "bm25"):
             if name in service.retrievers:
                 part = service.searcher.part(name)
-                indexes[name] = IndexInfo(path=str(part.spec.dense_dir or part.spec.bm25_dir), size=len(part.ids),
+                indexes[name] = IndexInfo(path=Path(str(part.spec.dense_dir or part.spec.bm25_dir)).name, size=len(part.ids),
                                           model=part.meta.get("model"), type=part.meta.get("type", name))
         batching = service.batcher.stats.as_dict() if service.batcher else {}
-        reader_name = None if answerer is None else Path(answerer.base_model).name or "reader"
         return Health(status="ok", reader=reader_name, retrievers=service.retrievers,  # type: ignore[arg-type]
                       passages=service.passage_count,
                       indexes=indexes, batching=batching)

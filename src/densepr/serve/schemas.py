@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from densepr.questions import MAX_QUESTION_CHARS
+from densepr.questions import MAX_QUESTION_CHARS, is_blank
 
 MAX_QUESTIONS = 64
 MAX_K = 1000
@@ -16,8 +16,8 @@ RetrieverName = Literal["dense", "bm25", "hybrid"]
 
 
 def _not_blank(text: str) -> str:
-    if not text.strip():
-        raise ValueError("must contain some non-space text")
+    if is_blank(text):
+        raise ValueError("the question is empty: it needs a letter, digit, mark or symbol")
     return text
 
 
@@ -74,12 +74,6 @@ class SearchResponse(BaseModel):
     results: list[QuestionResult]
 
 
-class AskResponse(SearchResponse):
-    """``/ask`` without a reader: the message and the passages a reader would read."""
-
-    detail: str
-
-
 class ReaderAnswer(BaseModel):
     """The reader's span for one question, and the passage it came from."""
 
@@ -93,13 +87,14 @@ class ReaderAnswer(BaseModel):
 
 
 class AnswerResponse(SearchResponse):
-    """``/ask`` with a reader: one answer per question plus the passages it read."""
+    """``/ask``: one answer per question (none without a reader) plus the passages read."""
 
     answers: list[ReaderAnswer]
+    reader: str | None = None  # the loaded reader's name; null: no reader, the passages alone
 
 
 class IndexInfo(BaseModel):
-    path: str
+    path: str  # the index folder's name (no server paths)
     size: int
     model: str | None = None
     type: str | None = None

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from densepr.corpus.passages import Passage
 from densepr.errors import DenseprError
-from densepr.fileio import atomic_open, read_json
+from densepr.fileio import atomic_open, iter_json_list
 
 CTX_FIELDS = ("positive_ctxs", "negative_ctxs", "hard_negative_ctxs")
 
@@ -22,37 +22,43 @@ class TrainingExample:
     positives: list[Passage]
     negatives: list[Passage] = field(default_factory=list)
     hard_negatives: list[Passage] = field(default_factory=list)
+    dataset: str = ""  # the training set it comes from (DPR's "dataset" field)
 
     def to_dpr(self) -> dict:
         def ctx(p: Passage) -> dict:
             return {"title": p.title, "text": p.text, "passage_id": p.id}
 
-        return {"question": self.question, "answers": self.answers, "positive_ctxs": [ctx(p) for p in self.positives],
+        entry = {"dataset": self.dataset} if self.dataset else {}
+        return {**entry, "question": self.question, "answers": self.answers, "positive_ctxs": [ctx(p) for p in self.positives],
                 "negative_ctxs": [ctx(p) for p in self.negatives], "hard_negative_ctxs": [ctx(p) for p in self.hard_negatives]}
 
 
-def _ctxs(entry: dict, key: str, where: str) -> list[Passage]:
+def _ctxs(entry: dict, key: str, where: str, interned: dict[tuple[str, str, str], Passage]) -> list[Passage]:
     out = []
     for i, c in enumerate(entry.get(key) or []):
         if not isinstance(c, dict) or not isinstance(c.get("text"), str):
             raise DenseprError(f"{where}: {key}[{i}] needs a string 'text'")
-        pid = c.get("passage_id", c.get("psg_id", c.get("id", "")))
-        out.append(Passage(str(pid), c["text"], c.get("title") or ""))
+        pid = str(c.get("passage_id", c.get("psg_id", c.get("id", ""))))
+        title = c.get("title") or ""
+        out.append(interned.setdefault((pid, title, c["text"]), Passage(pid, c["text"], title)))
     return out
 
 
 def read_training_data(path: str | os.PathLike) -> list[TrainingExample]:
-    """Read DPR training JSON (as DPR ships it); examples without a positive are dropped, as in DPR."""
-    data = read_json(path)
-    if not isinstance(data, list):
-        raise DenseprError(f"{path}: expected a JSON list of DPR training examples")
-    examples = []
-    for i, entry in enumerate(data):
+    """Read DPR training JSON (as DPR ships it); examples without a positive are dropped, as in DPR.
+
+    Examples are decoded one at a time and a passage met again (the same hard negative of many questions) is
+    one object, so memory follows the distinct passages rather than the file's size.
+    """
+    examples: list[TrainingExample] = []
+    interned: dict[tuple[str, str, str], Passage] = {}
+    for i, entry in enumerate(iter_json_list(path)):
         where = f"{path}: example {i}"
         if not isinstance(entry, dict) or not isinstance(entry.get("question"), str):
             raise DenseprError(f"{where}: needs a string 'question'")
-        ex = TrainingExample(entry["question"], list(entry.get("answers") or []),
-                             *(_ctxs(entry, key, where) for key in CTX_FIELDS))
+        positives, negatives, hard = (_ctxs(entry, key, where, interned) for key in CTX_FIELDS)
+        ex = TrainingExample(entry["question"], list(entry.get("answers") or []), positives, negatives, hard,
+                             dataset=str(entry.get("dataset") or ""))
         if ex.positives:
             examples.append(ex)
     if not examples:

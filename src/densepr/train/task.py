@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from collections import Counter
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -14,6 +17,9 @@ from densepr.train.config import TrainConfig
 from densepr.train.data import TrainingExample
 from densepr.train.grad_cache import grad_cache_backward
 from densepr.train.model import DualEncoderModel
+from densepr.train.sampling import epoch_order, source_shares
+
+CARD_FILE = "training_card.json"
 
 
 def average_rank(model: DualEncoderModel, examples: list[TrainingExample], pool: int = 64) -> float:
@@ -34,7 +40,8 @@ class DualEncoderTask:
     """Trains a :class:`DualEncoderModel` on DPR examples with :class:`~densepr.loop.TrainingLoop`.
 
     Every process encodes its slice of the global batch; the loss gathers all vectors (gradients flow through
-    each process's own), so the processes' gradients add up to the global batch's.
+    each process's own), so the processes' gradients add up to the global batch's. Examples of several training
+    sets (their ``dataset``) are drawn as ``config.sampling`` and ``config.batching`` say (:mod:`densepr.train.sampling`).
 
     >>> TrainingLoop(DualEncoderTask(model, examples, TrainConfig(out="run/"), dev)).train()   # doctest: +SKIP
     """
@@ -46,12 +53,29 @@ class DualEncoderTask:
     def __init__(self, model: DualEncoderModel, examples: list[TrainingExample], config: TrainConfig,
                  dev: list[TrainingExample] | None = None, model_name: str = ""):
         self.module, self.examples, self.config, self.dev, self.model_name = model, examples, config, dev or [], model_name
+        self.datasets = sorted({ex.dataset for ex in examples})
+        position = {name: i for i, name in enumerate(self.datasets)}
+        self.sources = np.array([position[ex.dataset] for ex in examples], dtype=np.int64)
         for m in model.modules():
             if isinstance(m, torch.nn.Dropout):
                 m.p = config.dropout
 
     def __len__(self) -> int:
         return len(self.examples)
+
+    def epoch_order(self, epoch: int, block: int, steps: int) -> np.ndarray:
+        """The examples of ``steps`` global batches of ``block``, drawn from the training sets as configured."""
+        cfg = self.config
+        return epoch_order(self.sources, block, steps, cfg.sampling, cfg.batching, cfg.seed, epoch, cfg.sampling_temperature)
+
+    def card(self) -> dict:
+        """What the model was trained on and how: sets with their sizes and shares, sampling, batching, options."""
+        sizes = Counter(ex.dataset for ex in self.examples)
+        shares = source_shares(np.array([sizes[d] for d in self.datasets]), self.config.sampling, self.config.sampling_temperature)
+        return {"base_model": self.model_name, "examples": len(self.examples),
+                "datasets": {d or "(unnamed)": {"examples": sizes[d], "share": round(float(w), 4)}
+                             for d, w in zip(self.datasets, shares)},
+                "sampling": self.config.sampling, "batching": self.config.batching, "config": dataclasses.asdict(self.config)}
 
     def backward(self, indices: np.ndarray, epoch: int, autocast: AbstractContextManager, scale: float) -> float:
         cfg, model = self.config, self.module
@@ -69,6 +93,7 @@ class DualEncoderTask:
 
     def save(self, folder: Path) -> None:
         self.module.biencoder(self.model_name).save(folder)
+        (folder / CARD_FILE).write_text(json.dumps(self.card(), indent=2), encoding="utf-8")
 
     def load(self, folder: Path) -> None:
         for tower, sub in ((self.module.question_encoder, "question_encoder"), (self.module.passage_encoder, "passage_encoder")):

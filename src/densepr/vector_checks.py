@@ -1,0 +1,42 @@
+"""Sanity of passage vectors before they are saved or indexed: no NaN or Inf, and norms that look like the model's."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from densepr.errors import DenseprError
+
+log = logging.getLogger("densepr")
+
+
+def _listed(ids: Sequence[str], rows: np.ndarray, most: int = 5) -> str:
+    shown = ", ".join(str(ids[int(i)]) for i in rows[:most])
+    return shown + (f" and {len(rows) - most} more" if len(rows) > most else "")
+
+
+def check_vectors(vectors: np.ndarray, ids: Sequence[str], where: str) -> None:
+    """Refuse vectors holding NaN or Inf (one line naming their passages); warn about norm outliers.
+
+    For a unit-norm model (median norm 1) an outlier is a norm off by more than 1%; otherwise one further from the
+    median than 10 median absolute deviations. A flipped byte in a float usually shows as one or the other.
+    """
+    if not len(vectors):
+        return
+    finite = np.isfinite(vectors).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise DenseprError(f"{where}: {len(bad)} vector(s) hold NaN or Inf (passages {_listed(ids, bad)}); "
+                           "encode them again")
+    norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
+    median = float(np.median(norms))
+    if abs(median - 1.0) < 1e-3:
+        outliers = np.flatnonzero(np.abs(norms - 1.0) > 0.01)
+    else:
+        spread = max(float(np.median(np.abs(norms - median))), 1e-6 * median)
+        outliers = np.flatnonzero(np.abs(norms - median) > 10 * spread)
+    if len(outliers):
+        log.warning("%s: %d vector(s) with unusual norms (median %.4g): passages %s (norms %s)", where, len(outliers),
+                    median, _listed(ids, outliers), ", ".join(f"{norms[i]:.4g}" for i in outliers[:5]))
