@@ -66,7 +66,8 @@ def test_missing_shard_is_named(tiny_bert, passages_tsv, tmp_path):
         load_embeddings(tmp_path)
 
 
-def test_killed_encoding_resumes_where_it_stopped(tiny_bert, passages_tsv, tmp_path, monkeypatch):
+@pytest.mark.parametrize("by", ["count", "time"])
+def test_killed_encoding_resumes_bit_identical(tiny_bert, passages_tsv, tmp_path, monkeypatch, by):
     store, model = PassageStore(passages_tsv), BiEncoder.load(tiny_bert)
     real = model.encode_passages
     calls = []
@@ -77,17 +78,20 @@ def test_killed_encoding_resumes_where_it_stopped(tiny_bert, passages_tsv, tmp_p
             raise KeyboardInterrupt
         return real(batch, **kw)
 
+    chunking = {"chunk_size": 2} if by == "count" else {"chunk_size": 1000, "chunk_seconds": 1e-9}  # a chunk a window
     monkeypatch.setattr(model, "encode_passages", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
-        encode_passages(store, model, tmp_path / "e", chunk_size=2, bf16=False, progress=False)
+        encode_passages(store, model, tmp_path / "e", window=2, bf16=False, progress=False, **chunking)
     assert not (tmp_path / "e" / "shard-000-of-001.npy").exists()
+    assert len(list((tmp_path / "e" / "shard-000-of-001.parts").glob("*.npy"))) == 2
     calls.clear()
-    encode_passages(store, model, tmp_path / "e", chunk_size=2, bf16=False, progress=False)
+    encode_passages(store, model, tmp_path / "e", window=2, bf16=False, progress=False, **chunking)
     assert sum(calls) == len(store) - 4  # the two finished chunks were not encoded again
-    resumed, _, _ = load_embeddings(tmp_path / "e")
+    resumed, ids, _ = load_embeddings(tmp_path / "e")
     monkeypatch.setattr(model, "encode_passages", real)
-    encode_passages(store, model, tmp_path / "f", bf16=False, progress=False)
-    np.testing.assert_allclose(resumed, load_embeddings(tmp_path / "f")[0], atol=1e-5)
+    encode_passages(store, model, tmp_path / "f", window=2, chunk_size=6, bf16=False, progress=False)  # other chunks
+    uninterrupted, ids_f, _ = load_embeddings(tmp_path / "f")
+    assert ids == ids_f and np.array_equal(resumed, uninterrupted)  # bit for bit: batches never depend on chunks
     assert not (tmp_path / "e" / "shard-000-of-001.parts").exists()
 
 

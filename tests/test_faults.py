@@ -79,3 +79,57 @@ def test_os_errors_end_in_one_line_naming_the_file(monkeypatch, tiny_bert, passa
     err = capsys.readouterr().err
     assert err.startswith(f"densepr: error: {tmp_path / 'emb'}") and err.endswith(".npy: 153600 requested and 49120 written\n")
     assert err.count("\n") == 1 and not list((tmp_path / "emb").rglob("*.tmp"))  # no half-written file left
+
+
+@pytest.mark.parametrize("fault", ["ids shortened", "ids missing", "matrix truncated", "vocabulary truncated"])
+def test_damaged_bm25_folders_are_refused_in_one_line(passages_tsv, questions_jsonl, tmp_path, capsys, fault):
+    bm25 = tmp_path / "bm25"
+    assert main(["-q", "bm25", "--passages", str(passages_tsv), "--out", str(bm25)]) == 0
+    if fault == "ids shortened":
+        (bm25 / "ids.txt").write_text("".join((bm25 / "ids.txt").read_text().splitlines(keepends=True)[:-1]))
+    elif fault == "ids missing":
+        (bm25 / "ids.txt").unlink()
+    else:
+        victim = next(p for p in bm25.iterdir() if p.suffix == (".npy" if fault == "matrix truncated" else ".json")
+                      and p.name != "meta.json")
+        victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    assert main(["-q", "retrieve", "--index", str(bm25), "--questions", str(questions_jsonl), "--out", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"densepr: error: {bm25}") and err.count("\n") == 1 and not (tmp_path / "r.json").exists()
+
+
+def test_rebuilding_an_index_swaps_the_whole_folder(passages_tsv, tmp_path, monkeypatch):
+    from densepr.sparse import bm25 as bm25_module
+
+    out = tmp_path / "bm25"
+    assert main(["-q", "bm25", "--passages", str(passages_tsv), "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_save = bm25_module.bm25s.BM25.save
+
+    def killed_after_matrices(self, path, *args, **kwargs):  # the kill the issue saw: right after bm25s saves
+        real_save(self, path, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bm25_module.bm25s.BM25, "save", killed_after_matrices)
+    assert main(["-q", "bm25", "--passages", str(passages_tsv), "--out", str(out), "--k1", "2.0"]) == 130
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the old folder, whole
+
+
+def test_a_same_size_edit_in_the_middle_of_the_passages_is_caught(tiny_indexes, questions_jsonl, tmp_path, capsys):
+    import shutil
+
+    from densepr.fileio import _legacy_fingerprint, fingerprint, same_file
+
+    psgs = tmp_path / "psgs.tsv"
+    shutil.copyfile(tiny_indexes / "psgs.tsv", psgs)
+    assert main(["-q", "bm25", "--passages", str(psgs), "--out", str(tmp_path / "bm25")]) == 0
+    recorded = fingerprint(psgs)
+    data = bytearray(psgs.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 11] = b"x" * 11  # 11 bytes, same size
+    psgs.write_bytes(bytes(data))
+    assert not same_file(psgs, recorded) and same_file(psgs, fingerprint(psgs))
+    assert main(["-q", "retrieve", "--index", str(tmp_path / "bm25"), "--questions", str(questions_jsonl),
+                 "--out", str(tmp_path / "r.json")]) == 2
+    assert "is not the corpus the index was built from" in capsys.readouterr().err
+    assert same_file(psgs, _legacy_fingerprint(psgs))  # indexes of older versions still open

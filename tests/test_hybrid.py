@@ -126,7 +126,7 @@ def test_indexes_over_other_passages_are_refused(indexes, tmp_path):
     with pytest.raises(DenseprError, match="not over the same passages file"):
         HybridRetriever(BM25Retriever.load(tmp_path / "bm25"), DenseRetriever.load(indexes / "flat"))
     bm25 = BM25Retriever.load(indexes / "bm25")
-    bm25.meta = dict(bm25.meta, passages_fingerprint="0:changed")  # same ids, another file
+    bm25.meta = dict(bm25.meta, passages_fingerprint="b2:0:changed")  # same ids, another file
     with pytest.raises(DenseprError, match="not over the same passages file"):
         HybridRetriever(bm25, DenseRetriever.load(indexes / "flat"))
     for bad, message in (({"fusion": "max"}, "unknown fusion"), ({"normalize": "l2"}, "unknown normalisation"),

@@ -63,6 +63,17 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def read_ids(path: str | os.PathLike, expected: int | None) -> list[str]:
+    """An index's ``ids.txt``, one passage id a line; refused in one line when missing or not ``expected`` long."""
+    path = Path(path)
+    if not path.is_file():
+        raise DenseprError(f"{path}: missing; build the index again")
+    ids = path.read_text(encoding="utf-8").splitlines()
+    if expected is not None and len(ids) != expected:
+        raise DenseprError(f"{path}: {len(ids)} ids where the index holds {expected}; build the index again")
+    return ids
+
+
 def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
     """Write ``obj`` as JSON, atomically."""
     with atomic_open(path, "w", encoding="utf-8") as fh:
@@ -170,9 +181,8 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
             yield lineno, obj
 
 
-def fingerprint(path: str | os.PathLike, sample: int = 1 << 16) -> str:
-    """A cheap identity for a large file: its size plus hashes of its head and tail."""
-    path = Path(path)
+def _legacy_fingerprint(path: Path, sample: int = 1 << 16) -> str:
+    """The fingerprint of indexes written before 0.2: size plus hashes of the head and tail only."""
     size = path.stat().st_size
     digest = hashlib.sha1(str(size).encode())
     with open(path, "rb") as fh:
@@ -181,3 +191,37 @@ def fingerprint(path: str | os.PathLike, sample: int = 1 << 16) -> str:
             fh.seek(max(sample, size - sample))
             digest.update(fh.read())
     return f"{size}:{digest.hexdigest()[:16]}"
+
+
+def fingerprint(path: str | os.PathLike) -> str:
+    """The identity of a file's whole content (``b2:<size>:<blake2b>``), recorded in indexes to catch a corpus that
+    is not the one they were built from, one edited byte included. Hashing reads the whole file once; the result is
+    cached beside it (``.<name>.fingerprint``, where the folder is writable), keyed by size and modification time."""
+    path = Path(path)
+    stat = path.stat()
+    cache = path.parent / f".{path.name}.fingerprint"
+    key = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    with contextlib.suppress(OSError, ValueError):
+        cached = json.loads(cache.read_text(encoding="utf-8"))
+        if {k: cached.get(k) for k in key} == key and str(cached.get("fingerprint", "")).startswith("b2:"):
+            return cached["fingerprint"]
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 22):
+            digest.update(block)
+    value = f"b2:{stat.st_size}:{digest.hexdigest()}"
+    with contextlib.suppress(OSError):
+        write_json(cache, dict(key, fingerprint=value))
+    return value
+
+
+def same_file(path: str | os.PathLike, recorded: str) -> bool:
+    """Whether ``path`` is the file a recorded fingerprint names (either format)."""
+    return (fingerprint(path) if recorded.startswith("b2:") else _legacy_fingerprint(Path(path))) == recorded
+
+
+def same_fingerprints(a: str | None, b: str | None) -> bool | None:
+    """Whether two recorded fingerprints name the same file; ``None`` when missing or of different formats."""
+    if not a or not b or a.startswith("b2:") != b.startswith("b2:"):
+        return None
+    return a == b

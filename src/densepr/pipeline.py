@@ -58,7 +58,7 @@ def build_bm25(*, passages: str | Path, out: str | Path, k1: float = 0.9, b: flo
 
 def encode(*, passages: str | Path, out: str | Path, model: str | None = None, shard_id: int | None = None,
            num_shards: int | None = None, batch_size: int | None = None, bf16: bool | None = None,
-           progress: bool = True) -> Path:
+           chunk_size: int = 4096, chunk_seconds: float = 60.0, progress: bool = True) -> Path:
     """Embed one shard of a passages TSV with the passage tower (resumable).
 
     Without ``shard_id``/``num_shards``, a process started by torchrun encodes shard ``RANK`` of ``WORLD_SIZE``
@@ -74,7 +74,8 @@ def encode(*, passages: str | Path, out: str | Path, model: str | None = None, s
     store = PassageStore(passages)
     encoder = BiEncoder.load(model)
     start = time.perf_counter()
-    path = encode_passages(store, encoder, out, shard_id, num_shards, batch_size=batch_size, bf16=bf16, progress=progress)
+    path = encode_passages(store, encoder, out, shard_id, num_shards, batch_size=batch_size, chunk_size=chunk_size,
+                           chunk_seconds=chunk_seconds, bf16=bf16, progress=progress)
     log.info("encoded shard %d/%d in %.1fs -> %s", shard_id, num_shards, time.perf_counter() - start, path)
     return path
 

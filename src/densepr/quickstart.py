@@ -15,10 +15,9 @@ import platformdirs
 
 from densepr import pipeline
 from densepr.corpus.documents import WIKI_VITAL
-from densepr.corpus.passages import PassageStore
 from densepr.dense.loading import DEFAULT_MODEL
 from densepr.errors import DenseprError
-from densepr.fileio import atomic_folder, read_json, write_json
+from densepr.fileio import atomic_folder, read_json, same_file, write_json
 from densepr.hits import ScoredPassage
 from densepr.retrieve.searcher import open_searcher
 from densepr.retrieve.spec import SearchSpec
@@ -62,7 +61,7 @@ def _copy_prebuilt(psgs: Path, index_dir: Path) -> bool:
     if not (prebuilt / "meta.json").is_file():
         return False
     meta = read_json(prebuilt / "meta.json")
-    if meta.get("passages_fingerprint") != PassageStore(psgs).fingerprint() or meta.get("model") != DEFAULT_MODEL:
+    if not same_file(psgs, meta.get("passages_fingerprint", "")) or meta.get("model") != DEFAULT_MODEL:
         log.info("the prebuilt index is for other passages or another model: building one for these")
         return False
     try:

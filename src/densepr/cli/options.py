@@ -40,6 +40,8 @@ class EncodeOptions:
     batch_size: int | None = opt(None, help="passages per forward pass (default: as many as fit 4,096 tokens on CPU, "
                                             "32,768 on GPU)")
     bf16: bool | None = opt(None, help="bf16 autocast (default: on where the CPU has bf16 units)")
+    chunk_size: int = opt(4096, help="save a resumable chunk every N passages ...")
+    chunk_seconds: float = opt(60.0, help="... or every S seconds, whichever comes first")
 
 
 @dataclass(kw_only=True)

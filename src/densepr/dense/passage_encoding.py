@@ -1,13 +1,14 @@
 """Sharded, resumable passage encoding: ``EMB_DIR/shard-III-of-NNN.npy`` plus ids and ``meta.json``.
 
-Each shard is encoded in chunks saved atomically under ``shard-III-of-NNN.parts/``; a killed run
-restarts at the first missing chunk, and the parts become one shard file only when all are done.
+Each shard is encoded in chunks saved atomically under ``shard-III-of-NNN.parts/`` (by count or by time); a killed
+run restarts after the last saved chunk, and the parts become one shard file only when all are done.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -47,10 +48,29 @@ def _check_meta(out_dir: Path, meta: dict) -> None:
         write_json(meta_path, meta)
 
 
+def _done_parts(parts: Path, start: int) -> list[tuple[int, int]]:
+    """Saved chunks ``(first, stop)`` that continue each other from row ``start`` (a chunk and its ids both written)."""
+    spans = sorted(tuple(int(x) for x in p.stem.split("-")) for p in parts.glob("*-*.npy")
+                   if (parts / f"{p.stem}.ids.txt").is_file())
+    done: list[tuple[int, int]] = []
+    for first, stop in spans:
+        if first == (done[-1][1] if done else start):
+            done.append((first, stop))
+    return done
+
+
 def encode_passages(passages: PassageStore, model: BiEncoder, out_dir: str | Path, shard_id: int = 0,
                     num_shards: int = 1, batch_size: int | None = None, chunk_size: int = 4096,
-                    bf16: bool | None = None, progress: bool = True) -> Path:
-    """Encode one shard of ``passages`` into ``out_dir``; returns the shard's ``.npy`` path."""
+                    chunk_seconds: float = 60.0, bf16: bool | None = None, progress: bool = True,
+                    window: int = 1024) -> Path:
+    """Encode one shard of ``passages`` into ``out_dir``; returns the shard's ``.npy`` path.
+
+    A chunk is saved every ``chunk_size`` passages or ``chunk_seconds`` seconds, whichever comes first. Batches are
+    formed (by length) within fixed windows of ``window`` rows from the shard's start, and chunks end on window
+    boundaries, so a resumed run computes the same batches, and the same vectors bit for bit, as an uninterrupted one.
+    """
+    if chunk_size < 1 or chunk_seconds <= 0:
+        raise DenseprError("--chunk-size must be >= 1 and --chunk-seconds > 0")
     out_dir = Path(out_dir)
     start, stop = shard_range(len(passages), shard_id, num_shards)
     name = shard_name(shard_id, num_shards)
@@ -62,30 +82,30 @@ def encode_passages(passages: PassageStore, model: BiEncoder, out_dir: str | Pat
         return final
     parts = out_dir / f"{name}.parts"
     parts.mkdir(parents=True, exist_ok=True)
-    chunks = list(range(start, stop, chunk_size))
-    done = sum((parts / f"{i:06d}.npy").is_file() for i in range(len(chunks)))
-    bar = tqdm(total=stop - start, unit="psg", desc=f"encode {name}", disable=not progress)
-    for i, chunk_start in enumerate(chunks):
-        part = parts / f"{i:06d}.npy"
-        chunk_stop = min(chunk_start + chunk_size, stop)
-        if part.is_file():
-            bar.update(chunk_stop - chunk_start)
-            continue
-        batch = list(passages.iter_range(chunk_start, chunk_stop))
-        vectors = model.encode_passages(batch, batch_size=batch_size, bf16=bf16, progress=bar.update)  # moves per batch
-        check_vectors(vectors, [p.id for p in batch], f"{out_dir} (passages {chunk_start}-{chunk_stop - 1})")
-        save_npy(part, vectors)
-        ids_part = parts / f"{i:06d}.ids.txt"
-        with atomic_open(ids_part, "w", encoding="utf-8") as fh:
-            fh.writelines(p.id + "\n" for p in batch)
-    bar.close()
+    done = _done_parts(parts, start)
+    row = done[-1][1] if done else start
+    bar = tqdm(total=stop - start, initial=row - start, unit="psg", desc=f"encode {name}", disable=not progress)
     if done:
-        log.info("resumed %s: %d of %d chunks were already done", name, done, len(chunks))
-    chunk_vectors = [np.load(parts / f"{i:06d}.npy") for i in range(len(chunks))]
-    embeddings = np.concatenate(chunk_vectors) if chunk_vectors else np.zeros((0, model.dim), np.float32)
+        log.info("resuming %s at passage %d of %d (%d chunks done)", name, row - start, stop - start, len(done))
+    while row < stop:
+        first, began, vectors, batch = row, time.monotonic(), [], []
+        while row < stop and (row == first or (row - first < chunk_size and time.monotonic() - began < chunk_seconds)):
+            window_passages = list(passages.iter_range(row, min(row + window, stop)))
+            vectors.append(model.encode_passages(window_passages, batch_size=batch_size, bf16=bf16, progress=bar.update))
+            batch += window_passages
+            row += len(window_passages)
+        chunk = np.concatenate(vectors)
+        check_vectors(chunk, [p.id for p in batch], f"{out_dir} (passages {first}-{row - 1})")
+        save_npy(parts / f"{first:09d}-{row:09d}.npy", chunk)
+        with atomic_open(parts / f"{first:09d}-{row:09d}.ids.txt", "w", encoding="utf-8") as fh:
+            fh.writelines(p.id + "\n" for p in batch)
+        done.append((first, row))
+    bar.close()
+    names = [f"{a:09d}-{b:09d}" for a, b in done]
+    embeddings = np.concatenate([np.load(parts / f"{n}.npy") for n in names]) if names else np.zeros((0, model.dim), np.float32)
     with atomic_open(out_dir / f"{name}.ids.txt", "w", encoding="utf-8") as fh:
-        for i in range(len(chunks)):
-            fh.write((parts / f"{i:06d}.ids.txt").read_text(encoding="utf-8"))
+        for n in names:
+            fh.write((parts / f"{n}.ids.txt").read_text(encoding="utf-8"))
     save_npy(final, embeddings)
     shutil.rmtree(parts)
     return final

@@ -17,7 +17,7 @@ import faiss
 import numpy as np
 
 from densepr.errors import DenseprError
-from densepr.fileio import atomic_open, read_json, write_json
+from densepr.fileio import atomic_folder, read_ids, read_json, write_json
 from densepr.index import INDEX_TYPES
 
 log = logging.getLogger(__name__)
@@ -117,14 +117,11 @@ class DenseIndex:
             raise DenseprError(f"a {self.meta['type']} index cannot give back its vectors ({str(exc).splitlines()[0]})") from None
 
     def save(self, out_dir: str | Path) -> None:
-        """Write the index folder; each file replaced atomically, ``meta.json`` last."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_open(out_dir / "index.faiss", "wb") as fh:
-            fh.write(faiss.serialize_index(self.index).tobytes())
-        with atomic_open(out_dir / "ids.txt", "w", encoding="utf-8") as fh:
-            fh.writelines(i + "\n" for i in self.ids)
-        write_json(out_dir / "meta.json", dict(self.meta, retriever="dense"))
+        """Write the index folder whole (built beside it, swapped in by a rename): never old and new files mixed."""
+        with atomic_folder(Path(out_dir)) as tmp:
+            (tmp / "index.faiss").write_bytes(faiss.serialize_index(self.index).tobytes())
+            (tmp / "ids.txt").write_text("".join(i + "\n" for i in self.ids), encoding="utf-8")
+            write_json(tmp / "meta.json", dict(self.meta, retriever="dense"))
 
     @classmethod
     def load(cls, index_dir: str | Path, mmap: bool = True) -> DenseIndex:
@@ -141,5 +138,4 @@ class DenseIndex:
                 index = faiss.read_index(path)
             except RuntimeError as exc:
                 raise DenseprError(f"{path}: unreadable FAISS index ({str(exc).splitlines()[0]})") from None
-        ids = (index_dir / "ids.txt").read_text(encoding="utf-8").splitlines()
-        return cls(index, ids, meta)
+        return cls(index, read_ids(index_dir / "ids.txt", index.ntotal), meta)

@@ -15,6 +15,7 @@ import numpy as np
 from densepr.corpus.passages import PassageStore
 from densepr.errors import DenseprError
 from densepr.evaluate.metrics import top_k_accuracy
+from densepr.fileio import same_fingerprints
 from densepr.hits import Hit
 from densepr.questions import Question
 from densepr.retrieve.dense import DenseRetriever
@@ -49,8 +50,8 @@ class HybridRetriever:
     def __init__(self, bm25: BM25Retriever, dense: DenseRetriever, depth: int = 2000, lam: float = 1.1,
                  normalize: str | None = None, fusion: str = "linear", rrf_k: int = RRF_K):
         check_fusion(fusion, normalize, depth, rrf_k)
-        fp_b, fp_d = bm25.meta.get("passages_fingerprint"), dense.meta.get("passages_fingerprint")
-        if (fp_b and fp_d and fp_b != fp_d) or bm25.ids != dense.ids:
+        same = same_fingerprints(bm25.meta.get("passages_fingerprint"), dense.meta.get("passages_fingerprint"))
+        if same is False or bm25.ids != dense.ids:
             raise DenseprError(
                 f"the BM25 index ({len(bm25.ids)} passages of {bm25.meta.get('passages')!r}) and the dense index "
                 f"({len(dense.ids)} passages of {dense.meta.get('passages')!r}) are not over the same passages file; "

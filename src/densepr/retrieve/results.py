@@ -10,7 +10,7 @@ from pathlib import Path
 from densepr.corpus.passages import PassageStore
 from densepr.errors import DenseprError
 from densepr.evaluate.answers import has_answer
-from densepr.fileio import atomic_open, read_json
+from densepr.fileio import atomic_open, read_json, same_file
 from densepr.hits import Ctx, Hit, ResultEntry
 from densepr.questions import Question
 
@@ -24,7 +24,7 @@ def open_passages(meta: dict, passages: str | os.PathLike | None = None) -> Pass
         raise DenseprError(f"{path}: passages file of the index not found; pass --passages")
     store = PassageStore(path)
     expected = meta.get("passages_fingerprint")
-    if expected and store.fingerprint() != expected:
+    if expected and not same_file(path, expected):
         raise DenseprError(f"{path} is not the corpus the index was built from (fingerprint differs); rebuild the index")
     if len(store) != meta.get("size", len(store)):
         raise DenseprError(f"{path} has {len(store)} passages, the index {meta['size']}")

@@ -16,7 +16,7 @@ import Stemmer
 
 from densepr.corpus.passages import PassageStore
 from densepr.errors import DenseprError
-from densepr.fileio import atomic_open, read_json, write_json
+from densepr.fileio import atomic_folder, read_ids, read_json, write_json
 from densepr.hits import Hit
 
 log = logging.getLogger(__name__)
@@ -70,11 +70,12 @@ class BM25Retriever:
         return self.model.get_scores(self._tokenize([question], return_ids=False)[0])[rows]
 
     def save(self, out_dir: str | os.PathLike) -> None:
-        out_dir = Path(out_dir)
-        self.model.save(out_dir)
-        with atomic_open(out_dir / "ids.txt", "w", encoding="utf-8") as fh:
-            fh.writelines(i + "\n" for i in self.ids)
-        write_json(out_dir / "meta.json", self.meta)
+        """Write the index folder whole: built beside it and swapped in by a rename, so a kill leaves the old
+        folder or the new one, never bm25s's new matrices beside old ids."""
+        with atomic_folder(Path(out_dir)) as tmp:
+            self.model.save(tmp)
+            (tmp / "ids.txt").write_text("".join(i + "\n" for i in self.ids), encoding="utf-8")
+            write_json(tmp / "meta.json", self.meta)
 
     @classmethod
     def load(cls, index_dir: str | os.PathLike, mmap: bool = True) -> BM25Retriever:
@@ -82,6 +83,8 @@ class BM25Retriever:
         meta = read_json(index_dir / "meta.json")
         if meta.get("retriever") != "bm25":
             raise DenseprError(f"{index_dir} is not a BM25 index (retriever={meta.get('retriever')!r})")
-        model = bm25s.BM25.load(index_dir, mmap=mmap)
-        ids = (index_dir / "ids.txt").read_text(encoding="utf-8").splitlines()
-        return cls(model, ids, meta)
+        try:
+            model = bm25s.BM25.load(index_dir, mmap=mmap)
+        except (OSError, ValueError, EOFError, KeyError) as exc:  # truncated or corrupt matrices or vocabulary
+            raise DenseprError(f"{index_dir}: unreadable BM25 index ({str(exc).splitlines()[0][:200]}); build it again") from None
+        return cls(model, read_ids(index_dir / "ids.txt", meta.get("size")), meta)
