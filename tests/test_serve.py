@@ -363,3 +363,16 @@ def test_ask_with_a_reader_returns_answer_spans(index, tmp_path):
         passage = next(p for p in result["passages"] if p["id"] == answer["passage_id"])
         assert answer["answer"] and answer["answer"].lower() in passage["text"].lower()
         assert 1 <= answer["passage_rank"] <= 3
+
+
+def test_api_key_docs_switch_and_body_limit(index):
+    app = create_app(bm25_index=str(index / "bm25"), api_key="s3cret", docs=False, max_body_bytes=200)
+    with TestClient(app) as c:
+        assert c.post("/search", json={"question": QUESTIONS[0]}).status_code == 401
+        assert c.post("/search", json={"question": QUESTIONS[0]}, headers={"X-API-Key": "wrong"}).status_code == 401
+        ok = c.post("/search", json={"question": QUESTIONS[0]}, headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200 and ok.json()["results"][0]["passages"]
+        big = c.post("/search", content=b'{"question": "' + b"x" * 500 + b'"}',
+                     headers={"X-API-Key": "s3cret", "Content-Type": "application/json"})
+        assert big.status_code == 413 and "at most 200 bytes" in big.json()["detail"]
+        assert c.get("/docs").status_code == 404 and c.get("/health").status_code == 200  # GETs need no key

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from typing import Any
 
 from densepr.cli import options as o
@@ -82,7 +83,8 @@ def serve(a: o.ServeOptions, spec: SearchSpec, quiet: bool) -> None:
     from densepr.quickstart import default_reader, default_spec
 
     reader = a.reader or default_reader()  # with no index given: the default corpus and the shipped reader
-    app = create_app(default_spec(spec, progress=not quiet), reader=reader)
+    app = create_app(default_spec(spec, progress=not quiet), reader=reader, docs=a.docs,
+                     api_key=a.api_key or os.environ.get("DENSEPR_API_KEY") or None)
     uvicorn.run(app, host=a.host, port=a.port, log_level="warning" if quiet else "info")
 
 

@@ -87,6 +87,9 @@ class ServeOptions:
     host: str = opt("127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     port: int = opt(8000, help="TCP port")
     reader: str | None = opt(None, help="reader folder (from 'densepr train-reader'): POST /ask returns answer spans")
+    api_key: str | None = opt(None, help="require this key on POST requests (Authorization: Bearer KEY or X-API-Key); "
+                                         "default: the DENSEPR_API_KEY environment variable, else none")
+    docs: bool = opt(True, help="serve the interactive API docs at /docs and /redoc")
 
 
 @dataclass(kw_only=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,13 +26,19 @@ from densepr.serve.service import SearchService
 _ERRORS: dict[int | str, dict[str, Any]] = {400: {"model": ErrorBody, "description": "the request names a retriever that is not loaded"}}
 
 
+MAX_BODY_BYTES = 1 << 20  # 64 questions of 1,000 characters fit many times over
+
+
 def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = None, max_batch: int = 64,
-               max_wait: float = 0.005, **spec_options: Any) -> FastAPI:
+               max_wait: float = 0.005, api_key: str | None = None, docs: bool = True,
+               max_body_bytes: int = MAX_BODY_BYTES, **spec_options: Any) -> FastAPI:
     """A service over the retriever a :class:`SearchSpec` describes (``spec_options`` override its fields).
 
     A hybrid spec (a dense and a BM25 index) serves hybrid, dense and BM25 search; ``reader`` is a folder from
     ``densepr train-reader`` that makes ``/ask`` answer. Dense questions arriving within ``max_wait`` seconds are
-    encoded together (at most ``max_batch``). Raises :class:`DenseprError` for unusable folders.
+    encoded together (at most ``max_batch``). With ``api_key``, POST requests need ``Authorization: Bearer KEY`` (or
+    ``X-API-Key: KEY``); ``docs=False`` turns off ``/docs`` and ``/redoc``. Bodies over ``max_body_bytes`` are refused
+    (413) before they are read. Raises :class:`DenseprError` for unusable folders.
 
     >>> app = create_app(index="flat/", bm25_index="bm25/")    # doctest: +SKIP
     >>> uvicorn.run(app, host="127.0.0.1", port=8000)           # doctest: +SKIP
@@ -50,7 +57,22 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
         await service.close()
 
     app = FastAPI(title="densepr", version=densepr.__version__, lifespan=lifespan,
+                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
                   description="Dense Passage Retrieval search service: dense, BM25 and hybrid retrieval.")
+
+    @app.middleware("http")
+    async def _guard(request: Request, call_next: Any) -> Any:
+        """The API key and the body-size limit, checked before the body is read."""
+        if request.method == "POST":
+            if api_key is not None:
+                given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+                if not secrets.compare_digest(given.encode(), api_key.encode()):
+                    return JSONResponse(status_code=401, content={"detail": "missing or wrong API key"})
+            length = request.headers.get("content-length")
+            if length is None or not length.isdigit() or int(length) > max_body_bytes:
+                return JSONResponse(status_code=413 if length and length.isdigit() else 411,
+                                    content={"detail": f"a request body needs a Content-Length of at most {max_body_bytes} bytes"})
+        return await call_next(request)
     app.state.service = service
     reader_name = None if answerer is None else Path(answerer.base_model).name or "reader"
 
