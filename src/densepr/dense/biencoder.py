@@ -73,10 +73,10 @@ class BiEncoder:
         return self.question_encoder.embed(questions, batch_size=batch_size, bf16=bf16, progress=progress)
 
     def encode_passages(self, passages: Sequence[Passage], batch_size: int | None = None, bf16: bool | None = None,
-                        progress: bool | Callable[[int], object] = False) -> np.ndarray:
+                        progress: bool | Callable[[int], object] = False, warn_truncation: bool = True) -> np.ndarray:
         """Passage vectors of ``title [SEP] text`` inputs, float32 ``(n, dim)``."""
-        return self.passage_encoder.embed([p.title for p in passages], [p.text for p in passages],
-                                          batch_size=batch_size, bf16=bf16, progress=progress)
+        return self.passage_encoder.embed([p.title for p in passages], [p.text for p in passages], batch_size=batch_size,
+                                          bf16=bf16, progress=progress, warn_truncation=warn_truncation)
 
     def save(self, path: str | Path) -> None:
         """Save as ``question_encoder/`` and ``passage_encoder/`` Hugging Face folders."""

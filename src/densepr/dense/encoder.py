@@ -80,6 +80,7 @@ class Encoder(torch.nn.Module):
             raise DenseprError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
         self.model, self.tokenizer = model, tokenizer
         self.pooling, self.normalize, self.max_length = pooling, normalize, max_length
+        self.truncated = 0  # inputs cut at max_length by embed(), all calls together
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, pooling: str | None = None, max_length: int | None = None) -> Encoder:
@@ -123,10 +124,12 @@ class Encoder(torch.nn.Module):
 
     @torch.inference_mode()
     def embed(self, texts: Sequence[str], pairs: Sequence[str] | None = None, batch_size: int | None = None,
-              bf16: bool | None = None, progress: bool | Callable[[int], object] = False) -> np.ndarray:
+              bf16: bool | None = None, progress: bool | Callable[[int], object] = False,
+              warn_truncation: bool = True) -> np.ndarray:
         """Encode texts in length-sorted batches; returns float32 ``(n, dim)`` in input order.
 
         ``progress``: a bar of its own, or a callback given each batch's size (a caller's bar moving per batch).
+        Inputs cut at the maximum length are counted in :attr:`truncated` (and logged unless ``warn_truncation`` is off).
 
         ``batch_size=None`` fills each batch up to a token budget (:data:`CPU_BATCH_TOKENS` on CPU), so short
         questions go many at a time and long passages few; ``bf16=None`` uses bf16 autocast where the CPU has
@@ -140,7 +143,8 @@ class Encoder(torch.nn.Module):
         bf16 = use_bf16(device.type, bf16)
         encoded = self.tokenize(texts, pairs)
         truncated = sum(len(ids) >= self.max_length for ids in encoded["input_ids"])
-        if truncated:
+        self.truncated += truncated
+        if truncated and warn_truncation:
             log.warning("%d of %d inputs reached the %d-token limit and were truncated", truncated, len(texts), self.max_length)
         lengths = np.array([len(ids) for ids in encoded["input_ids"]])
         order = np.argsort(-lengths, kind="stable")

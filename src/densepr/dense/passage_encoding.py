@@ -91,7 +91,8 @@ def encode_passages(passages: PassageStore, model: BiEncoder, out_dir: str | Pat
         first, began, vectors, batch = row, time.monotonic(), [], []
         while row < stop and (row == first or (row - first < chunk_size and time.monotonic() - began < chunk_seconds)):
             window_passages = list(passages.iter_range(row, min(row + window, stop)))
-            vectors.append(model.encode_passages(window_passages, batch_size=batch_size, bf16=bf16, progress=bar.update))
+            vectors.append(model.encode_passages(window_passages, batch_size=batch_size, bf16=bf16, progress=bar.update,
+                                                 warn_truncation=False))
             batch += window_passages
             row += len(window_passages)
         chunk = np.concatenate(vectors)
@@ -101,6 +102,9 @@ def encode_passages(passages: PassageStore, model: BiEncoder, out_dir: str | Pat
             fh.writelines(p.id + "\n" for p in batch)
         done.append((first, row))
     bar.close()
+    if model.passage_encoder.truncated:
+        log.warning("%d passages reached the %d-token limit and were truncated", model.passage_encoder.truncated,
+                    model.passage_encoder.max_length)
     names = [f"{a:09d}-{b:09d}" for a, b in done]
     embeddings = np.concatenate([np.load(parts / f"{n}.npy") for n in names]) if names else np.zeros((0, model.dim), np.float32)
     with atomic_open(out_dir / f"{name}.ids.txt", "w", encoding="utf-8") as fh:
