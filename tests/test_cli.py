@@ -134,16 +134,18 @@ def test_prebuilt_index_is_used_only_for_its_own_passages_and_model(tiny_indexes
 
     from densepr import quickstart
     from densepr.dense.loading import DEFAULT_MODEL
-    from densepr.fileio import read_json, write_json
+    from densepr.fileio import check_manifest, read_json, write_json
 
     shipped = tmp_path / "shipped" / "index"
     shutil.copytree(tiny_indexes / "flat", shipped)
+    (shipped / "manifest.json").unlink()  # as shipped: the repository's index has none, the copy gets one
     write_json(shipped / "meta.json", dict(read_json(shipped / "meta.json"), model=DEFAULT_MODEL, passages="elsewhere"))
     monkeypatch.setattr(quickstart, "SHIPPED", tmp_path / "shipped")
     psgs = tiny_indexes / "psgs.tsv"
     assert quickstart._copy_prebuilt(psgs, tmp_path / "a")  # same passages, default model: copied
     assert read_json(tmp_path / "a" / "meta.json")["passages"] == str(psgs.resolve())
     assert (tmp_path / "a" / "index.faiss").read_bytes() == (shipped / "index.faiss").read_bytes()
+    assert check_manifest(tmp_path / "a", checksums=True) == 3  # index.faiss, ids.txt, meta.json
 
     other = tmp_path / "other.tsv"
     other.write_text(psgs.read_text(encoding="utf-8").replace("Paris", "Lyon"), encoding="utf-8")

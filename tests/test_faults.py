@@ -133,3 +133,25 @@ def test_a_same_size_edit_in_the_middle_of_the_passages_is_caught(tiny_indexes, 
                  "--out", str(tmp_path / "r.json")]) == 2
     assert "is not the corpus the index was built from" in capsys.readouterr().err
     assert same_file(psgs, _legacy_fingerprint(psgs))  # indexes of older versions still open
+
+
+def test_verify_finds_a_flipped_byte_that_loading_alone_cannot(tiny_indexes, tmp_path, capsys):
+    import shutil
+
+    flat = tmp_path / "flat"
+    shutil.copytree(tiny_indexes / "flat", flat)
+    assert main(["verify", str(flat), str(tiny_indexes / "bm25")]) == 0
+    assert capsys.readouterr().out.count("files match manifest.json") == 2
+    data = bytearray((flat / "index.faiss").read_bytes())
+    data[-5] ^= 0xFF  # same size: only the checksum tells
+    (flat / "index.faiss").write_bytes(bytes(data))
+    assert main(["-q", "verify", str(flat)]) == 2
+    assert "index.faiss: its checksum differs from manifest.json" in capsys.readouterr().err
+    (flat / "index.faiss").write_bytes(bytes(data[:-8]))  # truncated: every load refuses it
+    from densepr.index.faiss_index import DenseIndex
+
+    with pytest.raises(DenseprError, match="bytes where manifest.json says"):
+        DenseIndex.load(flat)
+    (flat / "manifest.json").unlink()
+    assert main(["-q", "verify", str(flat)]) == 2
+    assert "no manifest.json" in capsys.readouterr().err

@@ -181,6 +181,44 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
             yield lineno, obj
 
 
+MANIFEST = "manifest.json"
+
+
+def _blake2b(path: Path) -> str:
+    """A file's blake2b-128, read in 4 MB blocks."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path) -> None:
+    """List every file below ``folder`` with its size and blake2b in ``manifest.json``; call it last."""
+    files = {p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "blake2b": _blake2b(p)}
+             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    write_json(folder / MANIFEST, {"files": files})
+
+
+def check_manifest(folder: str | os.PathLike, checksums: bool = False) -> int | None:
+    """Refuse, in one line naming the file, a folder whose files differ from its manifest: sizes always, contents
+    when ``checksums``. Returns the files checked; ``None`` for a folder without a manifest (older versions)."""
+    folder = Path(folder)
+    if not (folder / MANIFEST).is_file():
+        return None
+    files = read_json(folder / MANIFEST).get("files", {})
+    for name, info in files.items():
+        path = folder / name
+        if not path.is_file():
+            raise DenseprError(f"{path}: missing (listed in {MANIFEST}); build {folder} again")
+        if path.stat().st_size != info["size"]:
+            raise DenseprError(f"{path}: {path.stat().st_size} bytes where {MANIFEST} says {info['size']} (truncated or "
+                               f"replaced); build {folder} again")
+        if checksums and _blake2b(path) != info["blake2b"]:
+            raise DenseprError(f"{path}: its checksum differs from {MANIFEST} (the file is corrupt); build {folder} again")
+    return len(files)
+
+
 def _legacy_fingerprint(path: Path, sample: int = 1 << 16) -> str:
     """The fingerprint of indexes written before 0.2: size plus hashes of the head and tail only."""
     size = path.stat().st_size
@@ -205,11 +243,7 @@ def fingerprint(path: str | os.PathLike) -> str:
         cached = json.loads(cache.read_text(encoding="utf-8"))
         if {k: cached.get(k) for k in key} == key and str(cached.get("fingerprint", "")).startswith("b2:"):
             return cached["fingerprint"]
-    digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 22):
-            digest.update(block)
-    value = f"b2:{stat.st_size}:{digest.hexdigest()}"
+    value = f"b2:{stat.st_size}:{_blake2b(path)}"
     with contextlib.suppress(OSError):
         write_json(cache, dict(key, fingerprint=value))
     return value

@@ -17,7 +17,7 @@ from densepr import pipeline
 from densepr.corpus.documents import WIKI_VITAL
 from densepr.dense.loading import DEFAULT_MODEL
 from densepr.errors import DenseprError
-from densepr.fileio import atomic_folder, read_json, same_file, write_json
+from densepr.fileio import atomic_folder, read_json, same_file, write_json, write_manifest
 from densepr.hits import ScoredPassage
 from densepr.retrieve.searcher import open_searcher
 from densepr.retrieve.spec import SearchSpec
@@ -75,6 +75,7 @@ def _copy_prebuilt(psgs: Path, index_dir: Path) -> bool:
         for name in ("index.faiss", "ids.txt"):
             shutil.copyfile(prebuilt / name, tmp / name)
         write_json(tmp / "meta.json", dict(meta, passages=str(psgs.resolve())))
+        write_manifest(tmp)
     return True
 
 

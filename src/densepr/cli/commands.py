@@ -53,6 +53,16 @@ def retrieve(a: o.RetrieveOptions, spec: SearchSpec, quiet: bool) -> None:
     run(spec=spec, **dataclasses.asdict(a))
 
 
+def verify(a: o.VerifyOptions, quiet: bool) -> None:
+    from densepr.fileio import MANIFEST, check_manifest
+
+    for folder in a.folders:
+        checked = check_manifest(folder, checksums=True)
+        if checked is None:
+            raise DenseprError(f"{folder}: no {MANIFEST} (folders written before densepr 0.2 have none): build it again")
+        print(f"{folder}: {checked} files match {MANIFEST}")
+
+
 def evaluate(a: o.EvaluateOptions, quiet: bool) -> None:
     from densepr.evaluate.metrics import beir_metrics, read_qrels, top_k_accuracy
     from densepr.retrieve.results import read_results

@@ -39,6 +39,8 @@ COMMANDS = {
     "encode": Command("embed passages with the passage encoder (sharded, resumable)", o.EncodeOptions, c.encode),
     "index": Command("build a FAISS index from embedding shards", o.IndexOptions, c.index),
     "retrieve": Command("top-k passages for a question file, as DPR result JSON", o.RetrieveOptions, c.retrieve, spec=True),
+    "verify": Command("check index folders file by file against their manifest (sizes and checksums)", o.VerifyOptions,
+                      c.verify),
     "evaluate": Command("top-k accuracy of a DPR result file", o.EvaluateOptions, c.evaluate),
     "ask": Command("answer a question (default: the wiki-vital corpus, hybrid retrieval, the shipped reader)",
                    o.AskOptions, ask_command.run, spec=True),

@@ -63,6 +63,11 @@ class RetrieveOptions:
 
 
 @dataclass(kw_only=True)
+class VerifyOptions:
+    folders: list[str] = opt(positional=True, required=True, help="index folders (BM25 or dense) to check file by file")
+
+
+@dataclass(kw_only=True)
 class EvaluateOptions:
     results: str = opt(positional=True, required=True, help="DPR result JSON")
     match: str | None = opt(None, choices=MATCH_MODES, help="recompute has_answer with this mode (default: the file's flags)")

@@ -17,7 +17,7 @@ import faiss
 import numpy as np
 
 from densepr.errors import DenseprError
-from densepr.fileio import atomic_folder, read_ids, read_json, write_json
+from densepr.fileio import atomic_folder, check_manifest, read_ids, read_json, write_json, write_manifest
 from densepr.index import INDEX_TYPES
 
 log = logging.getLogger(__name__)
@@ -122,12 +122,14 @@ class DenseIndex:
             (tmp / "index.faiss").write_bytes(faiss.serialize_index(self.index).tobytes())
             (tmp / "ids.txt").write_text("".join(i + "\n" for i in self.ids), encoding="utf-8")
             write_json(tmp / "meta.json", dict(self.meta, retriever="dense"))
+            write_manifest(tmp)
 
     @classmethod
     def load(cls, index_dir: str | Path, mmap: bool = True) -> DenseIndex:
         """Load an index folder, memory-mapped where FAISS supports it for the index type."""
         index_dir = Path(index_dir)
         meta = read_json(index_dir / "meta.json")
+        check_manifest(index_dir)
         if meta.get("retriever") != "dense":
             raise DenseprError(f"{index_dir} is not a dense index (retriever={meta.get('retriever')!r})")
         path = str(index_dir / "index.faiss")

@@ -16,7 +16,7 @@ import Stemmer
 
 from densepr.corpus.passages import PassageStore
 from densepr.errors import DenseprError
-from densepr.fileio import atomic_folder, read_ids, read_json, write_json
+from densepr.fileio import atomic_folder, check_manifest, read_ids, read_json, write_json, write_manifest
 from densepr.hits import Hit
 
 log = logging.getLogger(__name__)
@@ -76,11 +76,13 @@ class BM25Retriever:
             self.model.save(tmp)
             (tmp / "ids.txt").write_text("".join(i + "\n" for i in self.ids), encoding="utf-8")
             write_json(tmp / "meta.json", self.meta)
+            write_manifest(tmp)
 
     @classmethod
     def load(cls, index_dir: str | os.PathLike, mmap: bool = True) -> BM25Retriever:
         index_dir = Path(index_dir)
         meta = read_json(index_dir / "meta.json")
+        check_manifest(index_dir)
         if meta.get("retriever") != "bm25":
             raise DenseprError(f"{index_dir} is not a BM25 index (retriever={meta.get('retriever')!r})")
         try:
