@@ -376,3 +376,25 @@ def test_api_key_docs_switch_and_body_limit(index):
                      headers={"X-API-Key": "s3cret", "Content-Type": "application/json"})
         assert big.status_code == 413 and "at most 200 bytes" in big.json()["detail"]
         assert c.get("/docs").status_code == 404 and c.get("/health").status_code == 200  # GETs need no key
+
+
+def test_excess_load_is_shed_with_retry_after(index, monkeypatch):
+    app = create_app(bm25_index=str(index / "bm25"), max_pending=2)
+    service = app.state.service
+    real = service.search
+
+    async def slow(*args, **kwargs):
+        await asyncio.sleep(0.2)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(service, "search", slow)
+
+    async def fire() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            return await asyncio.gather(*(c.post("/search", json={"question": QUESTIONS[0]}) for _ in range(5)))
+
+    codes = sorted(r.status_code for r in asyncio.run(fire()))
+    assert codes == [200, 200, 503, 503, 503]
+    shed = next(r for r in asyncio.run(fire()) if r.status_code == 503)
+    assert shed.headers["retry-after"] == "1" and "busy" in shed.json()["detail"]

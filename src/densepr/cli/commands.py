@@ -93,7 +93,7 @@ def serve(a: o.ServeOptions, spec: SearchSpec, quiet: bool) -> None:
     from densepr.quickstart import default_reader, default_spec
 
     reader = a.reader or default_reader()  # with no index given: the default corpus and the shipped reader
-    app = create_app(default_spec(spec, progress=not quiet), reader=reader, docs=a.docs,
+    app = create_app(default_spec(spec, progress=not quiet), reader=reader, docs=a.docs, max_pending=a.max_pending,
                      api_key=a.api_key or os.environ.get("DENSEPR_API_KEY") or None)
     uvicorn.run(app, host=a.host, port=a.port, log_level="warning" if quiet else "info")
 

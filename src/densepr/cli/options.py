@@ -95,6 +95,7 @@ class ServeOptions:
     api_key: str | None = opt(None, help="require this key on POST requests (Authorization: Bearer KEY or X-API-Key); "
                                          "default: the DENSEPR_API_KEY environment variable, else none")
     docs: bool = opt(True, help="serve the interactive API docs at /docs and /redoc")
+    max_pending: int = opt(256, help="requests in flight beyond which a POST is answered 503 with Retry-After")
 
 
 @dataclass(kw_only=True)
