@@ -192,6 +192,8 @@ def test_openapi_lists_the_endpoints_and_limits(client):
     request = spec["components"]["schemas"]["SearchRequest"]["properties"]
     assert request["k"]["maximum"] == 1000 and request["k"]["minimum"] == 1
     assert "reader" in spec["components"]["schemas"]["AnswerResponse"]["properties"]
+    one_of = spec["components"]["schemas"]["SearchRequest"]["oneOf"]  # exactly one of question / questions
+    assert [o["required"] for o in one_of] == [["question"], ["questions"]]
 
 
 def test_ask_without_a_reader_is_200_with_the_passages(client):

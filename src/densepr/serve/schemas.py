@@ -29,7 +29,9 @@ class SearchRequest(BaseModel):
     """One question (``question``) or a batch (``questions``), how many passages each, and which retriever."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"question": "where was einstein born", "k": 5, "retriever": "hybrid"}]})
+        "examples": [{"question": "where was einstein born", "k": 5, "retriever": "hybrid"}],
+        "oneOf": [{"required": ["question"], "not": {"required": ["questions"]}},  # exactly one of the two
+                  {"required": ["questions"], "not": {"required": ["question"]}}]})
 
     question: Question | None = Field(None, description=f"one question (1 to {MAX_QUESTION_CHARS} characters)")
     questions: list[Question] | None = Field(None, min_length=1, max_length=MAX_QUESTIONS,
