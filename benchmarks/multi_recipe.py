@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--corpus", default="benchmarks/out/retrieval", help="output folder of benchmarks.retrieval_mini_wiki")
     parser.add_argument("--out", default="benchmarks/out/multi")
     parser.add_argument("--rounds", type=int, default=1, help="self-mining rounds after the first training")
-    parser.add_argument("--max-steps", type=int, default=140, help="training steps per round")
+    parser.add_argument("--max-steps", type=int, default=140, help="training steps per round (epochs as needed)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-5)
     parser.add_argument("--sampling", default="proportional")
@@ -96,7 +96,7 @@ def main() -> None:
                                                      match=[match[n] for n in splits], passages=psgs, bm25=corpus / "bm25",
                                                      out=train_file)
     report["seconds"]["build_train"] = round(time.perf_counter() - began, 1)
-    config = TrainConfig(out=str(out / "run"), max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
+    config = TrainConfig(out=str(out / "run"), max_steps=args.max_steps, epochs=1000, batch_size=args.batch_size, lr=args.lr,
                          warmup_steps=10, save_every=50, sampling=args.sampling, batching=args.batching)
     report["self_train"] = self_train(train=train_file, passages=psgs, config=config, rounds=args.rounds, progress=False)
     report["seconds"]["self_train"] = round(time.perf_counter() - began, 1)

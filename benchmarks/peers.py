@@ -205,7 +205,11 @@ def train_tool(tool: str, train_file: str, steps: int, batch: int) -> dict:
             trainer.step(order[s * batch : (s + 1) * batch], 0)
             ends.append(time.perf_counter())
     else:
-        from datasets import Dataset
+        try:
+            import accelerate  # noqa: F401  (sentence-transformers' trainer needs it)
+            from datasets import Dataset
+        except ImportError as exc:
+            raise SystemExit(f"sentence-transformers training needs {exc.name}: pip install datasets accelerate") from None
         from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
         from sentence_transformers.losses import MultipleNegativesRankingLoss
         from transformers import TrainerCallback
