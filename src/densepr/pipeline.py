@@ -142,15 +142,13 @@ def build_train(*, questions: str | Path | Sequence[str | Path], passages: str |
     from densepr.retrieve.searcher import open_searcher
     from densepr.train import build_training_data, squad_gold_rows, write_training_data
 
-    files = [questions] if isinstance(questions, (str, Path)) else list(questions)
+    files = _paths(questions)
     modes = [match] if isinstance(match, str) else list(match)
     if len(modes) == 1:
         modes *= len(files)
     if len(modes) != len(files):
         raise DenseprError(f"--match takes one mode, or one per question file ({len(files)}), not {len(modes)}")
-    names = [Path(f).name.split(".")[0] for f in files]
-    if len(set(names)) < len(names):
-        raise DenseprError("question files need distinct names: they name the training sets")
+    names = _set_names(files)
     searcher = open_searcher(SearchSpec(kind="bm25", index=str(bm25), passages=str(passages)))
     examples, report = [], {}
     for file, mode, name in zip(files, modes, names):
@@ -171,15 +169,24 @@ def read_training_sets(paths: str | Path | Sequence[str | Path]) -> list[Trainin
     field is named after its file (two files of the same name: an error)."""
     from densepr.train import read_training_data
 
-    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    stems = [Path(p).stem for p in paths]
-    if len(paths) > 1 and len(set(stems)) < len(stems):
-        raise DenseprError(f"training files need distinct names to tell their sets apart: {', '.join(map(str, paths))}")
-    examples = []
-    for path, stem in zip(paths, stems):
-        for ex in read_training_data(path):
-            examples.append(dataclasses.replace(ex, dataset=ex.dataset or (stem if len(paths) > 1 else "")))
-    return examples
+    paths = _paths(paths)
+    names = _set_names(paths) if len(paths) > 1 else [""]
+    return [dataclasses.replace(ex, dataset=ex.dataset or name) for path, name in zip(paths, names)
+            for ex in read_training_data(path)]
+
+
+def _paths(value: str | Path | Sequence[str | Path]) -> list[str | Path]:
+    """One path or several, as a list."""
+    return [value] if isinstance(value, (str, Path)) else list(value)
+
+
+def _set_names(paths: Sequence[str | Path]) -> list[str]:
+    """The training-set name each file gives its examples (its stem); the names must differ."""
+    names = [Path(p).stem for p in paths]
+    if len(set(names)) < len(names):
+        raise DenseprError(f"files of several training sets need distinct names, which name the sets: "
+                           f"{', '.join(map(str, paths))}")
+    return names
 
 
 def train(*, train: str | Path | Sequence[str | Path], config: TrainConfig, model: str | None = None,
@@ -206,14 +213,16 @@ def train(*, train: str | Path | Sequence[str | Path], config: TrainConfig, mode
     return stats
 
 
-def mine(*, train: str | Path, spec: SearchSpec, out: str | Path, depth: int = 100, keep: int = 30,
-         match: str = "string", margin: float = 0.0) -> dict[str, int]:
-    """Re-mine hard negatives of a training file with a retriever (a dense index built with the model to mine with);
-    returns the false-negative audit (see :func:`densepr.train.mine_hard_negatives`)."""
+def mine(*, train: str | Path | Sequence[str | Path], spec: SearchSpec, out: str | Path, depth: int = 100, keep: int = 30,
+         match: str = "string", margin: float = 0.0, progress: bool = True) -> dict[str, int]:
+    """Re-mine hard negatives of training files (see :func:`read_training_sets`) with a retriever (a dense index built
+    with the model to mine with) into one file; returns the false-negative audit (see
+    :func:`densepr.train.mine_hard_negatives`)."""
     from densepr.retrieve.searcher import open_searcher
-    from densepr.train import mine_hard_negatives, read_training_data, write_training_data
+    from densepr.train import mine_hard_negatives, write_training_data
 
-    examples, audit = mine_hard_negatives(read_training_data(train), open_searcher(spec), depth, keep, match, margin)
+    examples, audit = mine_hard_negatives(read_training_sets(train), open_searcher(spec), depth, keep, match, margin,
+                                          progress)
     write_training_data(out, examples)
     log.info("mined %d hard negatives for %d examples; skipped as likely false negatives: %d holding an answer, %d "
              "scoring above the positive by more than %g; %d examples kept their old negatives", audit["kept"],

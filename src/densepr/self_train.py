@@ -31,9 +31,6 @@ def self_train(*, train: str | Path | Sequence[str | Path], passages: str | Path
                match: str = "string", margin: float = 0.0, progress: bool = True) -> dict[str, Any]:
     """Train, then ``rounds`` times: encode, index, mine, train from the last model. The final model is
     ``<config.out>/round-<rounds>/model/final``. Returns each round's training figures and mining audit."""
-    from densepr.retrieve.searcher import open_searcher
-    from densepr.train import mine_hard_negatives, write_training_data
-
     if rounds < 0:
         raise DenseprError("--rounds must be >= 0")
     if not Path(passages).is_file():
@@ -52,20 +49,15 @@ def self_train(*, train: str | Path | Sequence[str | Path], passages: str | Path
                                             model=start, dev=dev, progress=progress)
         start = str(final)
         if r < rounds:
-            mined = folder / "mined.json"
-            if not mined.is_file():
+            mined, audit_file = folder / "mined.json", folder / AUDIT_FILE
+            if not (mined.is_file() and audit_file.is_file()):
                 if not (folder / "index" / "meta.json").is_file():
                     pipeline.encode(passages=passages, out=folder / "emb", model=start, progress=progress)
                     pipeline.build_index(embeddings=folder / "emb", out=folder / "index")
-                searcher = open_searcher(SearchSpec(kind="dense", index=str(folder / "index"), passages=str(passages)))
-                examples, audit = mine_hard_negatives(pipeline.read_training_sets(data), searcher, depth, keep, match,
-                                                      margin, progress)
-                write_json(folder / AUDIT_FILE, audit)
-                write_training_data(mined, examples)
-                log.info("round %d: mined %d hard negatives; skipped %d holding an answer and %d scoring above the "
-                         "positive (+%g); %d examples kept their old negatives", r, audit["kept"], audit["skipped_answer"],
-                         audit["skipped_margin"], margin, audit["examples_unchanged"])
-            entry["mine_audit"] = read_json(folder / AUDIT_FILE)
+                spec = SearchSpec(kind="dense", index=str(folder / "index"), passages=str(passages))
+                write_json(audit_file, pipeline.mine(train=data, spec=spec, out=mined, depth=depth, keep=keep, match=match,
+                                                     margin=margin, progress=progress))
+            entry["mine_audit"] = read_json(audit_file)
             data = mined
         report["rounds"].append(entry)
     write_json(out / "self_train.json", report)

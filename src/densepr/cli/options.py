@@ -130,28 +130,26 @@ class TrainOptions:
 
 
 @dataclass(kw_only=True)
-class SelfTrainOptions:
-    train: list[str] = opt(required=True, help="DPR training JSON file(s) of the first round")
-    passages: str = opt(required=True, help="passages TSV to encode and mine from each round")
-    rounds: int = opt(1, help="mining rounds after the first training (each: encode, index, mine, train)")
-    dev: str | None = opt(None, help="DPR training JSON for validation (average rank)")
-    model: str | None = opt(None, help="starting model (default: offline all-MiniLM-L6-v2)")
-    depth: int = opt(100, help="passages searched per question when mining")
-    keep: int = opt(30, help="hard negatives kept per question")
-    match: str = opt("string", choices=MATCH_MODES, help=MATCH_HELP)
-    margin: float = opt(0.0, help="skip mined negatives scoring above the positive by more than this (likely false "
-                                  "negatives; a large value turns it off)")
+class MiningOptions:
+    """How hard negatives are mined (``mine`` and ``self-train``)."""
 
-
-@dataclass(kw_only=True)
-class MineOptions:
-    train: str = opt(required=True, help="DPR training JSON")
-    out: str = opt(required=True, help="DPR training JSON with the re-mined hard negatives")
     depth: int = opt(100, help="passages searched per question")
     keep: int = opt(30, help="hard negatives kept per question")
     match: str = opt("string", choices=MATCH_MODES, help=MATCH_HELP)
     margin: float = opt(0.0, help="skip negatives scoring above the positive by more than this (likely false negatives; "
                                   "dense indexes only; a large value turns it off)")
+
+
+@dataclass(kw_only=True)
+class SelfTrainOptions(TrainOptions, MiningOptions):
+    passages: str = opt(required=True, help="passages TSV to encode and mine from each round")
+    rounds: int = opt(1, help="mining rounds after the first training (each: encode, index, mine, train)")
+
+
+@dataclass(kw_only=True)
+class MineOptions(MiningOptions):
+    train: str = opt(required=True, help="DPR training JSON")
+    out: str = opt(required=True, help="DPR training JSON with the re-mined hard negatives")
 
 
 @dataclass(kw_only=True)

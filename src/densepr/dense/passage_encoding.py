@@ -84,6 +84,7 @@ def encode_passages(passages: PassageStore, model: BiEncoder, out_dir: str | Pat
     parts.mkdir(parents=True, exist_ok=True)
     done = _done_parts(parts, start)
     row = done[-1][1] if done else start
+    truncated_before = model.passage_encoder.truncated
     bar = tqdm(total=stop - start, initial=row - start, unit="psg", desc=f"encode {name}", disable=not progress)
     if done:
         log.info("resuming %s at passage %d of %d (%d chunks done)", name, row - start, stop - start, len(done))
@@ -102,9 +103,9 @@ def encode_passages(passages: PassageStore, model: BiEncoder, out_dir: str | Pat
             fh.writelines(p.id + "\n" for p in batch)
         done.append((first, row))
     bar.close()
-    if model.passage_encoder.truncated:
-        log.warning("%d passages reached the %d-token limit and were truncated", model.passage_encoder.truncated,
-                    model.passage_encoder.max_length)
+    truncated = model.passage_encoder.truncated - truncated_before  # this run's, whatever the model encoded before
+    if truncated:
+        log.warning("%d passages reached the %d-token limit and were truncated", truncated, model.passage_encoder.max_length)
     names = [f"{a:09d}-{b:09d}" for a, b in done]
     embeddings = np.concatenate([np.load(parts / f"{n}.npy") for n in names]) if names else np.zeros((0, model.dim), np.float32)
     with atomic_open(out_dir / f"{name}.ids.txt", "w", encoding="utf-8") as fh:
