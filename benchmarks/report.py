@@ -211,3 +211,20 @@ def write_report(r: dict, out: Path) -> None:
     lines += scaling_lines(r)
     lines += ["## Commands", "", *(f"- {name} ({r['seconds'].get(name, '?')} s): `{cmd}`" for name, cmd in r["commands"].items()), ""]
     (out / "report.md").write_text("\n".join(lines))
+
+
+PAGE = Path(__file__).parent / "RESULTS.md"
+PAGE_HEAD = ("# densepr benchmark results\n\nThe latest full run of each benchmark that writes here (`--page`), as it printed its report: "
+             "the CPU, its flags, the command and the date are in each section. Regenerate a section by running its command.\n")
+
+
+def write_page_section(name: str, text: str, page: Path = PAGE) -> None:
+    """Put ``text`` into ``page`` as section ``name`` (replacing that section's previous run, keeping the others)."""
+    start, end = f"<!-- section:{name} -->", f"<!-- /section:{name} -->"
+    current = page.read_text(encoding="utf-8") if page.is_file() else PAGE_HEAD
+    block = f"{start}\n{text.strip()}\n{end}"
+    if start in current and end in current:
+        current = current[: current.index(start)] + block + current[current.index(end) + len(end):]
+    else:
+        current = current.rstrip() + "\n\n" + block + "\n"
+    page.write_text(current, encoding="utf-8")

@@ -135,6 +135,25 @@ def test_a_same_size_edit_in_the_middle_of_the_passages_is_caught(tiny_indexes, 
     assert same_file(psgs, _legacy_fingerprint(psgs))  # indexes of older versions still open
 
 
+def test_a_fingerprint_is_hashed_once_even_where_its_folder_cannot_keep_the_cache(tmp_path, monkeypatch):
+    from densepr import fileio
+
+    psgs = tmp_path / "psgs.tsv"
+    psgs.write_text("id\ttext\ttitle\n1\thello\tt\n")
+    (tmp_path / ".psgs.tsv.fingerprint").mkdir()  # the sidecar cannot be written (as in a read-only folder)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    hashed = []
+    real = fileio._blake2b
+    monkeypatch.setattr(fileio, "_blake2b", lambda path: hashed.append(path) or real(path))
+    first = fileio.fingerprint(psgs)
+    assert fileio.fingerprint(psgs) == first and len(hashed) == 1  # the second call read the user cache
+    assert list((tmp_path / "cache" / "densepr" / "fingerprints").glob("*.json"))
+    before = psgs.stat().st_mtime_ns
+    psgs.write_text("id\ttext\ttitle\n1\thellO\tt\n")
+    os.utime(psgs, ns=(before + 10**9, before + 10**9))  # a later modification time, whatever the clock's grain
+    assert fileio.fingerprint(psgs) != first and len(hashed) == 2
+
+
 def test_verify_finds_a_flipped_byte_that_loading_alone_cannot(tiny_indexes, tmp_path, capsys):
     import shutil
 

@@ -32,7 +32,8 @@ def index(tiny_indexes):
 
 @pytest.fixture(scope="module")
 def client(index):
-    with TestClient(create_app(index=str(index / "flat"), bm25_index=str(index / "bm25"))) as c:
+    # torch: these tests compare with the library's torch encoder to 1e-4 (dynamic int8 scales activations per batch)
+    with TestClient(create_app(index=str(index / "flat"), bm25_index=str(index / "bm25"), backend="torch")) as c:
         yield c
 
 
@@ -231,7 +232,7 @@ def test_page_is_self_contained(client):
 
 
 def test_concurrent_dense_requests_are_batched(index):
-    app = create_app(index=str(index / "flat"), max_wait=0.05)
+    app = create_app(index=str(index / "flat"), max_wait=0.05, backend="torch")
     questions = [f"{QUESTIONS[i % 3]} {i}" for i in range(12)]
 
     async def fire() -> list[httpx.Response]:

@@ -234,19 +234,31 @@ def _legacy_fingerprint(path: Path, sample: int = 1 << 16) -> str:
 def fingerprint(path: str | os.PathLike) -> str:
     """The identity of a file's whole content (``b2:<size>:<blake2b>``), recorded in indexes to catch a corpus that
     is not the one they were built from, one edited byte included. Hashing reads the whole file once; the result is
-    cached beside it (``.<name>.fingerprint``, where the folder is writable), keyed by size and modification time."""
+    cached beside it (``.<name>.fingerprint``) or, where that folder is read-only, in the user cache
+    (``$XDG_CACHE_HOME/densepr/fingerprints/``), keyed by path, size and modification time."""
     path = Path(path)
     stat = path.stat()
-    cache = path.parent / f".{path.name}.fingerprint"
     key = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    with contextlib.suppress(OSError, ValueError):
-        cached = json.loads(cache.read_text(encoding="utf-8"))
-        if {k: cached.get(k) for k in key} == key and str(cached.get("fingerprint", "")).startswith("b2:"):
-            return cached["fingerprint"]
+    caches = [path.parent / f".{path.name}.fingerprint", _user_fingerprint_cache(path)]
+    for cache in caches:
+        with contextlib.suppress(OSError, ValueError):
+            cached = json.loads(cache.read_text(encoding="utf-8"))
+            if {k: cached.get(k) for k in key} == key and str(cached.get("fingerprint", "")).startswith("b2:"):
+                return cached["fingerprint"]
     value = f"b2:{stat.st_size}:{_blake2b(path)}"
-    with contextlib.suppress(OSError):
-        write_json(cache, dict(key, fingerprint=value))
+    for cache in caches:
+        with contextlib.suppress(OSError):
+            write_json(cache, dict(key, fingerprint=value))
+            break
     return value
+
+
+def _user_fingerprint_cache(path: Path) -> Path:
+    """Where the fingerprint of ``path`` is cached when its own folder is read-only (named by its absolute path)."""
+    import platformdirs
+
+    name = hashlib.blake2b(str(path.resolve()).encode(), digest_size=12).hexdigest()
+    return Path(platformdirs.user_cache_dir("densepr")) / "fingerprints" / f"{name}.json"
 
 
 def same_file(path: str | os.PathLike, recorded: str) -> bool:

@@ -23,6 +23,7 @@ from densepr.retrieve.spec import SearchSpec
 
 if TYPE_CHECKING:
     from densepr.index.faiss_index import DenseIndex
+    from densepr.index.planner import Plan
     from densepr.read.config import ReaderConfig
     from densepr.train.config import TrainConfig
     from densepr.train.data import TrainingExample
@@ -58,12 +59,17 @@ def build_bm25(*, passages: str | Path, out: str | Path, k1: float = 0.9, b: flo
 
 def encode(*, passages: str | Path, out: str | Path, model: str | None = None, shard_id: int | None = None,
            num_shards: int | None = None, batch_size: int | None = None, bf16: bool | None = None,
-           chunk_size: int = 4096, chunk_seconds: float = 60.0, progress: bool = True) -> Path:
-    """Embed one shard of a passages TSV with the passage tower (resumable).
+           chunk_size: int = 4096, chunk_seconds: float = 60.0, backend: str = "auto", precision: str | None = None,
+           progress: bool = True) -> Path:
+    """Embed one shard of a passages TSV with the passage tower (resumable), on ``backend`` (see
+    :mod:`densepr.backends.choice`; a resumed run must use the same).
 
     Without ``shard_id``/``num_shards``, a process started by torchrun encodes shard ``RANK`` of ``WORLD_SIZE``
     (``torchrun --nproc-per-node 2 -m densepr encode ...``); otherwise the whole file is one shard.
     """
+    from densepr.backends.choice import choose
+    from densepr.backends.gate import sample_passages
+    from densepr.dense.backend import attach_encoder
     from densepr.dense.biencoder import BiEncoder
     from densepr.dense.passage_encoding import encode_passages
 
@@ -73,6 +79,9 @@ def encode(*, passages: str | Path, out: str | Path, model: str | None = None, s
         raise DenseprError("give both --shard-id and --num-shards, or neither (torchrun's RANK/WORLD_SIZE, else one shard)")
     store = PassageStore(passages)
     encoder = BiEncoder.load(model)
+    tower = encoder.passage_encoder
+    placed = attach_encoder(tower, choose(backend, precision, gpu=next(tower.parameters()).is_cuda), sample_passages(store))
+    log.info("passage encoder: %s%s", placed, " (auto)" if backend == "auto" else "")
     start = time.perf_counter()
     path = encode_passages(store, encoder, out, shard_id, num_shards, batch_size=batch_size, chunk_size=chunk_size,
                            chunk_seconds=chunk_seconds, bf16=bf16, progress=progress)
@@ -80,19 +89,59 @@ def encode(*, passages: str | Path, out: str | Path, model: str | None = None, s
     return path
 
 
-def build_index(*, embeddings: str | Path, out: str | Path, type: str = "flat", hnsw_m: int = 32, nlist: int | None = None,
-                pq_m: int | None = None) -> DenseIndex:
-    """Merge embedding shards into one FAISS index folder."""
+def plan_index(*, embeddings: str | Path | None = None, ram_budget: str | None = None, latency_target: float | None = None,
+               size: int | None = None, dim: int | None = None) -> Plan:
+    """The index :func:`build_index` would choose for ``ram_budget``: for an embeddings folder (its meta gives the count
+    and dimension, nothing is loaded) or for ``size`` vectors of ``dim``."""
+    from densepr.fileio import read_json
+    from densepr.index.planner import parse_bytes, plan
+
+    if ram_budget is None:
+        raise DenseprError("--explain plans for a --ram-budget: give one (e.g. --ram-budget 8GB)")
+    if embeddings is not None:
+        meta = read_json(Path(embeddings) / "meta.json")
+        size, dim = size or int(meta["num_passages"]), dim or int(meta["dim"])
+    if not size or not dim:
+        raise DenseprError("give --embeddings DIR, or --size N and --dim D, to plan for")
+    return plan(size, dim, parse_bytes(ram_budget), latency_target)
+
+
+def build_index(*, embeddings: str | Path | None = None, out: str | Path | None = None, type: str = "flat", hnsw_m: int = 32,
+                nlist: int | None = None, pq_m: int | None = None, ram_budget: str | None = None, recall_target: float = 0.95,
+                latency_target: float | None = None, explain: bool = False, size: int | None = None,
+                dim: int | None = None) -> DenseIndex | Plan:
+    """Merge embedding shards into one FAISS index folder. With ``ram_budget``, the planner chooses the type and its
+    parameters, and a recall card (``recall_card.json``: recall@10/100 and queries/s at each probe setting tried, and
+    the one kept) is measured and written into the folder. ``explain``: return the plan and build nothing (for
+    ``embeddings``, or for ``size`` vectors of ``dim``)."""
     from densepr.dense.passage_encoding import load_embeddings
     from densepr.index.faiss_index import DenseIndex
+    from densepr.index.planner import recall_card
     from densepr.vector_checks import check_vectors
 
+    if explain:
+        return plan_index(embeddings=embeddings, ram_budget=ram_budget, latency_target=latency_target, size=size, dim=dim)
+    if size is not None or dim is not None:
+        raise DenseprError("--size and --dim plan without embeddings: use them with --explain")
+    if embeddings is None or out is None:
+        raise DenseprError("give --embeddings DIR and --out DIR (or --explain to plan only)")
     vectors, ids, meta = load_embeddings(embeddings)
     check_vectors(vectors, ids, str(embeddings))
     provenance = {k: meta[k] for k in ("model", "passages", "passages_fingerprint")}
-    params = {k: v for k, v in {"hnsw_m": hnsw_m, "nlist": nlist, "pq_m": pq_m}.items() if v is not None}
+    params: dict[str, int] = {k: v for k, v in {"hnsw_m": hnsw_m, "nlist": nlist, "pq_m": pq_m}.items() if v is not None}
+    chosen = None
+    if ram_budget is not None:
+        chosen = plan_index(embeddings=embeddings, ram_budget=ram_budget, latency_target=latency_target)
+        type, params = chosen.kind, chosen.params
+        log.info("planned %s %s: ~%.2f GB (%s)", type, params, chosen.bytes / 1e9, chosen.reason)
     index = DenseIndex.build(vectors, ids, type, meta=provenance, **params)
-    index.save(out)
+    extra = {}
+    if chosen is not None:
+        card = recall_card(index, vectors, recall_target)
+        card.update(plan=chosen.to_dict(), build_seconds=index.meta["build_seconds"])
+        extra["recall_card.json"] = card
+        log.info("recall card (%s): %s", type, card["chosen"])
+    index.save(out, extra=extra)
     log.info("%s index of %d vectors built in %.1fs -> %s", type, len(ids), index.meta["build_seconds"], out)
     return index
 
@@ -268,15 +317,22 @@ def train_reader(*, results: str | Path, config: ReaderConfig, model: str | None
 
 
 def answer(*, results: str | Path, reader: str | Path, out: str | Path, ks: Sequence[int] = (1, 5, 10, 20, 50, 100),
-           batch_size: int = 32, match: str = "string", bf16: bool | None = None, progress: bool = False) -> dict[str, Any]:
-    """Read each question's top-k retrieved passages, write predictions; returns exact match at each k."""
+           batch_size: int = 32, match: str = "string", bf16: bool | None = None, backend: str = "auto",
+           precision: str | None = None, progress: bool = False) -> dict[str, Any]:
+    """Read each question's top-k retrieved passages, write predictions; returns exact match at each k (and the
+    ``backend`` that read them, see :mod:`densepr.backends.choice`)."""
+    from densepr.backends.choice import choose
+    from densepr.backends.gate import ctx_sample
     from densepr.fileio import write_json
     from densepr.read import Reader, answer_results
+    from densepr.read.backend import attach_reader
 
     entries = read_results(results)
     model = Reader.load(reader)
+    placed = attach_reader(model, choose(backend, precision, gpu=model.device.type == "cuda", int8=False), ctx_sample(entries))
     start = time.perf_counter()
     predictions, summary = answer_results(model, entries, ks, batch_size, match, bf16, progress)
     summary["seconds_per_question"] = (time.perf_counter() - start) / len(entries)
+    summary["backend"] = str(placed)
     write_json(out, predictions, indent=1)
     return summary

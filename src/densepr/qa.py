@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TypedDict
 
+from densepr.backends.choice import Backend, BackendOptions, choose
+from densepr.corpus.passages import PassageStore
 from densepr.errors import DenseprError
 from densepr.hits import ScoredPassage
 from densepr.questions import check_question
 from densepr.read.inference import predict
 from densepr.read.model import Reader
 from densepr.retrieve.searcher import Searcher
+
+log = logging.getLogger(__name__)
+
+
+def place_reader(reader: Reader, spec: BackendOptions, store: PassageStore) -> Backend:
+    """Put ``reader`` on the backend ``spec`` asks for, checked on ``store``'s passages; logs what runs."""
+    from densepr.backends.gate import sample_passages
+    from densepr.read.backend import attach_reader
+
+    asked = choose(spec.backend, spec.precision, gpu=reader.device.type == "cuda", int8=False)
+    placed = attach_reader(reader, asked, sample_passages(store))
+    log.info("reader: %s%s", placed, " (auto)" if spec.backend == "auto" else "")
+    return placed
 
 
 class Answer(TypedDict):

@@ -7,6 +7,7 @@ missing, stale or unreadable prebuilt index is rebuilt by encoding the corpus in
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 from pathlib import Path
@@ -85,6 +86,7 @@ def default_spec(spec: SearchSpec | None = None, progress: bool = True) -> Searc
     if spec.index or spec.bm25_index:
         return spec
     default = ensure_default_index(progress=progress)
+    default = dataclasses.replace(default, backend=spec.backend, precision=spec.precision)
     return default.part(spec.kind) if spec.kind in ("bm25", "dense") else default
 
 

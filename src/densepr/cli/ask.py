@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def run(a: AskOptions, spec: SearchSpec, quiet: bool) -> None:
-    from densepr.qa import Answerer
+    from densepr.qa import Answerer, place_reader
     from densepr.questions import check_question
     from densepr.quickstart import default_reader, default_spec
     from densepr.read.model import Reader
@@ -29,6 +29,8 @@ def run(a: AskOptions, spec: SearchSpec, quiet: bool) -> None:
     reader_path = None if a.passages_only else (a.reader or default_reader())
     reader = Reader.load(reader_path) if reader_path else None  # a bad reader folder fails before retrieval
     searcher = open_searcher(default_spec(spec, progress=not quiet))
+    if reader is not None:
+        place_reader(reader, spec, searcher.store)
     answerer = Answerer(searcher, reader, a.top_k) if reader is not None else None
     one = a.question is not None
     questions: Iterable[str] = [a.question] if a.question is not None else _questions()

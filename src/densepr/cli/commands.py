@@ -42,9 +42,12 @@ def encode(a: o.EncodeOptions, quiet: bool) -> None:
 
 
 def index(a: o.IndexOptions, quiet: bool) -> None:
+    from densepr.index.planner import Plan
     from densepr.pipeline import build_index
 
-    build_index(**dataclasses.asdict(a))
+    built = build_index(**dataclasses.asdict(a))
+    if isinstance(built, Plan):
+        print(json.dumps(built.to_dict(), indent=2))
 
 
 def retrieve(a: o.RetrieveOptions, spec: SearchSpec, quiet: bool) -> None:
@@ -152,10 +155,11 @@ def qa(a: o.QAOptions, quiet: bool) -> None:
     from densepr.pipeline import answer
 
     summary = answer(results=a.results, reader=a.reader, out=a.out, ks=numbers(a.ks, int, "--ks"), batch_size=a.batch_size,
-                     match=a.match, bf16=a.bf16, progress=not quiet)
+                     match=a.match, bf16=a.bf16, backend=a.backend, precision=a.precision,
+                     progress=not quiet)
     if a.json:
         print(json.dumps(summary))
         return
-    print(f"{summary['questions']} questions ({summary['seconds_per_question']:.2f} s per question)")
+    print(f"{summary['questions']} questions ({summary['seconds_per_question']:.2f} s per question, reader on {summary['backend']})")
     for k, em in summary["exact_match"].items():
         print(f"k={k:<4} exact match  {em:6.2f}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from densepr.backends.choice import BackendOptions
 from densepr.corpus.documents import FORMATS
 from densepr.evaluate.answers import MATCH_MODES
 from densepr.index import INDEX_TYPES
@@ -31,7 +32,7 @@ class BM25Options:
 
 
 @dataclass(kw_only=True)
-class EncodeOptions:
+class EncodeOptions(BackendOptions):
     passages: str = opt(required=True, help="passages TSV")
     out: str = opt(required=True, help="embeddings folder")
     model: str | None = opt(None, help="model folder or hub name (default: offline all-MiniLM-L6-v2)")
@@ -46,12 +47,19 @@ class EncodeOptions:
 
 @dataclass(kw_only=True)
 class IndexOptions:
-    embeddings: str = opt(required=True, help="embeddings folder from 'densepr encode'")
-    out: str = opt(required=True, help="index folder")
+    embeddings: str | None = opt(None, help="embeddings folder from 'densepr encode'")
+    out: str | None = opt(None, help="index folder")
     type: str = opt("flat", choices=INDEX_TYPES, help="FAISS index type (default flat: exact)")
     hnsw_m: int = opt(32, help="HNSW links per node")
     nlist: int | None = opt(None, help="IVF lists (default ~4*sqrt(N))")
     pq_m: int | None = opt(None, help="PQ sub-quantisers (default dim/4)")
+    ram_budget: str | None = opt(None, help="choose the index type and parameters for this RAM (e.g. 8GB), then "
+                                            "measure its recall into recall_card.json (overrides --type)")
+    recall_target: float = opt(0.95, help="with --ram-budget: the recall@100 the probe setting must reach")
+    latency_target: float | None = opt(None, help="with --ram-budget: predicted ms per query to stay under")
+    explain: bool = opt(False, help="with --ram-budget: print the plan and build nothing")
+    size: int | None = opt(None, help="with --explain and no --embeddings: the number of vectors to plan for")
+    dim: int | None = opt(None, help="with --explain and no --embeddings: their dimension")
 
 
 @dataclass(kw_only=True)
@@ -166,7 +174,7 @@ class TrainReaderOptions:
 
 
 @dataclass(kw_only=True)
-class QAOptions:
+class QAOptions(BackendOptions):
     results: str = opt(required=True, help="DPR result JSON (from 'densepr retrieve')")
     reader: str = opt(required=True, help="reader folder (from 'densepr train-reader')")
     out: str = opt(required=True, help="predictions JSON")

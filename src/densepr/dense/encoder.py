@@ -81,6 +81,9 @@ class Encoder(torch.nn.Module):
         self.model, self.tokenizer = model, tokenizer
         self.pooling, self.normalize, self.max_length = pooling, normalize, max_length
         self.truncated = 0  # inputs cut at max_length by embed(), all calls together
+        self.source: Path | None = None  # the folder it was loaded from
+        self.runner: Callable[[dict], list[np.ndarray]] | None = None  # an exported graph embed() runs instead (backends)
+        self.precision: str | None = None  # "fp32" or "bf16" for torch (None: bf16 where the CPU has bf16 units)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, pooling: str | None = None, max_length: int | None = None) -> Encoder:
@@ -95,12 +98,24 @@ class Encoder(torch.nn.Module):
         positions = getattr(model.config, "max_position_embeddings", 512)
         length = min(max_length or spec.max_length or getattr(tokenizer, "model_max_length", 512), positions, 512)
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        return cls(model.eval().to(device), tokenizer, spec.pooling, spec.normalize, int(length))
+        encoder = cls(model.eval().to(device), tokenizer, spec.pooling, spec.normalize, int(length))
+        encoder.source = spec.path
+        return encoder
 
     @property
     def dim(self) -> int:
         cfg = self.model.config
         return int(getattr(cfg, "projection_dim", 0) or cfg.hidden_size)
+
+    def backend(self, bf16: bool | None = None) -> str:
+        """What computes the vectors: ``torch fp32``, ``torch bf16`` or ``onnx <precision>`` (``bf16`` as :meth:`embed`)."""
+        if self.runner is not None:
+            return f"onnx {self.precision}"
+        device = next(self.model.parameters()).device
+        return "torch bf16" if use_bf16(device.type, self._bf16(bf16)) else "torch fp32"
+
+    def _bf16(self, bf16: bool | None) -> bool | None:
+        return bf16 if bf16 is not None or self.precision is None else self.precision == "bf16"
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Pooled (and optionally L2-normalised) vectors of a tokenised batch."""
@@ -133,14 +148,15 @@ class Encoder(torch.nn.Module):
 
         ``batch_size=None`` fills each batch up to a token budget (:data:`CPU_BATCH_TOKENS` on CPU), so short
         questions go many at a time and long passages few; ``bf16=None`` uses bf16 autocast where the CPU has
-        native bf16 units.
+        native bf16 units (or as :attr:`precision` says). With a :attr:`runner` (see :mod:`densepr.backends`) the
+        exported graph computes the vectors instead of torch.
         """
         if batch_size is not None and batch_size < 1:
             raise DenseprError(f"batch size must be >= 1, not {batch_size}")
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         device = next(self.model.parameters()).device
-        bf16 = use_bf16(device.type, bf16)
+        bf16 = use_bf16(device.type, self._bf16(bf16))
         encoded = self.tokenize(texts, pairs)
         truncated = sum(len(ids) >= self.max_length for ids in encoded["input_ids"])
         self.truncated += truncated
@@ -159,9 +175,12 @@ class Encoder(torch.nn.Module):
             idx = order[rows]
             rows_of: dict[str, list] = {k: [encoded[k][i] for i in idx] for k in keys}
             batch = self.tokenizer.pad(rows_of, return_tensors="pt")
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                vectors = self(**{k: batch[k].to(device) for k in keys})
-            out[idx] = vectors.float().cpu().numpy()
+            if self.runner is not None:
+                out[idx] = self.runner(dict(batch))[0]
+            else:
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    vectors = self(**{k: batch[k].to(device) for k in keys})
+                out[idx] = vectors.float().cpu().numpy()
             bar.update(len(idx))
             if report is not None:
                 report(len(idx))

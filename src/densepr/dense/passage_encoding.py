@@ -41,8 +41,8 @@ def _check_meta(out_dir: Path, meta: dict) -> None:
     meta_path = out_dir / "meta.json"
     if meta_path.is_file():
         old = read_json(meta_path)
-        for key in ("passages_fingerprint", "model", "dim", "num_shards"):
-            if old.get(key) != meta[key]:
+        for key in ("passages_fingerprint", "model", "dim", "num_shards", "backend"):
+            if old.get(key) != meta[key] and (key in old or key != "backend"):  # older runs recorded no backend
                 raise DenseprError(f"{out_dir} holds embeddings with {key}={old.get(key)!r}, not {meta[key]!r}; use another --out")
     else:
         write_json(meta_path, meta)
@@ -76,7 +76,8 @@ def encode_passages(passages: PassageStore, model: BiEncoder, out_dir: str | Pat
     name = shard_name(shard_id, num_shards)
     final = out_dir / f"{name}.npy"
     _check_meta(out_dir, {"passages": str(passages.path.resolve()), "passages_fingerprint": passages.fingerprint(),
-                          "num_passages": len(passages), "model": model.name, "dim": model.dim, "num_shards": num_shards})
+                          "num_passages": len(passages), "model": model.name, "dim": model.dim, "num_shards": num_shards,
+                          "backend": model.passage_encoder.backend(bf16)})
     if final.is_file() and (out_dir / f"{name}.ids.txt").is_file():
         log.info("%s already complete", final)
         return final

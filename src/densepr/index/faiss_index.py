@@ -7,7 +7,6 @@ model, passages file and fingerprint).
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,13 +18,9 @@ import numpy as np
 from densepr.errors import DenseprError
 from densepr.fileio import atomic_folder, check_manifest, read_ids, read_json, write_json, write_manifest
 from densepr.index import INDEX_TYPES
+from densepr.index.planner import ivf_lists
 
 log = logging.getLogger(__name__)
-
-
-def _ivf_lists(n: int) -> int:
-    """About 4·sqrt(n) lists, with at least 39 training points each."""
-    return max(1, min(int(4 * math.sqrt(n)), n // 39))
 
 
 def _pq_subquantizers(dim: int) -> int:
@@ -52,9 +47,9 @@ def build_faiss(vectors: np.ndarray, kind: str = "flat", hnsw_m: int = 32, ef_co
     elif kind == "sq8":
         index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, ip)
     elif kind == "ivfsq8":
-        index = faiss.index_factory(dim, f"IVF{nlist or _ivf_lists(n)},SQ8", ip)
+        index = faiss.index_factory(dim, f"IVF{nlist or ivf_lists(n)},SQ8", ip)
     else:
-        nlist = nlist or _ivf_lists(n)
+        nlist = nlist or ivf_lists(n)
         pq_m = pq_m or _pq_subquantizers(dim)
         if dim % pq_m:
             raise DenseprError(f"--pq-m {pq_m} must divide the vector dimension {dim}")
@@ -116,10 +111,13 @@ class DenseIndex:
         except RuntimeError as exc:
             raise DenseprError(f"a {self.meta['type']} index cannot give back its vectors ({str(exc).splitlines()[0]})") from None
 
-    def save(self, out_dir: str | Path) -> None:
-        """Write the index folder whole (built beside it, swapped in by a rename): never old and new files mixed."""
+    def save(self, out_dir: str | Path, extra: dict[str, dict] | None = None) -> None:
+        """Write the index folder whole (built beside it, swapped in by a rename): never old and new files mixed.
+        ``extra``: more JSON files (a recall card), each given the index file's size as ``index_bytes``."""
         with atomic_folder(Path(out_dir)) as tmp:
             (tmp / "index.faiss").write_bytes(faiss.serialize_index(self.index).tobytes())
+            for name, content in (extra or {}).items():
+                write_json(tmp / name, dict(content, index_bytes=(tmp / "index.faiss").stat().st_size))
             (tmp / "ids.txt").write_text("".join(i + "\n" for i in self.ids), encoding="utf-8")
             write_json(tmp / "meta.json", dict(self.meta, retriever="dense"))
             write_manifest(tmp)
@@ -140,4 +138,6 @@ class DenseIndex:
                 index = faiss.read_index(path)
             except RuntimeError as exc:
                 raise DenseprError(f"{path}: unreadable FAISS index ({str(exc).splitlines()[0]})") from None
-        return cls(index, read_ids(index_dir / "ids.txt", index.ntotal), meta)
+        loaded = cls(index, read_ids(index_dir / "ids.txt", index.ntotal), meta)
+        loaded.configure(ef_search=meta.get("ef_search"))  # a recall card's choice (IVF indexes keep nprobe themselves)
+        return loaded

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -36,13 +36,17 @@ def read_passages(reader: Reader, question: str, ctxs: Sequence[Mapping[str, Any
     """Read each passage (``{"title", "text"}``) for ``question``, ``batch_size`` passages per forward pass."""
     was_training = reader.training
     reader.eval()
-    device, enabled = reader.device, use_bf16(reader.device.type, bf16)
+    precision = reader.precision
+    device, enabled = reader.device, use_bf16(reader.device.type, bf16 if bf16 is not None or precision is None else precision == "bf16")
     out: list[PassageReading] = []
     for first in range(0, len(ctxs), batch_size):
         chunk = ctxs[first : first + batch_size]
         batch = reader.encode([question] * len(chunk), chunk)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled):
-            start, end, select = reader(**{k: v.to(device) for k, v in batch.tensors.items()})
+        if reader.runner is not None:
+            start, end, select = (torch.from_numpy(x) for x in reader.runner(batch.tensors))
+        else:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled):
+                start, end, select = reader(**{k: v.to(device) for k, v in batch.tensors.items()})
         starts, ends, scores = best_spans(masked(start, batch.text_mask), masked(end, batch.text_mask), reader.max_answer_len)
         for i in range(len(chunk)):
             s, e = int(starts[i]), int(ends[i])

@@ -8,10 +8,11 @@ heads' tensors) and ``densepr_reader.json`` (settings), written atomically. Hugg
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
@@ -57,6 +58,9 @@ class Reader(torch.nn.Module):
         positions = getattr(encoder.config, "max_position_embeddings", 512)
         self.max_length, self.max_answer_len = min(max_length, positions), max_answer_len
         self.base_model, self.input_format = base_model, input_format
+        self.source: Path | None = None  # the folder it was loaded from
+        self.runner: Callable[[dict], list[np.ndarray]] | None = None  # an exported graph read_passages runs instead
+        self.precision: str | None = None  # "fp32" or "bf16" for torch (None: bf16 where the CPU has bf16 units)
 
     @classmethod
     def from_pretrained(cls, model: str | Path | None = None, max_length: int = 256, max_answer_len: int = 10) -> Reader:
@@ -89,6 +93,7 @@ class Reader(torch.nn.Module):
         except RuntimeError as exc:
             reason = str(exc).splitlines()[0]
             raise DenseprError(f"{folder / HEADS_FILE}: head weights do not fit the encoder ({reason})") from None
+        reader.source = folder
         return reader.eval().to(_device())
 
     @classmethod
@@ -111,6 +116,7 @@ class Reader(torch.nn.Module):
         reader = cls(encoder, tokenizer, max_length, max_answer_len, name or str(folder), "dpr")
         reader.qa_outputs.load_state_dict(span.qa_outputs.state_dict())
         reader.qa_classifier.load_state_dict(span.qa_classifier.state_dict())
+        reader.source = folder
         return reader.eval().to(_device())
 
     def save(self, path: str | Path) -> None:

@@ -10,6 +10,7 @@ library) opens its retriever here, so one spec gives one ranking whichever door 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +28,7 @@ from densepr.retrieve.spec import Kind, SearchSpec
 from densepr.sparse.bm25 import BM25Retriever
 
 Retriever = BM25Retriever | DenseRetriever | HybridRetriever
+log = logging.getLogger(__name__)
 
 
 class Searcher:
@@ -143,4 +145,13 @@ def open_searcher(spec: SearchSpec | None = None, /, **options: Any) -> Searcher
     else:
         retriever = bm25 or dense  # type: ignore[assignment]
     store = open_passages(retriever.meta if dense is None else dense.meta, spec.passages)
+    if dense is not None:
+        from densepr.backends.choice import choose
+        from densepr.backends.gate import sample_passages
+        from densepr.dense.backend import attach_encoder
+
+        encoder = dense.model.question_encoder
+        asked = choose(spec.backend, spec.precision, gpu=next(encoder.parameters()).is_cuda)
+        placed = attach_encoder(encoder, asked, sample_passages(store), question=True)
+        log.info("question encoder: %s%s", placed, " (auto)" if spec.backend == "auto" else "")
     return Searcher(spec, retriever, store)

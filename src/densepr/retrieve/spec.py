@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from densepr.backends.choice import BACKENDS, PRECISIONS, BackendOptions
 from densepr.errors import DenseprError
 from densepr.fileio import read_json, write_json
 from densepr.options import opt, to_argv
@@ -20,16 +21,17 @@ from densepr.retrieve.fusion import NORMALIZATIONS, RRF_K, Fusion, check_fusion
 
 Kind = Literal["bm25", "dense", "hybrid"]
 KINDS = ("bm25", "dense", "hybrid")
-BACKENDS = ("torch",)
 HYBRID_ONLY = ("bm25_index", "fusion", "lam", "depth", "normalize", "rrf_k")
 
 
 @dataclass(kw_only=True)
-class SearchSpec:
+class SearchSpec(BackendOptions):
     """Everything that decides a ranking; :func:`densepr.open_searcher` opens it.
 
     ``index`` is the dense index folder (``dense``, ``hybrid``) or the BM25 one (``bm25``); a hybrid's BM25
-    folder is ``bm25_index``. Without ``kind``, it is read from the folders: both given → ``hybrid``.
+    folder is ``bm25_index``. Without ``kind``, it is read from the folders: both given → ``hybrid``. ``backend`` and
+    ``precision`` say what runs the question encoder (:mod:`densepr.backends.choice`); they change no ranking beyond
+    the agreement gate's tolerance.
     """
 
     kind: Kind | None = opt(None, flag="--retriever", choices=KINDS,
@@ -46,7 +48,6 @@ class SearchSpec:
     rrf_k: int = opt(RRF_K, help="hybrid: the k of reciprocal rank fusion, 1/(k + rank) (default 60)")
     nprobe: int | None = opt(None, help="IVF lists to probe (default: the index's)")
     ef_search: int | None = opt(None, help="HNSW search breadth (default: the index's)")
-    backend: str = opt("torch", choices=BACKENDS, help="question encoder backend")
 
     def resolved(self) -> SearchSpec:
         """A checked copy with ``kind`` filled in (read from the folders' ``meta.json`` if not given)."""
@@ -80,6 +81,8 @@ class SearchSpec:
         check_fusion(self.fusion, self.normalize, self.depth, self.rrf_k)
         if self.backend not in BACKENDS:
             raise DenseprError(f"unknown backend {self.backend!r}; choose from {', '.join(BACKENDS)}")
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise DenseprError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
 
     @property
     def dense_dir(self) -> str | None:

@@ -19,8 +19,7 @@ import densepr
 from densepr.errors import DenseprError
 from densepr.retrieve.spec import SearchSpec
 from densepr.serve.page import PAGE
-from densepr.serve.schemas import (AnswerResponse, ErrorBody, Health, IndexInfo, ReaderAnswer, SearchRequest,
-                                   SearchResponse)
+from densepr.serve.schemas import AnswerResponse, ErrorBody, Health, IndexInfo, ReaderAnswer, SearchRequest, SearchResponse
 from densepr.serve.service import SearchService
 
 _ERRORS: dict[int | str, dict[str, Any]] = {400: {"model": ErrorBody, "description": "the request names a retriever that is not loaded"}}
@@ -48,9 +47,11 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
     service = SearchService.load(spec, max_batch=max_batch, max_wait=max_wait)
     answerer = None
     if reader is not None:
+        from densepr.qa import place_reader
         from densepr.read import Reader
 
         answerer = Reader.load(reader)
+        place_reader(answerer, spec, service.searcher.store)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -1,0 +1,84 @@
+"""Which inference backend runs the encoders and the reader: torch (fp32, bf16) or ONNX Runtime (fp32, int8).
+
+``auto`` picks, on this machine: torch where there is a GPU or a CPU with bf16 units (bf16 there beat ONNX Runtime int8
+in ``benchmarks/backends.py``), else ONNX Runtime int8 when ``onnxruntime`` is installed, else torch fp32. For the
+reader, ``auto`` never picks int8: it cost 2 points of exact match on held-out SQuAD (benchmarks/RESULTS.md), over the
+0.5 allowed; ``--precision int8`` still asks for it, behind the gate.
+An int8 (or any exported) graph is used only when it agrees with torch fp32 on a sample of the corpus's own passages
+(:data:`GATE`); otherwise the next choice runs, said in one log line.
+
+>>> choose("torch", "fp32")
+Backend(name='torch', precision='fp32')
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+
+from densepr.errors import DenseprError
+from densepr.hardware import cpu_supports_bf16
+from densepr.options import opt
+
+log = logging.getLogger(__name__)
+BACKENDS = ("auto", "torch", "onnx")
+PRECISIONS = ("fp32", "bf16", "int8")
+PRECISIONS_OF = {"torch": ("fp32", "bf16"), "onnx": ("fp32", "int8")}
+# Agreement with torch fp32 an exported graph needs: encoders, cosine of the vectors (mean, min); the reader, the
+# correlation of its start, end and selection logits (the lowest). benchmarks/backends.py measures what these mean for
+# top-k accuracy and exact match.
+GATE = {"cosine_mean": 0.99, "cosine_min": 0.95, "logit_correlation": 0.995}
+
+
+@dataclass(kw_only=True)
+class BackendOptions:
+    """The options every command that runs a model shares."""
+
+    backend: str = opt("auto", choices=BACKENDS, help="inference backend: auto picks torch bf16 on GPUs and CPUs with bf16 "
+                       "units, ONNX Runtime int8 elsewhere when it is installed (pip install 'densepr[onnx]'), else torch fp32")
+    precision: str | None = opt(None, choices=PRECISIONS, help="fp32, bf16 (torch) or int8 (onnx); default: the backend's "
+                                "best here. An exported graph runs only if it agrees with torch fp32 on the corpus's passages")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A backend and the precision it computes in."""
+
+    name: str  # "torch" | "onnx"
+    precision: str  # "fp32" | "bf16" | "int8"
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.precision}"
+
+
+def onnxruntime_installed() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def choose(backend: str = "auto", precision: str | None = None, gpu: bool = False, int8: bool = True) -> Backend:
+    """The backend to try for ``backend``/``precision`` on this machine; one-line errors for pairs that cannot run.
+    ``int8=False``: ``auto`` (without a precision) does not pick int8 (the reader)."""
+    if backend not in BACKENDS:
+        raise DenseprError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if precision is not None and precision not in PRECISIONS:
+        raise DenseprError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if backend == "auto":
+        if precision in (None, "bf16") and (gpu or cpu_supports_bf16()):
+            return Backend("torch", "bf16")
+        if (precision in ("int8", "fp32") or (precision is None and int8)) and not gpu and onnxruntime_installed():
+            return Backend("onnx", precision or "int8")
+        if precision == "int8":
+            raise DenseprError("int8 runs on the onnx backend: pip install 'densepr[onnx]'")
+        return Backend("torch", precision or "fp32")
+    if backend == "onnx" and gpu:
+        raise DenseprError("the onnx backend runs on CPU; on a GPU use --backend torch")
+    precision = precision or ("bf16" if backend == "torch" and (gpu or cpu_supports_bf16()) else "fp32")
+    if precision not in PRECISIONS_OF[backend]:
+        raise DenseprError(f"the {backend} backend runs {' or '.join(PRECISIONS_OF[backend])}, not {precision}")
+    return Backend(backend, precision)
+
+
+def passes_gate(agreement: dict[str, float]) -> bool:
+    """True when every measure in ``agreement`` reaches its :data:`GATE` threshold."""
+    return all(value >= GATE[name] for name, value in agreement.items() if name in GATE)

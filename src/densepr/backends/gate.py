@@ -1,0 +1,60 @@
+"""The agreement gate: an exported graph runs only if it agrees with torch fp32 on a sample of the corpus's passages.
+
+:func:`place` is shared by :func:`densepr.dense.backend.attach_encoder` and :func:`densepr.read.backend.attach_reader`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from densepr.backends.choice import Backend, passes_gate
+from densepr.backends.onnx import OnnxRunner
+from densepr.corpus.passages import Passage, PassageStore
+
+log = logging.getLogger(__name__)
+SAMPLE = 64  # passages the agreement with torch fp32 is measured on
+
+
+def sample_passages(store: PassageStore, n: int = SAMPLE) -> list[Passage]:
+    """``n`` passages spread evenly over ``store`` (the corpus's own text, for calibration and agreement)."""
+    rows = np.unique(np.linspace(0, len(store) - 1, num=min(n, len(store))).astype(int)).tolist() if len(store) else []
+    return [store[int(r)] for r in rows]
+
+
+def ctx_sample(entries: Sequence[Mapping[str, Any]], n: int = SAMPLE) -> list[Passage]:
+    """The first retrieved passage of up to ``n`` DPR result entries (spread over the file), as passages."""
+    chosen = [entries[int(i)] for i in np.unique(np.linspace(0, len(entries) - 1, num=min(n, len(entries))).astype(int))] if entries else []
+    return [Passage(str(c.get("id", "")), c["text"], c.get("title") or "") for e in chosen for c in e.get("ctxs", [])[:1]]
+
+
+def question_like(passages: Sequence[Passage]) -> list[str]:
+    """Short question-shaped texts from passage titles, for the question tower's agreement check."""
+    return [f"what is known about {p.title or p.text.split('.')[0][:60]}?" for p in passages]
+
+
+def agreement_of(runner: OnnxRunner, measure) -> dict[str, float]:
+    if runner.agreement is None:
+        runner.record_agreement(measure(runner))
+    return runner.agreement  # type: ignore[return-value]
+
+
+def place(kind: str, backend: Backend, build, measure, sample: int) -> tuple[Backend, OnnxRunner | None]:
+    """``backend`` and its runner; an exported graph failing the gate falls back to onnx fp32, then to torch fp32."""
+    if backend.name == "torch":
+        return backend, None
+    if not sample:
+        log.warning("%s: no passages to check an exported graph against; running torch fp32", kind)
+        return Backend("torch", "fp32"), None
+    for precision in dict.fromkeys((backend.precision, "fp32")):
+        runner = build(precision)
+        agreement = agreement_of(runner, measure)
+        if passes_gate(agreement):
+            log.debug("%s: onnx %s (agreement with torch fp32: %s)", kind, precision,
+                     ", ".join(f"{k} {v:.4f}" for k, v in agreement.items()))
+            return Backend("onnx", precision), runner
+        log.warning("%s: onnx %s disagrees with torch fp32 (%s); not used", kind, precision, agreement)
+    return Backend("torch", "fp32"), None

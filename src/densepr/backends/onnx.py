@@ -1,0 +1,137 @@
+"""ONNX Runtime inference for a torch module: export once, cache by the module's fingerprint, quantise to int8.
+
+The graph takes the tokenizer's int64 tensors (``input_ids``, ``attention_mask``, ``token_type_ids``) with dynamic
+batch and sequence axes and returns the module's float outputs. Exports live in a folder keyed by a hash of the
+module's weights, its settings and the precision, written atomically; a graph that fails to load is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from densepr.errors import DenseprError
+from densepr.fileio import atomic_folder, write_json
+
+log = logging.getLogger(__name__)
+GRAPH, META = "model.onnx", "densepr_onnx.json"
+OPSET = 17
+
+
+def require_onnxruntime():  # -> the onnxruntime module
+    """``onnxruntime``, or a one-line error saying how to install it."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise DenseprError("the onnx backend needs onnxruntime: pip install 'densepr[onnx]'") from None
+    return onnxruntime
+
+
+def module_fingerprint(module: torch.nn.Module, settings: Mapping[str, object]) -> str:
+    """A hash of every parameter and buffer (names, shapes, bytes) and of ``settings``."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(json.dumps(dict(settings), sort_keys=True, default=str).encode())
+    for name, tensor in module.state_dict().items():
+        h.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def export_graph(module: torch.nn.Module, sample: Mapping[str, torch.Tensor], outputs: Sequence[str], path: Path) -> None:
+    """Trace ``module(**sample)`` to ONNX at ``path`` in fp32, batch and sequence axes dynamic."""
+    names = [k for k in inspect.signature(module.forward).parameters if k in sample]  # positional: forward's order
+    if len(names) != len(sample):
+        raise DenseprError(f"{type(module).__name__}.forward takes no {sorted(set(sample) - set(names))}")
+    axes: dict[str, dict[int, str]] = {k: {0: "batch", 1: "sequence"} for k in names}
+    axes.update({o: {0: "batch"} for o in outputs})
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's notes on constants it keeps; the agreement gate checks the graph
+            torch.onnx.export(module, tuple(sample[k].cpu() for k in names), str(path), input_names=names,
+                              output_names=list(outputs), dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def quantize_int8(source: Path, target: Path) -> None:
+    """Dynamic int8: weights per output channel (signed), activations quantised per batch at run time."""
+    require_onnxruntime()
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # onnxruntime's quantiser logs every node it skips to the root logger
+    try:
+        quantize_dynamic(str(source), str(target), per_channel=True, weight_type=QuantType.QInt8)
+    finally:
+        logging.disable(previous)
+
+
+def cache_root(near: Path | None) -> Path:
+    """``near/.densepr-onnx`` when that folder is writable, else the user cache (``$XDG_CACHE_HOME/densepr/onnx``)."""
+    if near is not None and os.access(near, os.W_OK):
+        return near / ".densepr-onnx"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("densepr")) / "onnx"
+
+
+class OnnxRunner:
+    """Runs a cached ONNX graph of a module: ``runner({"input_ids": ..., ...})`` returns its outputs as numpy arrays.
+
+    >>> runner = OnnxRunner.build(encoder, sample, ["vectors"], "int8", key, Path("cache"))   # doctest: +SKIP
+    """
+
+    def __init__(self, path: Path, threads: int | None = None):
+        ort = require_onnxruntime()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.path = path
+        meta = path.parent / META
+        self.agreement: dict[str, float] | None = json.loads(meta.read_text()).get("agreement") if meta.is_file() else None
+
+    def record_agreement(self, agreement: dict[str, float]) -> None:
+        """Keep ``agreement`` (with torch fp32, measured once) in the export's metadata."""
+        self.agreement = agreement
+        meta = self.path.parent / META
+        write_json(meta, {**json.loads(meta.read_text()), "agreement": agreement})
+
+    @classmethod
+    def build(cls, module: torch.nn.Module, sample: Mapping[str, torch.Tensor], outputs: Sequence[str], precision: str,
+              key: str, root: Path) -> OnnxRunner:
+        """The runner of ``module`` at ``precision`` (fp32 or int8), exported into ``root/<key>-<precision>`` unless there."""
+        folder = root / f"{key}-{precision}"
+        if (folder / META).is_file():
+            try:
+                return cls(folder / GRAPH)
+            except Exception as exc:  # onnxruntime raises its own types for truncated or foreign graphs
+                log.warning("%s: cannot load the exported graph (%s); exporting it again", folder, str(exc).splitlines()[0][:120])
+        log.info("exporting %s to ONNX (%s) -> %s", type(module).__name__, precision, folder)
+        with atomic_folder(folder) as tmp:
+            export_graph(module, sample, outputs, tmp / "fp32.onnx")
+            if precision == "int8":
+                quantize_int8(tmp / "fp32.onnx", tmp / GRAPH)
+                (tmp / "fp32.onnx").unlink()
+            else:
+                (tmp / "fp32.onnx").rename(tmp / GRAPH)
+            write_json(tmp / META, {"key": key, "precision": precision, "opset": OPSET, "torch": torch.__version__,
+                                    "onnxruntime": require_onnxruntime().__version__})
+        return cls(folder / GRAPH)
+
+    def __call__(self, tensors: Mapping[str, np.ndarray | torch.Tensor]) -> list[np.ndarray]:
+        feed = {k: np.asarray(tensors[k], dtype=np.int64) for k in self.inputs}
+        return self.session.run(None, feed)

@@ -1,0 +1,45 @@
+"""Run an encoder tower on a backend: torch, or its ONNX export checked against torch fp32.
+
+>>> attach_encoder(encoder, choose("auto"), sample_passages(store), question=True)   # doctest: +SKIP
+Backend(name='onnx', precision='int8')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from densepr.backends.choice import Backend
+from densepr.backends.gate import place, question_like
+from densepr.backends.onnx import OnnxRunner, cache_root, module_fingerprint
+from densepr.corpus.passages import Passage
+from densepr.dense.encoder import Encoder
+
+
+def attach_encoder(encoder: Encoder, backend: Backend, passages: Sequence[Passage], question: bool = False,
+                   cache_near: Path | None = None) -> Backend:
+    """Run ``encoder`` on ``backend`` from now on; returns what runs (the gate may fall back). ``passages``: the
+    corpus's own, the agreement sample (as titles/texts for a passage tower, question-shaped for a question tower)."""
+    texts, pairs = (question_like(passages), None) if question else ([p.title for p in passages], [p.text for p in passages])
+
+    def build(precision: str) -> OnnxRunner:
+        sample = dict(encoder.tokenizer.pad(encoder.tokenize(["a", *texts[:1]], None if pairs is None else ["b", *pairs[:1]]),
+                                            return_tensors="pt"))
+        settings = {"kind": "encoder", "pooling": encoder.pooling, "normalize": encoder.normalize}
+        return OnnxRunner.build(encoder, sample, ["vectors"], precision, module_fingerprint(encoder, settings),
+                                cache_root(cache_near or encoder.source))
+
+    def measure(runner: OnnxRunner) -> dict[str, float]:
+        encoder.runner, encoder.precision = None, "fp32"
+        reference = encoder.embed(texts, pairs, warn_truncation=False)
+        encoder.runner = runner
+        vectors = encoder.embed(texts, pairs, warn_truncation=False)
+        encoder.runner = None
+        cosine = (reference * vectors).sum(1) / np.maximum(np.linalg.norm(reference, axis=1) * np.linalg.norm(vectors, axis=1), 1e-12)
+        return {"cosine_mean": float(cosine.mean()), "cosine_min": float(cosine.min())}
+
+    placed, encoder.runner = place("question encoder" if question else "passage encoder", backend, build, measure, len(passages))
+    encoder.precision = placed.precision
+    return placed

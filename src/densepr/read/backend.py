@@ -1,0 +1,53 @@
+"""Run the reader on a backend: torch, or its ONNX export checked against torch fp32.
+
+>>> attach_reader(reader, choose("auto"), sample_passages(store))   # doctest: +SKIP
+Backend(name='onnx', precision='int8')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from densepr.backends.choice import Backend
+from densepr.backends.gate import place, question_like
+from densepr.backends.onnx import OnnxRunner, cache_root, module_fingerprint
+from densepr.corpus.passages import Passage
+from densepr.read.model import Reader
+
+
+def attach_reader(reader: Reader, backend: Backend, passages: Sequence[Passage], cache_near: Path | None = None) -> Backend:
+    """Run ``reader`` on ``backend`` from now on (as :func:`attach_encoder`; agreement: the correlation of the start,
+    end and selection logits with torch fp32 on the sample, the lowest of the three)."""
+    ctxs: list[Mapping[str, Any]] = [p.ctx() for p in passages]
+    questions = question_like(passages)
+
+    def build(precision: str) -> OnnxRunner:
+        sample = dict(reader.encode(["a", questions[0]], [{"title": "t", "text": "b"}, ctxs[0]]).tensors)
+        settings = {"kind": "reader", "input_format": reader.input_format}
+        return OnnxRunner.build(reader, sample, ["start", "end", "select"], precision, module_fingerprint(reader, settings),
+                                cache_root(cache_near or reader.source))
+
+    def measure(runner: OnnxRunner) -> dict[str, float]:
+        batch = reader.encode(questions, ctxs)
+        with torch.inference_mode():
+            reference = [t.float().numpy() for t in reader(**{k: v.to(reader.device) for k, v in batch.tensors.items()})]
+        got = runner(batch.tensors)
+        text = batch.text_mask.numpy()
+        pairs = [(reference[0][text], got[0][text]), (reference[1][text], got[1][text]), (reference[2], got[2])]
+        return {"logit_correlation": min(_correlation(a, b) for a, b in pairs)}
+
+    placed, reader.runner = place("reader", backend, build, measure, len(passages))
+    reader.precision = placed.precision
+    return placed
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation; constant arrays correlate 1 when equal (to 1e-4), else 0."""
+    if a.std() < 1e-12 or b.std() < 1e-12:
+        return float(np.allclose(a, b, atol=1e-4))
+    return float(np.corrcoef(a, b)[0, 1])

@@ -1,0 +1,199 @@
+"""Inference backends: ONNX Runtime exports of encoders (plain BERT, HF DPR) and readers agree with torch, are cached by
+fingerprint, rebuilt when corrupt, gated on agreement, and every bad choice is one clear error."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from densepr.backends import choice
+from densepr.backends.choice import Backend, choose, passes_gate
+from densepr.backends.gate import sample_passages
+from densepr.backends.onnx import GRAPH, META
+from densepr.cli.main import main
+from densepr.corpus.passages import Passage, PassageStore
+from densepr.dense.backend import attach_encoder
+from densepr.dense.encoder import Encoder
+from densepr.errors import DenseprError
+from densepr.read import Reader
+from densepr.read.backend import attach_reader
+from densepr.read.inference import read_passages
+
+pytest.importorskip("onnxruntime")
+
+PASSAGES = [Passage("1", "Albert Einstein was a physicist born in Ulm in Germany.", "Albert Einstein"),
+            Passage("2", "Paris is the capital of France and the Seine river flows through the city.", "Paris"),
+            Passage("3", "London is the capital of England on the river Thames.", "London"),
+            Passage("4", "A song recorded by Reba and Linda Davis, first on the album.", "Does He Love You")]
+QUESTIONS = ["where was einstein born", "what river flows through paris", "who recorded the song with reba"]
+
+
+def vectors(encoder: Encoder, question: bool) -> np.ndarray:
+    if question:
+        return encoder.embed(QUESTIONS, bf16=False)
+    return encoder.embed([p.title for p in PASSAGES], [p.text for p in PASSAGES], bf16=False)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+@pytest.mark.parametrize("layout", ["bert", "dpr"])
+def test_onnx_encoders_rank_as_torch(tmp_path, tiny_bert, tiny_dpr, layout, precision):
+    q_folder, p_folder = (tiny_bert, tiny_bert) if layout == "bert" else tiny_dpr
+    question, passage = Encoder.from_pretrained(q_folder), Encoder.from_pretrained(p_folder)
+    assert question.pooling == ("dpr" if layout == "dpr" else "cls")
+    reference = vectors(question, True) @ vectors(passage, False).T
+    for tower, is_question in ((question, True), (passage, False)):
+        placed = attach_encoder(tower, Backend("onnx", precision), PASSAGES, question=is_question, cache_near=tmp_path)
+        assert placed == Backend("onnx", precision) and tower.runner is not None
+        assert tower.backend() == f"onnx {precision}"
+    scores = vectors(question, True) @ vectors(passage, False).T
+    if precision == "fp32":
+        assert np.allclose(scores, reference, atol=1e-4)
+    assert (np.argsort(-scores, axis=1) == np.argsort(-reference, axis=1)).all()
+
+
+def test_exports_are_cached_by_fingerprint_and_rebuilt_when_corrupt(tmp_path, tiny_bert, caplog):
+    encoder = Encoder.from_pretrained(tiny_bert)
+    attach_encoder(encoder, Backend("onnx", "fp32"), PASSAGES, cache_near=tmp_path)
+    [folder] = (tmp_path / ".densepr-onnx").iterdir()
+    assert (folder / GRAPH).is_file() and "cosine_mean" in (folder / META).read_text()
+    stamp = (folder / GRAPH).stat().st_mtime_ns
+    attach_encoder(encoder, Backend("onnx", "fp32"), PASSAGES, cache_near=tmp_path)
+    assert (folder / GRAPH).stat().st_mtime_ns == stamp  # loaded, not exported again
+
+    (folder / GRAPH).write_bytes(b"not a graph")
+    with caplog.at_level(logging.WARNING):
+        attach_encoder(encoder, Backend("onnx", "fp32"), PASSAGES, cache_near=tmp_path)
+    assert "exporting it again" in caplog.text
+    assert np.allclose(vectors(encoder, False), _torch_vectors(tiny_bert), atol=1e-4)
+
+    with torch.no_grad():  # other weights: another fingerprint, another export
+        next(encoder.model.parameters()).add_(0.01)
+    attach_encoder(encoder, Backend("onnx", "fp32"), PASSAGES, cache_near=tmp_path)
+    assert len(list((tmp_path / ".densepr-onnx").iterdir())) == 2
+
+
+def _torch_vectors(folder) -> np.ndarray:
+    return vectors(Encoder.from_pretrained(folder), False)
+
+
+def test_a_graph_failing_the_gate_falls_back(tmp_path, tiny_bert, monkeypatch, caplog):
+    encoder = Encoder.from_pretrained(tiny_bert)
+    monkeypatch.setitem(choice.GATE, "cosine_mean", 1.01)  # nothing can pass
+    with caplog.at_level(logging.WARNING):
+        placed = attach_encoder(encoder, Backend("onnx", "int8"), PASSAGES, cache_near=tmp_path)
+    assert placed == Backend("torch", "fp32") and encoder.runner is None
+    assert "onnx int8 disagrees" in caplog.text and "onnx fp32 disagrees" in caplog.text
+    assert np.allclose(vectors(encoder, False), _torch_vectors(tiny_bert))
+
+
+def test_no_sample_means_torch(tmp_path, tiny_bert, caplog):
+    encoder = Encoder.from_pretrained(tiny_bert)
+    with caplog.at_level(logging.WARNING):
+        assert attach_encoder(encoder, Backend("onnx", "int8"), [], cache_near=tmp_path) == Backend("torch", "fp32")
+    assert "no passages" in caplog.text
+
+
+@pytest.fixture(scope="module")
+def reader_folder(tmp_path_factory, tiny_bert):
+    from transformers import BertTokenizer
+
+    folder = tmp_path_factory.mktemp("reader_bert")
+    for name in ("config.json", "model.safetensors", "vocab.txt"):
+        shutil.copy(tiny_bert / name, folder / name)
+    BertTokenizer.from_pretrained(folder, do_lower_case=True).save_pretrained(folder)
+    torch.manual_seed(0)
+    Reader.from_pretrained(str(folder)).save(folder / "reader")
+    return folder / "reader"
+
+
+@pytest.fixture(scope="module")
+def dpr_reader_folder(tmp_path_factory):
+    from transformers import DPRConfig, DPRReader
+
+    from conftest import _bert_config, _tokenizer
+
+    folder = tmp_path_factory.mktemp("dpr_reader")
+    tokenizer = _tokenizer(folder)
+    torch.manual_seed(3)
+    DPRReader(DPRConfig(**{k: v for k, v in _bert_config().to_dict().items() if k in DPRConfig().to_dict()})).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+@pytest.mark.parametrize("kind", ["densepr", "dpr"])
+def test_onnx_readers_pick_the_spans_torch_picks(tmp_path, reader_folder, dpr_reader_folder, kind, precision):
+    reader = Reader.load(reader_folder if kind == "densepr" else dpr_reader_folder)
+    ctxs = [p.ctx() for p in PASSAGES]
+    reference = [read_passages(reader, q, ctxs, bf16=False) for q in QUESTIONS]
+    placed = attach_reader(reader, Backend("onnx", precision), PASSAGES, cache_near=tmp_path)
+    [int8] = [json.loads((f / META).read_text()) for f in (tmp_path / ".densepr-onnx").iterdir() if f.name.endswith(precision)]
+    # a tiny random reader may well fail the gate in int8 (its logits are near ties): then onnx fp32 runs
+    assert placed == Backend("onnx", precision if passes_gate(int8["agreement"]) else "fp32")
+    got = [read_passages(reader, q, ctxs) for q in QUESTIONS]
+    for mine, theirs in zip(got, reference):
+        assert [r.selection for r in mine] == pytest.approx([r.selection for r in theirs], abs=1e-3 if placed.precision == "fp32" else 0.2)
+        if placed.precision == "fp32":
+            assert [(r.start, r.end, r.answer) for r in mine] == [(r.start, r.end, r.answer) for r in theirs]
+
+
+def test_choose_rules_and_errors(monkeypatch):
+    monkeypatch.setattr(choice, "cpu_supports_bf16", lambda: False)
+    assert choose("auto") == Backend("onnx", "int8")
+    assert choose("auto", "fp32") == Backend("onnx", "fp32")
+    assert choose("auto", gpu=True) == Backend("torch", "bf16")
+    assert choose("auto", int8=False) == Backend("torch", "fp32")  # the reader: auto never picks int8
+    assert choose("auto", "int8", int8=False) == Backend("onnx", "int8")  # unless asked
+    assert choose("torch") == Backend("torch", "fp32") and choose("onnx") == Backend("onnx", "fp32")
+    monkeypatch.setattr(choice, "cpu_supports_bf16", lambda: True)
+    assert choose("auto") == Backend("torch", "bf16") and choose("torch") == Backend("torch", "bf16")
+    assert choose("auto", "int8") == Backend("onnx", "int8")
+    monkeypatch.setattr(choice, "onnxruntime_installed", lambda: False)
+    assert choose("auto") == Backend("torch", "bf16")
+    monkeypatch.setattr(choice, "cpu_supports_bf16", lambda: False)
+    assert choose("auto") == Backend("torch", "fp32")
+    for args, message in ((("auto", "int8"), "int8 runs on the onnx backend"), (("torch", "int8"), "runs fp32 or bf16"),
+                          (("onnx", "bf16"), "runs fp32 or int8"), (("tensorrt",), "unknown backend"),
+                          (("auto", "fp8"), "unknown precision")):
+        with pytest.raises(DenseprError, match=message):
+            choose(*args)
+    with pytest.raises(DenseprError, match="runs on CPU"):
+        choose("onnx", gpu=True)
+
+
+def test_missing_onnxruntime_is_one_clear_error(tmp_path, tiny_bert, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
+    encoder = Encoder.from_pretrained(tiny_bert)
+    with pytest.raises(DenseprError, match=r"pip install 'densepr\[onnx\]'"):
+        attach_encoder(encoder, Backend("onnx", "fp32"), PASSAGES, cache_near=tmp_path)
+
+
+def test_cli_runs_and_names_the_backend(tmp_path, tiny_indexes, capsys):
+    out = tmp_path / "res.json"
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"question": "where was einstein born", "answer": ["Ulm"]}\n')
+    ranked = {}
+    for backend in ("torch", "onnx"):
+        code = main(["-q", "retrieve", "--index", str(tiny_indexes / "flat"), "--questions", str(questions), "--out", str(out),
+                     "--backend", backend, "--precision", "fp32", "--top-k", "3"])
+        assert code == 0
+        ranked[backend] = [c["id"] for c in json.loads(out.read_text())[0]["ctxs"]]
+    assert ranked["onnx"] == ranked["torch"]
+    capsys.readouterr()
+    code = main(["-q", "retrieve", "--index", str(tiny_indexes / "flat"), "--questions", str(questions), "--out", str(out),
+                 "--backend", "onnx", "--precision", "bf16"])
+    err = capsys.readouterr().err
+    assert code == 2 and "the onnx backend runs fp32 or int8, not bf16" in err and len(err.strip().splitlines()) == 1
+
+
+def test_passage_sample_spreads_over_the_corpus(passages_tsv):
+    store = PassageStore(passages_tsv)
+    sample = sample_passages(store, 3)
+    assert [p.id for p in sample] == [store[0].id, store[len(store) // 2].id if len(store) % 2 else sample[1].id, store[len(store) - 1].id]
+    assert sample_passages(store, 1000) == [store[i] for i in range(len(store))]
