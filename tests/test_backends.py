@@ -133,7 +133,7 @@ def test_onnx_readers_pick_the_spans_torch_picks(tmp_path, reader_folder, dpr_re
     ctxs = [p.ctx() for p in PASSAGES]
     reference = [read_passages(reader, q, ctxs, bf16=False) for q in QUESTIONS]
     placed = attach_reader(reader, Backend("onnx", precision), PASSAGES, cache_near=tmp_path)
-    [int8] = [json.loads((f / META).read_text()) for f in (tmp_path / ".densepr-onnx").iterdir() if f.name.endswith(precision)]
+    [int8] = [json.loads((f / META).read_text()) for f in (tmp_path / ".densepr-onnx").iterdir() if f"-{precision}-" in f.name]
     # a tiny random reader may well fail the gate in int8 (its logits are near ties): then onnx fp32 runs
     assert placed == Backend("onnx", precision if passes_gate(int8["agreement"]) else "fp32")
     got = [read_passages(reader, q, ctxs) for q in QUESTIONS]
@@ -197,3 +197,16 @@ def test_passage_sample_spreads_over_the_corpus(passages_tsv):
     sample = sample_passages(store, 3)
     assert [p.id for p in sample] == [store[0].id, store[len(store) // 2].id if len(store) % 2 else sample[1].id, store[len(store) - 1].id]
     assert sample_passages(store, 1000) == [store[i] for i in range(len(store))]
+
+
+def test_auto_bf16_leaves_small_batches_in_fp32(tiny_bert):
+    from densepr.dense.encoder import BF16_MIN_TOKENS
+
+    encoder = Encoder.from_pretrained(tiny_bert)
+    assert attach_encoder(encoder, Backend("torch", "bf16", chosen=True), PASSAGES).chosen
+    assert encoder.precision is None  # auto's pick: the CPU default, batch by batch
+    assert not encoder._batch_bf16(True, None, BF16_MIN_TOKENS - 1, "cpu")
+    assert encoder._batch_bf16(True, None, BF16_MIN_TOKENS, "cpu") and encoder._batch_bf16(True, None, 1, "cuda")
+    assert encoder._batch_bf16(True, True, 1, "cpu")  # asked for in the call
+    attach_encoder(encoder, choose("torch", "bf16"), PASSAGES)
+    assert encoder.precision == "bf16" and encoder._batch_bf16(True, None, 1, "cpu")  # asked for by --precision

@@ -155,3 +155,13 @@ def test_package_face_imports_no_torch_transformers_or_faiss(body, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "HEAVY []" in proc.stdout, proc.stdout[-2000:]
+
+
+def test_a_hybrid_specs_dense_half_is_a_valid_dense_spec():
+    from densepr.retrieve.spec import SearchSpec
+
+    hybrid = SearchSpec(kind="hybrid", index="flat/", bm25_index="bm25/", lam=50.0)
+    dense = hybrid.part("dense")
+    assert (dense.kind, dense.index, dense.bm25_index) == ("dense", "flat/", None)
+    dense.check()  # `ask --retriever dense` on the default hybrid failed here: it kept the BM25 folder
+    assert hybrid.part("bm25").index == "bm25/"

@@ -107,12 +107,14 @@ def plan_index(*, embeddings: str | Path | None = None, ram_budget: str | None =
 
 
 def build_index(*, embeddings: str | Path | None = None, out: str | Path | None = None, type: str = "flat", hnsw_m: int = 32,
-                nlist: int | None = None, pq_m: int | None = None, ram_budget: str | None = None, recall_target: float = 0.95,
+                nlist: int | None = None, pq_m: int | None = None, shards: int = 1, ram_budget: str | None = None,
+                recall_target: float = 0.95,
                 latency_target: float | None = None, explain: bool = False, size: int | None = None,
                 dim: int | None = None) -> DenseIndex | Plan:
     """Merge embedding shards into one FAISS index folder. With ``ram_budget``, the planner chooses the type and its
     parameters, and a recall card (``recall_card.json``: recall@10/100 and queries/s at each probe setting tried, and
-    the one kept) is measured and written into the folder. ``explain``: return the plan and build nothing (for
+    the one kept) is measured and written into the folder. ``shards``: that many FAISS files over contiguous rows, one
+    trained quantiser, searched in parallel and merged exactly. ``explain``: return the plan and build nothing (for
     ``embeddings``, or for ``size`` vectors of ``dim``)."""
     from densepr.dense.passage_encoding import load_embeddings
     from densepr.index.faiss_index import DenseIndex
@@ -134,7 +136,7 @@ def build_index(*, embeddings: str | Path | None = None, out: str | Path | None 
         chosen = plan_index(embeddings=embeddings, ram_budget=ram_budget, latency_target=latency_target)
         type, params = chosen.kind, chosen.params
         log.info("planned %s %s: ~%.2f GB (%s)", type, params, chosen.bytes / 1e9, chosen.reason)
-    index = DenseIndex.build(vectors, ids, type, meta=provenance, **params)
+    index = DenseIndex.build(vectors, ids, type, meta=provenance, shards=shards, **params)
     extra = {}
     if chosen is not None:
         card = recall_card(index, vectors, recall_target)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from densepr.errors import DenseprError
 from densepr.hardware import cpu_supports_bf16
@@ -47,6 +47,7 @@ class Backend:
 
     name: str  # "torch" | "onnx"
     precision: str  # "fp32" | "bf16" | "int8"
+    chosen: bool = field(default=False, compare=False)  # picked by auto rather than asked for
 
     def __str__(self) -> str:
         return f"{self.name} {self.precision}"
@@ -65,7 +66,7 @@ def choose(backend: str = "auto", precision: str | None = None, gpu: bool = Fals
         raise DenseprError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     if backend == "auto":
         if precision in (None, "bf16") and (gpu or cpu_supports_bf16()):
-            return Backend("torch", "bf16")
+            return Backend("torch", "bf16", chosen=precision is None)
         if (precision in ("int8", "fp32") or (precision is None and int8)) and not gpu and onnxruntime_installed():
             return Backend("onnx", precision or "int8")
         if precision == "int8":

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,16 +36,21 @@ def question_like(passages: Sequence[Passage]) -> list[str]:
     return [f"what is known about {p.title or p.text.split('.')[0][:60]}?" for p in passages]
 
 
-def agreement_of(runner: OnnxRunner, measure) -> dict[str, float]:
+Measure = Callable[[OnnxRunner], dict[str, float]]
+
+
+def agreement_of(runner: OnnxRunner, measure: Measure) -> dict[str, float]:
+    """The runner's recorded agreement with torch fp32, measured (and recorded) on first use."""
     if runner.agreement is None:
         runner.record_agreement(measure(runner))
     return runner.agreement  # type: ignore[return-value]
 
 
-def place(kind: str, backend: Backend, build, measure, sample: int) -> tuple[Backend, OnnxRunner | None]:
+def place(kind: str, backend: Backend, build: Callable[[str], OnnxRunner], measure: Measure,
+          sample: int) -> tuple[Backend, OnnxRunner | None]:
     """``backend`` and its runner; an exported graph failing the gate falls back to onnx fp32, then to torch fp32."""
     if backend.name == "torch":
-        return backend, None
+        return backend, None  # kept as given: its ``chosen`` tells an attach that auto picked it
     if not sample:
         log.warning("%s: no passages to check an exported graph against; running torch fp32", kind)
         return Backend("torch", "fp32"), None

@@ -53,6 +53,8 @@ class IndexOptions:
     hnsw_m: int = opt(32, help="HNSW links per node")
     nlist: int | None = opt(None, help="IVF lists (default ~4*sqrt(N))")
     pq_m: int | None = opt(None, help="PQ sub-quantisers (default dim/4)")
+    shards: int = opt(1, help="split the rows over N FAISS indexes sharing one quantiser, searched in parallel threads and "
+                              "merged exactly (default 1)")
     ram_budget: str | None = opt(None, help="choose the index type and parameters for this RAM (e.g. 8GB), then "
                                             "measure its recall into recall_card.json (overrides --type)")
     recall_target: float = opt(0.95, help="with --ram-budget: the recall@100 the probe setting must reach")

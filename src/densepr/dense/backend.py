@@ -41,5 +41,5 @@ def attach_encoder(encoder: Encoder, backend: Backend, passages: Sequence[Passag
         return {"cosine_mean": float(cosine.mean()), "cosine_min": float(cosine.min())}
 
     placed, encoder.runner = place("question encoder" if question else "passage encoder", backend, build, measure, len(passages))
-    encoder.precision = placed.precision
+    encoder.precision = None if placed.chosen else placed.precision  # auto's bf16: small batches still run fp32
     return placed

@@ -29,8 +29,9 @@ def _pq_subquantizers(dim: int) -> int:
 
 
 def build_faiss(vectors: np.ndarray, kind: str = "flat", hnsw_m: int = 32, ef_construction: int = 200,
-                nlist: int | None = None, pq_m: int | None = None, train_size: int = 200_000, seed: int = 0) -> faiss.Index:
-    """A FAISS index of ``kind`` holding ``vectors`` (inner product metric)."""
+                nlist: int | None = None, pq_m: int | None = None, train_size: int = 200_000, seed: int = 0,
+                add: bool = True) -> faiss.Index:
+    """A FAISS index of ``kind`` holding ``vectors`` (inner product metric); ``add=False``: trained on them, empty."""
     if kind not in INDEX_TYPES:
         raise DenseprError(f"unknown index type {kind!r}; choose from {', '.join(INDEX_TYPES)}")
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -60,9 +61,36 @@ def build_faiss(vectors: np.ndarray, kind: str = "flat", hnsw_m: int = 32, ef_co
         rng = np.random.default_rng(seed)
         sample = vectors[rng.choice(n, size=min(n, train_size), replace=False)] if n > train_size else vectors
         index.train(sample)
-    for start in range(0, n, 100_000):
+    for start in range(0, n if add else 0, 100_000):
         index.add(vectors[start : start + 100_000])
     return index
+
+
+def shard_ranges(n: int, shards: int) -> list[tuple[int, int]]:
+    """Contiguous row ranges of ``shards`` near-equal parts."""
+    bounds = np.linspace(0, n, shards + 1).astype(int)
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def build_shards(vectors: np.ndarray, kind: str, shards: int, **params: Any) -> list[faiss.Index]:
+    """``shards`` indexes over contiguous rows, sharing one trained quantiser: searched together (FAISS
+    ``IndexShards``), they return what one index of all the rows returns."""
+    template = build_faiss(vectors, kind, add=False, **params)
+    parts = []
+    for start, stop in shard_ranges(len(vectors), shards):
+        part = faiss.clone_index(template)
+        part.add(np.ascontiguousarray(vectors[start:stop], dtype=np.float32))
+        parts.append(part)
+    return parts
+
+
+def _join(parts: list[faiss.Index]) -> faiss.Index:
+    if len(parts) == 1:
+        return parts[0]
+    joined = cast(Any, faiss.IndexShards)(parts[0].d, True, True)  # threaded; row ids continue from shard to shard
+    for part in parts:
+        joined.add_shard(part)
+    return joined
 
 
 class DenseIndex:
@@ -72,17 +100,26 @@ class DenseIndex:
     >>> scores, rows = index.search(query_vectors, k=100)         # doctest: +SKIP
     """
 
-    def __init__(self, index: faiss.Index, ids: list[str], meta: dict):
-        if index.ntotal != len(ids):
-            raise DenseprError(f"index holds {index.ntotal} vectors but {len(ids)} passage ids")
-        self.index, self.ids, self.meta = index, ids, meta
+    def __init__(self, index: faiss.Index | list[faiss.Index], ids: list[str], meta: dict):
+        self.parts = index if isinstance(index, list) else [index]  # one FAISS index per shard (kept alive here)
+        self.index = _join(self.parts)
+        if self.index.ntotal != len(ids):
+            raise DenseprError(f"index holds {self.index.ntotal} vectors but {len(ids)} passage ids")
+        self.ids, self.meta = ids, meta
 
     @classmethod
-    def build(cls, vectors: np.ndarray, ids: list[str], kind: str = "flat", meta: dict | None = None, **params) -> DenseIndex:
+    def build(cls, vectors: np.ndarray, ids: list[str], kind: str = "flat", meta: dict | None = None, shards: int = 1,
+              **params) -> DenseIndex:
+        """Index ``vectors`` (row i is passage ``ids[i]``); ``shards > 1`` splits the rows over that many FAISS indexes
+        sharing one trained quantiser, saved as files of their own and searched in parallel threads."""
+        if shards < 1 or shards > max(1, len(ids)):
+            raise DenseprError(f"--shards must be between 1 and the number of vectors ({len(ids)}), not {shards}")
         start = time.perf_counter()
-        index = build_faiss(vectors, kind, **params)
+        index = build_faiss(vectors, kind, **params) if shards == 1 else build_shards(vectors, kind, shards, **params)
         info = dict(meta or {}, type=kind, dim=int(vectors.shape[1]), size=len(ids),
                     build_seconds=round(time.perf_counter() - start, 3))
+        if shards > 1:
+            info["shards"] = shards
         return cls(index, ids, info)
 
     @property
@@ -91,10 +128,11 @@ class DenseIndex:
 
     def configure(self, nprobe: int | None = None, ef_search: int | None = None) -> None:
         """Search-time knobs: IVF lists probed, HNSW candidate list size."""
-        if nprobe is not None and self.meta["type"].startswith("ivf"):
-            faiss.extract_index_ivf(self.index).nprobe = nprobe
-        if ef_search is not None and self.meta["type"] == "hnsw":
-            cast(Any, self.index).hnsw.efSearch = ef_search
+        for part in self.parts:
+            if nprobe is not None and self.meta["type"].startswith("ivf"):
+                faiss.extract_index_ivf(part).nprobe = nprobe
+            if ef_search is not None and self.meta["type"] == "hnsw":
+                cast(Any, part).hnsw.efSearch = ef_search
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k ``(scores, rows)`` per query; rows index :attr:`ids` (-1 pads when k > size)."""
@@ -106,8 +144,16 @@ class DenseIndex:
 
     def vectors(self, rows: Sequence[int]) -> np.ndarray:
         """The stored vectors of ``rows`` (exact for flat indexes, decoded for compressed ones)."""
+        wanted = np.asarray(rows, dtype=np.int64)
         try:
-            return self.index.reconstruct_batch(np.asarray(rows, dtype=np.int64))
+            if len(self.parts) == 1:
+                return self.parts[0].reconstruct_batch(wanted)
+            firsts = np.cumsum([0] + [p.ntotal for p in self.parts])
+            shard = np.searchsorted(firsts, wanted, side="right") - 1
+            out = np.empty((len(wanted), self.dim), dtype=np.float32)
+            for i in np.unique(shard):
+                out[shard == i] = self.parts[i].reconstruct_batch(wanted[shard == i] - firsts[i])
+            return out
         except RuntimeError as exc:
             raise DenseprError(f"a {self.meta['type']} index cannot give back its vectors ({str(exc).splitlines()[0]})") from None
 
@@ -115,9 +161,11 @@ class DenseIndex:
         """Write the index folder whole (built beside it, swapped in by a rename): never old and new files mixed.
         ``extra``: more JSON files (a recall card), each given the index file's size as ``index_bytes``."""
         with atomic_folder(Path(out_dir)) as tmp:
-            (tmp / "index.faiss").write_bytes(faiss.serialize_index(self.index).tobytes())
+            files = [tmp / name for name in index_files(len(self.parts))]
+            for path, part in zip(files, self.parts):
+                path.write_bytes(faiss.serialize_index(part).tobytes())
             for name, content in (extra or {}).items():
-                write_json(tmp / name, dict(content, index_bytes=(tmp / "index.faiss").stat().st_size))
+                write_json(tmp / name, dict(content, index_bytes=sum(f.stat().st_size for f in files)))
             (tmp / "ids.txt").write_text("".join(i + "\n" for i in self.ids), encoding="utf-8")
             write_json(tmp / "meta.json", dict(self.meta, retriever="dense"))
             write_manifest(tmp)
@@ -130,14 +178,23 @@ class DenseIndex:
         check_manifest(index_dir)
         if meta.get("retriever") != "dense":
             raise DenseprError(f"{index_dir} is not a dense index (retriever={meta.get('retriever')!r})")
-        path = str(index_dir / "index.faiss")
-        try:
-            index = faiss.read_index(path, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY) if mmap else faiss.read_index(path)
-        except RuntimeError:
-            try:
-                index = faiss.read_index(path)
-            except RuntimeError as exc:
-                raise DenseprError(f"{path}: unreadable FAISS index ({str(exc).splitlines()[0]})") from None
-        loaded = cls(index, read_ids(index_dir / "ids.txt", index.ntotal), meta)
+        parts = [_read_faiss(index_dir / name, mmap) for name in index_files(int(meta.get("shards", 1)))]
+        loaded = cls(parts, read_ids(index_dir / "ids.txt", sum(p.ntotal for p in parts)), meta)
         loaded.configure(ef_search=meta.get("ef_search"))  # a recall card's choice (IVF indexes keep nprobe themselves)
         return loaded
+
+
+def index_files(shards: int) -> list[str]:
+    """The FAISS files of an index folder: ``index.faiss``, or ``index-000.faiss``... for a sharded one."""
+    return ["index.faiss"] if shards == 1 else [f"index-{i:03d}.faiss" for i in range(shards)]
+
+
+def _read_faiss(path: Path, mmap: bool) -> faiss.Index:
+    """One FAISS file, memory-mapped where FAISS supports it for the index type."""
+    try:
+        return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY) if mmap else faiss.read_index(str(path))
+    except RuntimeError:
+        try:
+            return faiss.read_index(str(path))
+        except RuntimeError as exc:
+            raise DenseprError(f"{path}: unreadable FAISS index ({str(exc).splitlines()[0]})") from None

@@ -98,7 +98,7 @@ class SearchSpec(BackendOptions):
         """The spec of a hybrid's BM25 or dense half (the same folders, model and search knobs)."""
         if kind == "bm25":
             return dataclasses.replace(self, kind="bm25", index=self.bm25_dir, bm25_index=None)
-        return dataclasses.replace(self, kind=kind)
+        return dataclasses.replace(self, kind=kind, bm25_index=None if kind == "dense" else self.bm25_index)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
