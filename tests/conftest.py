@@ -119,6 +119,15 @@ def questions_jsonl(tmp_path) -> Path:
     return path
 
 
+def random_vectors(n: int, dim: int, queries: int, seed: int = 0):
+    """``n`` random vectors with ids ``p0``..., and ``queries`` random query vectors."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, dim)).astype(np.float32), [f"p{i}" for i in range(n)],
+            rng.normal(size=(queries, dim)).astype(np.float32))
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
     import socket

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from conftest import random_vectors
 from densepr.cli.main import main
 from densepr.errors import DenseprError
 from densepr.index.faiss_index import DenseIndex
@@ -64,10 +65,7 @@ def test_cli_plans_builds_and_writes_the_card(tiny_indexes, tmp_path, capsys):
 
 @pytest.mark.parametrize("kind", ["flat", "ivfsq8", "hnsw"])
 def test_a_sharded_index_returns_what_one_index_returns(tmp_path, kind):
-    rng = np.random.default_rng(1)
-    vectors = rng.normal(size=(3000, 24)).astype(np.float32)
-    ids = [f"p{i}" for i in range(3000)]
-    queries = rng.normal(size=(50, 24)).astype(np.float32)
+    vectors, ids, queries = random_vectors(3000, 24, 50, seed=1)
     params = {"nlist": 32} if kind == "ivfsq8" else {}
     one = DenseIndex.build(vectors, ids, kind, **params)
     sharded = DenseIndex.build(vectors, ids, kind, shards=3, **params)

@@ -171,15 +171,23 @@ class DenseIndex:
             write_manifest(tmp)
 
     @classmethod
-    def load(cls, index_dir: str | Path, mmap: bool = True) -> DenseIndex:
-        """Load an index folder, memory-mapped where FAISS supports it for the index type."""
+    def load(cls, index_dir: str | Path, mmap: bool = True, shard: int | None = None) -> DenseIndex:
+        """Load an index folder, memory-mapped where FAISS supports it for the index type; ``shard``: only that shard
+        of a sharded folder (its rows' ids; ``meta["first_row"]`` says where its rows start in the whole index)."""
         index_dir = Path(index_dir)
         meta = read_json(index_dir / "meta.json")
         check_manifest(index_dir)
         if meta.get("retriever") != "dense":
             raise DenseprError(f"{index_dir} is not a dense index (retriever={meta.get('retriever')!r})")
-        parts = [_read_faiss(index_dir / name, mmap) for name in index_files(int(meta.get("shards", 1)))]
-        loaded = cls(parts, read_ids(index_dir / "ids.txt", sum(p.ntotal for p in parts)), meta)
+        files = index_files(int(meta.get("shards", 1)))
+        if shard is not None and not 0 <= shard < len(files):
+            raise DenseprError(f"{index_dir} has {len(files)} shard(s): no shard {shard}")
+        parts = [_read_faiss(index_dir / name, mmap) for i, name in enumerate(files) if shard is None or i == shard]
+        ids = read_ids(index_dir / "ids.txt", int(meta.get("size", 0)) or None)
+        if shard is not None:
+            first, stop = shard_ranges(len(ids), len(files))[shard]
+            ids, meta = ids[first:stop], dict(meta, first_row=first, shards=1)
+        loaded = cls(parts, ids, meta)
         loaded.configure(ef_search=meta.get("ef_search"))  # a recall card's choice (IVF indexes keep nprobe themselves)
         return loaded
 
