@@ -166,6 +166,13 @@ def test_verify_finds_a_flipped_byte_that_loading_alone_cannot(tiny_indexes, tmp
     (flat / "index.faiss").write_bytes(bytes(data))
     assert main(["-q", "verify", str(flat)]) == 2
     assert "index.faiss: its checksum differs from manifest.json" in capsys.readouterr().err
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"question": "where was einstein born", "answer": ["Ulm"]}\n')
+    retrieve = ["-q", "retrieve", "--index", str(flat), "--questions", str(questions), "--out", str(tmp_path / "r.json")]
+    assert main(retrieve + ["--backend", "torch"]) == 0  # loading checks sizes only
+    capsys.readouterr()
+    assert main(retrieve + ["--backend", "torch", "--verify"]) == 2  # --verify reads every byte
+    assert "index.faiss: its checksum differs from manifest.json" in capsys.readouterr().err
     (flat / "index.faiss").write_bytes(bytes(data[:-8]))  # truncated: every load refuses it
     from densepr.index.faiss_index import DenseIndex
 

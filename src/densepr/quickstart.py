@@ -86,7 +86,7 @@ def default_spec(spec: SearchSpec | None = None, progress: bool = True) -> Searc
     if spec.index or spec.bm25_index:
         return spec
     default = ensure_default_index(progress=progress)
-    default = dataclasses.replace(default, backend=spec.backend, precision=spec.precision)
+    default = dataclasses.replace(default, backend=spec.backend, precision=spec.precision, verify=spec.verify)
     return default.part(spec.kind) if spec.kind in ("bm25", "dense") else default
 
 

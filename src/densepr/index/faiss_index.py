@@ -171,12 +171,13 @@ class DenseIndex:
             write_manifest(tmp)
 
     @classmethod
-    def load(cls, index_dir: str | Path, mmap: bool = True, shard: int | None = None) -> DenseIndex:
+    def load(cls, index_dir: str | Path, mmap: bool = True, shard: int | None = None, verify: bool = False) -> DenseIndex:
         """Load an index folder, memory-mapped where FAISS supports it for the index type; ``shard``: only that shard
-        of a sharded folder (its rows' ids; ``meta["first_row"]`` says where its rows start in the whole index)."""
+        of a sharded folder (its rows' ids; ``meta["first_row"]`` says where its rows start in the whole index).
+        File sizes are checked against the manifest; with ``verify``, their checksums too."""
         index_dir = Path(index_dir)
         meta = read_json(index_dir / "meta.json")
-        check_manifest(index_dir)
+        check_manifest(index_dir, checksums=verify)
         if meta.get("retriever") != "dense":
             raise DenseprError(f"{index_dir} is not a dense index (retriever={meta.get('retriever')!r})")
         files = index_files(int(meta.get("shards", 1)))

@@ -55,8 +55,9 @@ class Task(Protocol):
 
     def __len__(self) -> int: ...
 
-    # Optional: ``epoch_order(epoch, block, steps)``, the example indices of an epoch's ``steps`` global batches of
-    # ``block`` (e.g. one training set per batch); without it an epoch is a seeded permutation of all examples.
+    def epoch_order(self, epoch: int, block: int, steps: int) -> np.ndarray:
+        """The example indices of an epoch's ``steps`` global batches of ``block`` (:func:`epoch_order` for a seeded
+        permutation of all examples; the dual encoder's can keep one training set per batch)."""
 
     def backward(self, indices: np.ndarray, epoch: int, autocast: AbstractContextManager, scale: float) -> float:
         """Forward and backward on this process's examples ``indices`` (loss times ``scale``); returns the loss."""
@@ -147,8 +148,7 @@ class TrainingLoop:
         bar = tqdm(total=self.total_steps, initial=s["global_step"], desc=f"training {task.name}", unit="step",
                    disable=not self.progress or self.rank != 0)
         while s["global_step"] < self.total_steps:
-            order = (task.epoch_order(s["epoch"], self.examples_per_step, self.steps_per_epoch) if hasattr(task, "epoch_order")
-                     else epoch_order(len(task), cfg.seed, s["epoch"]))
+            order = task.epoch_order(s["epoch"], self.examples_per_step, self.steps_per_epoch)
             while s["step_in_epoch"] < self.steps_per_epoch and s["global_step"] < self.total_steps:
                 first = s["step_in_epoch"] * self.examples_per_step
                 losses.append(self.step(order[first : first + self.examples_per_step], s["epoch"]))

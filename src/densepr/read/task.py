@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from densepr.errors import DenseprError
+from densepr.loop.loop import epoch_order
 from densepr.read.config import ReaderConfig
 from densepr.read.data import PassageBatch, ReaderExample, Span, answer_token_ids, passage_spans
 from densepr.read.model import Reader, masked, reader_loss
@@ -32,6 +33,10 @@ class ReaderTask:
 
     def __len__(self) -> int:
         return len(self.examples)
+
+    def epoch_order(self, epoch: int, block: int, steps: int) -> np.ndarray:
+        """A seeded permutation of all questions."""
+        return epoch_order(len(self), self.config.seed, epoch)
 
     def make_batch(self, indices: np.ndarray, epoch: int) -> tuple[PassageBatch, list[tuple[int, int, list[Span]]]]:
         """Sample each question's positive and negatives (seeded by question and epoch); tokenise them together."""

@@ -36,9 +36,10 @@ class DenseRetriever:
 
     @classmethod
     def load(cls, index_dir: str | Path, model: str | BiEncoder | None = None, question_model: str | None = None,
-             allow_model_mismatch: bool = False) -> DenseRetriever:
-        """Load an index folder and its question encoder (by default the model recorded in the index)."""
-        index = DenseIndex.load(index_dir)
+             allow_model_mismatch: bool = False, verify: bool = False) -> DenseRetriever:
+        """Load an index folder and its question encoder (by default the model recorded in the index); ``verify``:
+        check every index file's checksum against the manifest."""
+        index = DenseIndex.load(index_dir, verify=verify)
         if isinstance(model, BiEncoder):
             encoder = model
         elif question_model:

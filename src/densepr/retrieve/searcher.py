@@ -135,9 +135,10 @@ def open_searcher(spec: SearchSpec | None = None, /, **options: Any) -> Searcher
     spec = dataclasses.replace(spec or SearchSpec(), **options).resolved()
     dense = None
     if spec.dense_dir:
-        dense = DenseRetriever.load(spec.dense_dir, model=spec.model, allow_model_mismatch=spec.allow_model_mismatch)
+        dense = DenseRetriever.load(spec.dense_dir, model=spec.model, allow_model_mismatch=spec.allow_model_mismatch,
+                                    verify=spec.verify)
         dense.index.configure(nprobe=spec.nprobe, ef_search=spec.ef_search)
-    bm25 = BM25Retriever.load(spec.bm25_dir) if spec.bm25_dir else None
+    bm25 = BM25Retriever.load(spec.bm25_dir, verify=spec.verify) if spec.bm25_dir else None
     retriever: Retriever
     if bm25 is not None and dense is not None:
         retriever = HybridRetriever(bm25, dense, depth=spec.depth, lam=spec.lam, normalize=spec.normalize,

@@ -48,6 +48,8 @@ class SearchSpec(BackendOptions):
     rrf_k: int = opt(RRF_K, help="hybrid: the k of reciprocal rank fusion, 1/(k + rank) (default 60)")
     nprobe: int | None = opt(None, help="IVF lists to probe (default: the index's)")
     ef_search: int | None = opt(None, help="HNSW search breadth (default: the index's)")
+    verify: bool = opt(False, help="check every index file's checksum against its manifest when loading (sizes are always "
+                                   "checked; a flipped byte changes no size)")
 
     def resolved(self) -> SearchSpec:
         """A checked copy with ``kind`` filled in (read from the folders' ``meta.json`` if not given)."""

@@ -79,10 +79,11 @@ class BM25Retriever:
             write_manifest(tmp)
 
     @classmethod
-    def load(cls, index_dir: str | os.PathLike, mmap: bool = True) -> BM25Retriever:
+    def load(cls, index_dir: str | os.PathLike, mmap: bool = True, verify: bool = False) -> BM25Retriever:
+        """Load an index folder (its files' sizes checked against the manifest; their checksums too with ``verify``)."""
         index_dir = Path(index_dir)
         meta = read_json(index_dir / "meta.json")
-        check_manifest(index_dir)
+        check_manifest(index_dir, checksums=verify)
         if meta.get("retriever") != "bm25":
             raise DenseprError(f"{index_dir} is not a BM25 index (retriever={meta.get('retriever')!r})")
         try:
