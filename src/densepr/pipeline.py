@@ -80,8 +80,8 @@ def encode(*, passages: str | Path, out: str | Path, model: str | None = None, s
     store = PassageStore(passages)
     encoder = BiEncoder.load(model)
     tower = encoder.passage_encoder
-    placed = attach_encoder(tower, choose(backend, precision, gpu=next(tower.parameters()).is_cuda), sample_passages(store))
-    log.info("passage encoder: %s%s", placed, " (auto)" if backend == "auto" else "")
+    attach_encoder(tower, choose(backend, precision, gpu=next(tower.parameters()).is_cuda), sample_passages(store))
+    log.info("passage encoder: %s%s", tower.backend(bf16), " (auto)" if backend == "auto" else "")
     start = time.perf_counter()
     path = encode_passages(store, encoder, out, shard_id, num_shards, batch_size=batch_size, chunk_size=chunk_size,
                            chunk_seconds=chunk_seconds, bf16=bf16, progress=progress)

@@ -116,7 +116,10 @@ class Encoder(torch.nn.Module):
         if self.runner is not None:
             return f"onnx {self.precision}"
         device = next(self.model.parameters()).device
-        return "torch bf16" if use_bf16(device.type, self._bf16(bf16)) else "torch fp32"
+        if not use_bf16(device.type, self._bf16(bf16)):
+            return "torch fp32"
+        small_fp32 = bf16 is None and self.precision is None and device.type == "cpu"
+        return f"torch bf16 (fp32 under {BF16_MIN_TOKENS} tokens)" if small_fp32 else "torch bf16"
 
     def _bf16(self, bf16: bool | None) -> bool | None:
         return bf16 if bf16 is not None or self.precision is None else self.precision == "bf16"

@@ -153,6 +153,6 @@ def open_searcher(spec: SearchSpec | None = None, /, **options: Any) -> Searcher
 
         encoder = dense.model.question_encoder
         asked = choose(spec.backend, spec.precision, gpu=next(encoder.parameters()).is_cuda)
-        placed = attach_encoder(encoder, asked, sample_passages(store), question=True)
-        log.info("question encoder: %s%s", placed, " (auto)" if spec.backend == "auto" else "")
+        attach_encoder(encoder, asked, sample_passages(store), question=True)
+        log.info("question encoder: %s%s", encoder.backend(), " (auto)" if spec.backend == "auto" else "")
     return Searcher(spec, retriever, store)
