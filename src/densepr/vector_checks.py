@@ -10,6 +10,7 @@ import numpy as np
 from densepr.errors import DenseprError
 
 log = logging.getLogger("densepr")
+CHUNK = 65_536  # rows checked at a time
 
 
 def _listed(ids: Sequence[str], rows: np.ndarray, most: int = 5) -> str:
@@ -25,12 +26,13 @@ def check_vectors(vectors: np.ndarray, ids: Sequence[str], where: str) -> None:
     """
     if not len(vectors):
         return
-    finite = np.isfinite(vectors).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
+    norms = np.empty(len(vectors))
+    for start in range(0, len(vectors), CHUNK):  # in chunks: memory-mapped shards are read once, never copied whole
+        norms[start : start + CHUNK] = np.linalg.norm(np.asarray(vectors[start : start + CHUNK], dtype=np.float64), axis=1)
+    if not np.isfinite(norms).all():  # a NaN or Inf anywhere in a row makes its norm NaN or Inf
+        bad = np.flatnonzero(~np.isfinite(norms))
         raise DenseprError(f"{where}: {len(bad)} vector(s) hold NaN or Inf (passages {_listed(ids, bad)}); "
                            "encode them again")
-    norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
     median = float(np.median(norms))
     if abs(median - 1.0) < 1e-3:
         outliers = np.flatnonzero(np.abs(norms - 1.0) > 0.01)
