@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from densepr import BM25Retriever, DenseRetriever, PassageStore
 from densepr.cli.main import build_parser, main
 from densepr.errors import DenseprError
+from densepr.hardware import cpu_supports_bf16
 from densepr.retrieve.fusion import rrf
 from densepr.serve import create_app
 from densepr.serve.batching import MicroBatcher
@@ -185,6 +186,7 @@ def test_health(client, index, tiny_bert):
     assert h["passages"] == len(PassageStore(index / "psgs.tsv")) == 7
     assert h["indexes"]["dense"]["model"] == str(tiny_bert) and h["indexes"]["bm25"]["size"] == 7
     assert h["indexes"]["dense"]["type"] == "flat" and set(h["batching"]) == {"batches", "questions", "largest", "mean_size"}
+    assert h["backends"] == {"question_encoder": "torch bf16" if cpu_supports_bf16() else "torch fp32"}  # the fixture asks torch
 
 
 def test_openapi_lists_the_endpoints_and_limits(client):

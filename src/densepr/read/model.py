@@ -22,6 +22,7 @@ from densepr.dense.encoder import no_hf_progress_bars
 from densepr.dense.loading import DEFAULT_ALIASES, DEFAULT_MODEL, resolve_model_path, tower_spec
 from densepr.errors import DenseprError
 from densepr.fileio import atomic_folder
+from densepr.hardware import use_bf16
 from densepr.read.data import PassageBatch, Span, encode_pairs
 
 HEADS_FILE, CONFIG_FILE = "reader_heads.safetensors", "densepr_reader.json"
@@ -139,6 +140,12 @@ class Reader(torch.nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    def backend(self) -> str:
+        """What computes the logits: ``torch fp32``, ``torch bf16`` or ``onnx <precision>``."""
+        if self.runner is not None:
+            return f"onnx {self.precision}"
+        return "torch bf16" if use_bf16(self.device.type, None if self.precision is None else self.precision == "bf16") else "torch fp32"
 
     def encode(self, questions: Sequence[str], ctxs: Sequence[Mapping[str, Any]]) -> PassageBatch:
         """Tokenise (question, passage) pairs at the reader's maximum length."""

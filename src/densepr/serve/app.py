@@ -141,9 +141,12 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
                 indexes[name] = IndexInfo(path=Path(str(part.spec.dense_dir or part.spec.bm25_dir)).name, size=len(part.ids),
                                           model=part.meta.get("model"), type=part.meta.get("type", name))
         batching = service.batcher.stats.as_dict() if service.batcher else {}
+        dense = service.searcher.dense
+        backends = {"question_encoder": dense.model.question_encoder.backend()} if dense is not None else {}
+        if answerer is not None:
+            backends["reader"] = answerer.backend()
         return Health(status="ok", reader=reader_name, retrievers=service.retrievers,  # type: ignore[arg-type]
-                      passages=service.passage_count,
-                      indexes=indexes, batching=batching)
+                      passages=service.passage_count, indexes=indexes, batching=batching, backends=backends)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:

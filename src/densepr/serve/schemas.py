@@ -109,6 +109,8 @@ class Health(BaseModel):
     passages: int
     indexes: dict[str, IndexInfo]
     batching: dict[str, int | float]
+    backends: dict[str, str] = Field(default_factory=dict, description="what computes each model: torch fp32, torch bf16, "
+                                     "onnx int8... (question_encoder, reader)")
 
 
 class ErrorBody(BaseModel):
