@@ -16,6 +16,11 @@ def cpu_supports_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def use_bf16(device_type: str, requested: bool | None = None) -> bool:
-    """bf16 autocast as asked, else on GPUs and on CPUs with bf16 units (emulated bf16 is slower than fp32)."""
-    return (device_type == "cuda" or cpu_supports_bf16()) if requested is None else requested
+def use_bf16(device_type: str, requested: bool | None = None, precision: str | None = None) -> bool:
+    """bf16 autocast as asked (``requested``, else a model's ``precision``: "bf16" or "fp32"), else on GPUs and on CPUs
+    with bf16 units (emulated bf16 is slower than fp32)."""
+    if requested is not None:
+        return requested
+    if precision is not None:
+        return precision == "bf16"
+    return device_type == "cuda" or cpu_supports_bf16()

@@ -25,7 +25,7 @@ def place_reader(reader: Reader, spec: BackendOptions, store: PassageStore) -> B
 
     asked = choose(spec.backend, spec.precision, gpu=reader.device.type == "cuda", int8=False)
     placed = attach_reader(reader, asked, sample_passages(store))
-    log.info("reader: %s%s", placed, " (auto)" if spec.backend == "auto" else "")
+    log.info("reader: %s%s", reader.backend(), " (auto)" if spec.backend == "auto" else "")
     return placed
 
 

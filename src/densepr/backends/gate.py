@@ -19,15 +19,19 @@ log = logging.getLogger(__name__)
 SAMPLE = 64  # passages the agreement with torch fp32 is measured on
 
 
+def _spread(total: int, n: int) -> list[int]:
+    """Up to ``n`` positions spread evenly over ``range(total)``, first and last included."""
+    return np.unique(np.linspace(0, total - 1, num=min(n, total)).astype(int)).tolist() if total else []
+
+
 def sample_passages(store: PassageStore, n: int = SAMPLE) -> list[Passage]:
     """``n`` passages spread evenly over ``store`` (the corpus's own text, for calibration and agreement)."""
-    rows = np.unique(np.linspace(0, len(store) - 1, num=min(n, len(store))).astype(int)).tolist() if len(store) else []
-    return [store[int(r)] for r in rows]
+    return [store[r] for r in _spread(len(store), n)]
 
 
 def ctx_sample(entries: Sequence[Mapping[str, Any]], n: int = SAMPLE) -> list[Passage]:
     """The first retrieved passage of up to ``n`` DPR result entries (spread over the file), as passages."""
-    chosen = [entries[int(i)] for i in np.unique(np.linspace(0, len(entries) - 1, num=min(n, len(entries))).astype(int))] if entries else []
+    chosen = [entries[i] for i in _spread(len(entries), n)]
     return [Passage(str(c.get("id", "")), c["text"], c.get("title") or "") for e in chosen for c in e.get("ctxs", [])[:1]]
 
 

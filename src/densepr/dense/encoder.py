@@ -116,13 +116,10 @@ class Encoder(torch.nn.Module):
         if self.runner is not None:
             return f"onnx {self.precision}"
         device = next(self.model.parameters()).device
-        if not use_bf16(device.type, self._bf16(bf16)):
+        if not use_bf16(device.type, bf16, self.precision):
             return "torch fp32"
         small_fp32 = bf16 is None and self.precision is None and device.type == "cpu"
         return f"torch bf16 (fp32 under {BF16_MIN_TOKENS} tokens)" if small_fp32 else "torch bf16"
-
-    def _bf16(self, bf16: bool | None) -> bool | None:
-        return bf16 if bf16 is not None or self.precision is None else self.precision == "bf16"
 
     def _batch_bf16(self, bf16: bool, requested: bool | None, tokens: int, device: str) -> bool:
         """bf16 for this batch: as asked, else (a default choice) only on GPUs or from :data:`BF16_MIN_TOKENS` tokens."""
@@ -158,16 +155,16 @@ class Encoder(torch.nn.Module):
         Inputs cut at the maximum length are counted in :attr:`truncated` (and logged unless ``warn_truncation`` is off).
 
         ``batch_size=None`` fills each batch up to a token budget (:data:`CPU_BATCH_TOKENS` on CPU), so short
-        questions go many at a time and long passages few; ``bf16=None`` uses bf16 autocast where the CPU has
-        native bf16 units for batches of :data:`BF16_MIN_TOKENS` or more (or as :attr:`precision` says). With a :attr:`runner` (see :mod:`densepr.backends`) the
-        exported graph computes the vectors instead of torch.
+        questions go many at a time and long passages few; ``bf16=None`` uses bf16 autocast as :attr:`precision` says,
+        or, without one, where the CPU has native bf16 units for batches of :data:`BF16_MIN_TOKENS` tokens or more.
+        With a :attr:`runner` (see :mod:`densepr.backends`) the exported graph computes the vectors instead of torch.
         """
         if batch_size is not None and batch_size < 1:
             raise DenseprError(f"batch size must be >= 1, not {batch_size}")
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         device = next(self.model.parameters()).device
-        requested, bf16 = bf16, use_bf16(device.type, self._bf16(bf16))
+        requested, bf16 = bf16, use_bf16(device.type, bf16, self.precision)
         encoded = self.tokenize(texts, pairs)
         truncated = sum(len(ids) >= self.max_length for ids in encoded["input_ids"])
         self.truncated += truncated

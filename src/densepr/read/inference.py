@@ -36,8 +36,7 @@ def read_passages(reader: Reader, question: str, ctxs: Sequence[Mapping[str, Any
     """Read each passage (``{"title", "text"}``) for ``question``, ``batch_size`` passages per forward pass."""
     was_training = reader.training
     reader.eval()
-    precision = reader.precision
-    device, enabled = reader.device, use_bf16(reader.device.type, bf16 if bf16 is not None or precision is None else precision == "bf16")
+    device, enabled = reader.device, use_bf16(reader.device.type, bf16, reader.precision)
     out: list[PassageReading] = []
     for first in range(0, len(ctxs), batch_size):
         chunk = ctxs[first : first + batch_size]

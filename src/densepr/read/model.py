@@ -145,7 +145,7 @@ class Reader(torch.nn.Module):
         """What computes the logits: ``torch fp32``, ``torch bf16`` or ``onnx <precision>``."""
         if self.runner is not None:
             return f"onnx {self.precision}"
-        return "torch bf16" if use_bf16(self.device.type, None if self.precision is None else self.precision == "bf16") else "torch fp32"
+        return "torch bf16" if use_bf16(self.device.type, None, self.precision) else "torch fp32"
 
     def encode(self, questions: Sequence[str], ctxs: Sequence[Mapping[str, Any]]) -> PassageBatch:
         """Tokenise (question, passage) pairs at the reader's maximum length."""
