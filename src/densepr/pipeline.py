@@ -118,7 +118,7 @@ def build_index(*, embeddings: str | Path | None = None, out: str | Path | None 
     ``embeddings``, or for ``size`` vectors of ``dim``)."""
     from densepr.dense.passage_encoding import load_embeddings
     from densepr.index.faiss_index import DenseIndex
-    from densepr.index.planner import recall_card
+    from densepr.index.planner import parse_bytes, plan, recall_card
     from densepr.vector_checks import check_vectors
 
     if explain:
@@ -133,7 +133,7 @@ def build_index(*, embeddings: str | Path | None = None, out: str | Path | None 
     params: dict[str, int] = {k: v for k, v in {"hnsw_m": hnsw_m, "nlist": nlist, "pq_m": pq_m}.items() if v is not None}
     chosen = None
     if ram_budget is not None:
-        chosen = plan_index(embeddings=embeddings, ram_budget=ram_budget, latency_target=latency_target)
+        chosen = plan(len(ids), int(vectors.shape[1]), parse_bytes(ram_budget), latency_target)
         type, params = chosen.kind, chosen.params
         log.info("planned %s %s: ~%.2f GB (%s)", type, params, chosen.bytes / 1e9, chosen.reason)
     index = DenseIndex.build(vectors, ids, type, meta=provenance, shards=shards, **params)

@@ -18,8 +18,8 @@ import numpy as np
 
 from densepr.errors import DenseprError
 
-ID_BYTES = 16  # a passage id in RAM (ids.txt, one Python string per row beyond this is not counted)
-SEARCH_FLOPS = 8e9  # inner products a second on 2 CPU cores (flat search measured ~9e9 on AVX2 and AVX-512 here)
+ID_BYTES = 16  # RAM counted per passage id (ids.txt's text; Python's per-string overhead is not counted)
+SEARCH_FLOPS = 8e9  # float operations a second assumed for search on 2 CPU cores (a planning figure, not a measurement)
 UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 
 
@@ -73,21 +73,21 @@ def plan(n: int, dim: int, budget: int, latency_ms: float | None = None) -> Plan
     if n < 1 or dim < 1:
         raise DenseprError(f"nothing to plan for {n} vectors of dimension {dim}")
     nlist = ivf_lists(n)
-    candidates = [("flat", {}), ("hnsw", {"hnsw_m": 32}), ("sq8", {}), ("ivfsq8", {"nlist": nlist})]
-    candidates += [("ivfpq", {"nlist": nlist, "pq_m": m}) for m in (dim // 2, dim // 4, dim // 8, dim // 16, 8)
-                   if m >= 1 and dim % m == 0]
+    pq_ms = dict.fromkeys(m for m in (dim // 2, dim // 4, dim // 8, dim // 16, 8) if m >= 1 and dim % m == 0)
+    candidates: list[tuple[str, dict[str, int]]] = [("flat", {}), ("hnsw", {"hnsw_m": 32}), ("sq8", {}),
+                                                    ("ivfsq8", {"nlist": nlist})]
+    candidates += [("ivfpq", {"nlist": nlist, "pq_m": m}) for m in pq_ms]
     rejected = []
-    for kind, params in dict.fromkeys((k, tuple(sorted(p.items()))) for k, p in candidates):
-        params_d = dict(params)
-        size = predicted_bytes(kind, n, dim, **params_d)
-        ms = _search_ms(kind, n, dim, params_d.get("nlist", 0), min(64, params_d.get("nlist", 0)))
-        label = f"{kind}{params_d or ''}"
+    for kind, params in candidates:
+        size = predicted_bytes(kind, n, dim, **params)
+        ms = _search_ms(kind, n, dim, params.get("nlist", 0), min(64, params.get("nlist", 0)))
+        label = f"{kind}{params or ''}"
         if size > budget:
             rejected.append(f"{label}: {size / 1e9:.2f} GB > budget {budget / 1e9:.2f} GB")
         elif latency_ms is not None and ms > latency_ms:
             rejected.append(f"{label}: ~{ms:.0f} ms a query > target {latency_ms:g} ms")
         else:
-            return Plan(kind, params_d, size, ms, f"the most exact index within {budget / 1e9:.2f} GB"
+            return Plan(kind, params, size, ms, f"the most exact index within {budget / 1e9:.2f} GB"
                         + (f" and {latency_ms:g} ms" if latency_ms is not None else ""), rejected)
     raise DenseprError(f"no index of {n:,} {dim}-d vectors fits {budget / 1e9:.2f} GB"
                        + (f" and {latency_ms:g} ms" if latency_ms is not None else "")
@@ -110,8 +110,8 @@ def recall_card(index: Any, vectors: np.ndarray, recall_target: float = 0.95, qu
 
     q = probe_queries(vectors, queries)
     k = min(k, len(vectors))
-    _, exact = build_faiss(vectors, "flat").search(q, k)
     kind, trials = index.meta["type"], []
+    _, exact = (index if kind == "flat" else build_faiss(vectors, "flat")).search(q, k)  # a flat index is exact already
     knob = "nprobe" if kind.startswith("ivf") else "ef_search" if kind == "hnsw" else None
     settings: list[Any] = [16, 32, 64, 128, 256, 512] if knob == "ef_search" else [None]
     if knob == "nprobe":

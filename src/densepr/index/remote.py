@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from torch.distributed import rpc
 
+from densepr.errors import DenseprError
 from densepr.fileio import read_ids, read_json
 from densepr.index.faiss_index import DenseIndex
 
@@ -41,8 +42,6 @@ class RemoteShards:
     :class:`DenseIndex` (``search``, ``ids``, ``meta``, ``dim``)."""
 
     def __init__(self, folder: str | Path, workers: Sequence[str], nprobe: int | None = None, ef_search: int | None = None):
-        from densepr.errors import DenseprError
-
         self.meta = read_json(Path(folder) / "meta.json")
         shards = int(self.meta.get("shards", 1))
         if len(workers) != shards:
