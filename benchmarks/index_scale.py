@@ -16,6 +16,7 @@ import argparse
 import gc
 import statistics
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import faiss
@@ -30,18 +31,21 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 def synthesize(real: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """``n`` vectors: the real ones first, then mixtures of two real vectors plus noise (see module doc)."""
+    return np.concatenate(list(synthesized_chunks(real, n, seed)))
+
+
+def synthesized_chunks(real: np.ndarray, n: int, seed: int = 0, chunk: int = 100_000) -> Iterator[np.ndarray]:
+    """:func:`synthesize`'s ``n`` vectors, ``chunk`` rows at a time (never all in memory)."""
     rng = np.random.default_rng(seed)
-    out = np.empty((n, real.shape[1]), dtype=np.float32)
-    out[: len(real)] = real[:n]
+    yield real[:n].astype(np.float32)
     spread, norms = real.std(0), np.linalg.norm(real, axis=1)
-    for start in range(len(real), n, 100_000):
-        m = min(100_000, n - start)
+    for start in range(len(real), n, chunk):
+        m = min(chunk, n - start)
         a, b = real[rng.integers(len(real), size=m)], real[rng.integers(len(real), size=m)]
         v = rng.uniform(0.6, 1.0, (m, 1)) * a + rng.uniform(0.0, 0.4, (m, 1)) * b
         v += 0.15 * spread * rng.standard_normal(v.shape).astype(np.float32)
         v *= (norms[rng.integers(len(real), size=m)] / np.linalg.norm(v, axis=1))[:, None]
-        out[start : start + m] = v
-    return out
+        yield v.astype(np.float32)
 
 
 def index_bytes(index: faiss.Index) -> int:

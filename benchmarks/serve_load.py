@@ -1,13 +1,16 @@
 """Bounded load test of ``densepr serve``: throughput and latency of ``POST /search`` on this machine.
 
     python -m benchmarks.serve_load --index benchmarks/out/retrieval/flat [--bm25-index benchmarks/out/retrieval/bm25]
-        [--retrievers dense,bm25,hybrid] [--requests 500] [--concurrency 8] [--k 10] [--max-seconds 60]
-        [--questions NQ-open.dev.jsonl] [--out benchmarks/out/serve]
+        [--retrievers dense,bm25,hybrid] [--requests 500] [--concurrency 16,64] [--k 10] [--max-seconds 60]
+        [--soak-seconds 600] [--questions NQ-open.dev.jsonl] [--out benchmarks/out/serve]
 
 Starts the server as a subprocess on a free 127.0.0.1 port (loopback only), then fires ``--requests`` single-question
-``/search`` requests per retriever from this process with ``--concurrency`` threads (one HTTP client each). The whole
-load is bounded by ``--max-seconds`` (shared evenly between the retrievers; a phase stops early when its share is
-spent). Writes ``serve_load.json`` and ``serve_load.md`` under ``--out``, and the server's log as ``server.log``.
+``/search`` requests per retriever and concurrency from this process with that many threads (one HTTP client each).
+A request shed with 429 is counted as shed, and its client waits the ``Retry-After`` it was given, as a polite client
+does. The whole load is bounded by ``--max-seconds`` (shared evenly between the phases; a phase stops early when its
+share is spent). The server's resident memory is sampled every second. ``--soak-seconds``: afterwards, load the first
+retriever at the highest concurrency for that long and report the RSS curve after the first fifth (the warm-up).
+Writes ``serve_load.json`` and ``serve_load.md`` under ``--out``, and the server's log as ``server.log``.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ def free_port() -> int:
 
 
 def start_server(args: argparse.Namespace, port: int, log_path: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "densepr", "-q", "serve", "--host", LOOPBACK, "--port", str(port)]
+    command = [sys.executable, "-m", "densepr", "-q", "serve", "--host", LOOPBACK, "--port", str(port),
+               "--max-pending", str(args.max_pending)]
     if args.index:
         command += ["--index", args.index]
     if args.bm25_index:
@@ -70,11 +74,23 @@ def wait_healthy(base: str, server: subprocess.Popen, timeout: float) -> dict:
     raise SystemExit(f"the server did not answer /health within {timeout:.0f}s")
 
 
-def run_phase(base: str, retriever: str, questions: list[str], n: int, concurrency: int, k: int, seconds: float) -> dict:
-    """``n`` requests from ``concurrency`` threads, stopping at ``seconds``; latencies of the answered ones."""
+def rss_mb(pid: int) -> float:
+    """A process's resident memory (Linux ``/proc``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_phase(base: str, retriever: str, questions: list[str], n: int, concurrency: int, k: int, seconds: float,
+              server_pid: int, sample_every: float = 1.0) -> dict:
+    """``n`` requests from ``concurrency`` threads, stopping at ``seconds``; latencies of the answered ones, the shed
+    count, and the server's RSS every ``sample_every`` seconds."""
     counter, lock = itertools.count(), threading.Lock()
     latencies: list[float] = []
     errors: list[str] = []
+    shed = [0]
+    rss: list[tuple[float, float]] = []
     start = time.perf_counter()
     deadline = start + seconds
 
@@ -89,6 +105,11 @@ def run_phase(base: str, retriever: str, questions: list[str], n: int, concurren
                 t0 = time.perf_counter()
                 try:
                     r = client.post("/search", json=body)
+                    if r.status_code == 429:
+                        with lock:
+                            shed[0] += 1
+                        time.sleep(float(r.headers.get("retry-after", "1")))
+                        continue
                     ok = r.status_code == 200 and len(r.json()["results"]) == 1
                     error = None if ok else f"HTTP {r.status_code}: {r.text[:200]}"
                 except httpx.HTTPError as exc:
@@ -103,29 +124,56 @@ def run_phase(base: str, retriever: str, questions: list[str], n: int, concurren
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
     for t in threads:
         t.start()
+    while any(t.is_alive() for t in threads):
+        rss.append((round(time.perf_counter() - start, 1), round(rss_mb(server_pid), 1)))
+        threads[0].join(sample_every) if threads[0].is_alive() else time.sleep(sample_every)
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
     done = len(latencies) + len(errors)
     ms = np.array(latencies) * 1000 if latencies else np.array([np.nan])
-    return {"retriever": retriever, "requests": done, "ok": len(latencies), "errors": len(errors),
-            "error_examples": sorted(set(errors))[:3], "stopped_by": "count" if done >= n else "time",
-            "seconds": round(wall, 2), "requests_per_second": round(done / wall, 1),
+    return {"retriever": retriever, "concurrency": concurrency, "requests": done, "ok": len(latencies),
+            "errors": len(errors), "shed_429": shed[0], "error_examples": sorted(set(errors))[:3],
+            "stopped_by": "count" if done + shed[0] >= n else "time", "seconds": round(wall, 2),
+            "requests_per_second": round(len(latencies) / wall, 1), "rss_mb": rss,
             "latency_ms": {"p50": round(float(np.percentile(ms, 50)), 1), "p90": round(float(np.percentile(ms, 90)), 1),
                            "p99": round(float(np.percentile(ms, 99)), 1), "max": round(float(ms.max()), 1)}}
+
+
+def soak_summary(rss: list[tuple[float, float]], warmup_share: float = 0.2) -> dict:
+    """RSS after the warm-up (the first ``warmup_share`` of the samples): its first value, range and worst deviation."""
+    after = [mb for _, mb in rss[int(len(rss) * warmup_share):]]
+    if not after:
+        return {}
+    base = after[0]
+    return {"rss_after_warmup_mb": base, "min_mb": min(after), "max_mb": max(after),
+            "max_deviation_pct": round(100 * max(abs(mb - base) for mb in after) / base, 2), "samples": len(after)}
 
 
 def markdown(report: dict) -> str:
     lines = ["# `densepr serve` load test", "",
              (f"{report['machine']['cpus']} CPUs ({report['machine']['cpu']}); client and server on the same machine; "
-              f"{report['passages']:,} passages; concurrency {report['concurrency']}, k = {report['k']}, "
-              f"{report['requests_per_retriever']} requests per retriever, at most {report['max_seconds']} s in all."), "",
-             "| retriever | requests | errors | seconds | requests/s | p50 ms | p90 ms | p99 ms | max ms | mean dense batch |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              f"{report['passages']:,} passages; k = {report['k']}, {report['requests_per_retriever']} requests per phase, "
+              f"at most {report['max_seconds']} s in all; the server sheds beyond {report['max_pending']} requests in "
+              "flight (429, Retry-After: 1; the client waits it out)."), "",
+             "| retriever | clients | answered | shed (429) | errors | seconds | answered/s | p50 ms | p90 ms | p99 ms | "
+             "max ms | mean dense batch | server RSS MB (max) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for p in report["phases"]:
         lat = p["latency_ms"]
-        lines.append(f"| {p['retriever']} | {p['requests']} | {p['errors']} | {p['seconds']} | {p['requests_per_second']} | "
-                     f"{lat['p50']} | {lat['p90']} | {lat['p99']} | {lat['max']} | {p.get('mean_dense_batch', '-')} |")
+        top = max((mb for _, mb in p["rss_mb"]), default=float("nan"))
+        lines.append(f"| {p['retriever']} | {p['concurrency']} | {p['ok']} | {p['shed_429']} | {p['errors']} | {p['seconds']} | "
+                     f"{p['requests_per_second']} | {lat['p50']} | {lat['p90']} | {lat['p99']} | {lat['max']} | "
+                     f"{p.get('mean_dense_batch', '-')} | {top:.0f} |")
+    soak = report.get("soak")
+    if soak:
+        s, p = soak["summary"], soak["phase"]
+        lines += ["", f"Soak: {p['retriever']} at {p['concurrency']} clients for {p['seconds']} s, {p['ok']} answered, "
+                      f"{p['shed_429']} shed, {p['errors']} errors, p99 {p['latency_ms']['p99']} ms. Server RSS after the "
+                      f"warm-up (first fifth): {s['rss_after_warmup_mb']:.0f} MB, then {s['min_mb']:.0f}-{s['max_mb']:.0f} "
+                      f"MB, at most {s['max_deviation_pct']}% away.", "", "| second | RSS MB |", "|---:|---:|"]
+        step = max(1, len(p["rss_mb"]) // 20)
+        lines += [f"| {t:.0f} | {mb:.0f} |" for t, mb in p["rss_mb"][::step]]
     lines += ["", f"Server: `{report['server']}`"]
     return "\n".join(lines) + "\n"
 
@@ -135,18 +183,22 @@ def main() -> None:
     parser.add_argument("--index", help="dense index folder")
     parser.add_argument("--bm25-index", help="BM25 index folder")
     parser.add_argument("--retrievers", help="comma-separated (default: every one the server loads)")
-    parser.add_argument("--requests", type=int, default=500, help="requests per retriever (default 500)")
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=500, help="requests per phase (default 500)")
+    parser.add_argument("--concurrency", default="16,64", help="comma-separated client counts, one phase each")
+    parser.add_argument("--max-pending", type=int, default=32, help="the server's --max-pending (default 32)")
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--max-seconds", type=float, default=60, help="time bound of the whole load (default 60)")
+    parser.add_argument("--max-seconds", type=float, default=60, help="time bound of the phases (default 60)")
+    parser.add_argument("--soak-seconds", type=float, default=0, help="then a soak this long (default: none)")
     parser.add_argument("--startup-seconds", type=float, default=180, help="how long to wait for the server to load")
     parser.add_argument("--questions", help="question file (densepr.read_questions formats; default: 24 built-in)")
     parser.add_argument("--out", default="benchmarks/out/serve")
     args = parser.parse_args()
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
     if not args.index and not args.bm25_index:
         parser.error("give --index, --bm25-index or both")
-    if not (1 <= args.requests <= 100_000 and 1 <= args.concurrency <= 64 and 0 < args.max_seconds <= 600):
-        parser.error("bounds: 1..100000 requests, 1..64 concurrency, 0..600 max seconds")
+    if not (1 <= args.requests <= 100_000 and all(1 <= c <= 256 for c in concurrencies) and 0 < args.max_seconds <= 600
+            and 0 <= args.soak_seconds <= 3600):
+        parser.error("bounds: 1..100000 requests, 1..256 clients, 0..600 max seconds, 0..3600 soak seconds")
     questions = QUESTIONS
     if args.questions:
         import densepr
@@ -158,6 +210,7 @@ def main() -> None:
     port = free_port()
     base = f"http://{LOOPBACK}:{port}"
     server = start_server(args, port, out / "server.log")
+    soak = None
     try:
         t0 = time.perf_counter()
         health = wait_healthy(base, server, args.startup_seconds)
@@ -166,14 +219,16 @@ def main() -> None:
         for name in retrievers:  # warm-up (not measured): model caches, page cache of the index
             httpx.post(base + "/search", json={"question": questions[0], "k": args.k, "retriever": name}, timeout=60)
         phases = []
+        share = args.max_seconds / (len(retrievers) * len(concurrencies))
         for name in retrievers:
-            before = httpx.get(base + "/health").json()["batching"]
-            phase = run_phase(base, name, questions, args.requests, args.concurrency, args.k, args.max_seconds / len(retrievers))
-            after = httpx.get(base + "/health").json()["batching"]
-            if after and after["batches"] > before["batches"]:
-                phase["mean_dense_batch"] = round((after["questions"] - before["questions"]) / (after["batches"] - before["batches"]), 2)
-            phases.append(phase)
-            print(json.dumps(phase))
+            for clients in concurrencies:
+                phases.append(measured(base, name, questions, args.requests, clients, args.k, share, server.pid))
+                print(json.dumps({k: v for k, v in phases[-1].items() if k != "rss_mb"}), flush=True)
+        if args.soak_seconds:
+            phase = measured(base, retrievers[0], questions, 10**9, max(concurrencies), args.k, args.soak_seconds,
+                             server.pid, sample_every=5.0)
+            soak = {"phase": phase, "summary": soak_summary(phase["rss_mb"])}
+            print(json.dumps(soak["summary"]), flush=True)
     finally:
         server.terminate()
         try:
@@ -183,14 +238,24 @@ def main() -> None:
             server.wait()
 
     report = {"machine": {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version()},
-              "server": f"densepr serve --host {LOOPBACK} --port {port}" + (f" --index {args.index}" if args.index else "")
-                        + (f" --bm25-index {args.bm25_index}" if args.bm25_index else ""),
+              "server": " ".join(server.args[2:]) if isinstance(server.args, list) else str(server.args),
               "startup_seconds": round(startup, 1), "passages": health["passages"], "indexes": health["indexes"],
-              "questions": len(questions), "requests_per_retriever": args.requests, "concurrency": args.concurrency,
-              "k": args.k, "max_seconds": args.max_seconds, "phases": phases}
+              "questions": len(questions), "requests_per_retriever": args.requests, "max_pending": args.max_pending,
+              "k": args.k, "max_seconds": args.max_seconds, "phases": phases, "soak": soak}
     write_json(out / "serve_load.json", report)
     (out / "serve_load.md").write_text(markdown(report), encoding="utf-8")
     print(markdown(report))
+
+
+def measured(base: str, retriever: str, questions: list[str], n: int, clients: int, k: int, seconds: float,
+             server_pid: int, sample_every: float = 1.0) -> dict:
+    """:func:`run_phase`, with the server's mean dense batch over the phase."""
+    before = httpx.get(base + "/health").json()["batching"]
+    phase = run_phase(base, retriever, questions, n, clients, k, seconds, server_pid, sample_every)
+    after = httpx.get(base + "/health").json()["batching"]
+    if after and after["batches"] > before["batches"]:
+        phase["mean_dense_batch"] = round((after["questions"] - before["questions"]) / (after["batches"] - before["batches"]), 2)
+    return phase
 
 
 if __name__ == "__main__":

@@ -143,3 +143,29 @@ def shared(relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared data not present: {path}")
     return path
+
+
+def run_forked(target, *args, timeout: float = 300) -> int | None:
+    """``target(*args)`` in a forked child (nothing imported again); its exit code, ``None`` if it hung (then killed).
+    The child runs torch and FAISS on one thread: their OpenMP thread pools do not survive a fork, and a child
+    using them with several threads would hang."""
+    import multiprocessing
+
+    child = multiprocessing.get_context("fork").Process(target=_single_threaded, args=(target, *args))
+    child.start()
+    child.join(timeout)
+    if child.exitcode is None:
+        child.kill()
+        child.join()
+        return None
+    return child.exitcode
+
+
+def _single_threaded(target, *args) -> None:
+    import sys
+
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    if "faiss" in sys.modules:
+        sys.modules["faiss"].omp_set_num_threads(1)
+    target(*args)

@@ -47,9 +47,14 @@ def test_index_refuses_corrupt_embeddings_in_one_line(embeddings, tmp_path, caps
     assert err.startswith("densepr: error: ") and "hold NaN or Inf" in err and err.count("\n") == 1
     assert not (tmp_path / "flat").exists()  # nothing a later command would load
     raw = shard(embeddings).read_bytes()
-    shard(embeddings).write_bytes(raw[: len(raw) // 2])  # truncated
+    shard(embeddings).write_bytes(raw[: len(raw) // 2])  # truncated: its manifest says so
     assert main(["-q", "index", "--embeddings", str(embeddings), "--out", str(tmp_path / "flat")]) == 2
-    assert "unreadable embeddings" in capsys.readouterr().err
+    assert "(truncated or replaced)" in capsys.readouterr().err
+    manifest = next(embeddings.glob("*.manifest.json"))
+    manifest.rename(manifest.with_suffix(".off"))  # a folder written before manifests: the header's shape says so
+    assert main(["-q", "index", "--embeddings", str(embeddings), "--out", str(tmp_path / "flat")]) == 2
+    assert "truncated (512 bytes for 7 rows)" in capsys.readouterr().err
+    manifest.with_suffix(".off").rename(manifest)
     shard(embeddings).write_bytes(b"garbage" + raw[7:])  # corrupt header
     assert main(["-q", "index", "--embeddings", str(embeddings), "--out", str(tmp_path / "flat")]) == 2
     assert "unreadable embeddings" in capsys.readouterr().err

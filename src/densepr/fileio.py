@@ -3,19 +3,42 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
 import shutil
+import signal
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
 from densepr.errors import DenseprError, at_line
+
+KILL_AT = "DENSEPR_KILL_AT"  # the fault-injection tests' seam: "N" kills the process at its N-th write step
+WRITE_TRACE = "DENSEPR_WRITE_TRACE"  # a file each write step's label is appended to
+
+
+def write_step(label: str) -> None:
+    """Mark a step of publishing a file: what is on disk between two steps is what a kill there leaves behind.
+
+    With ``DENSEPR_WRITE_TRACE`` set, each step appends its label to that file; with ``DENSEPR_KILL_AT=N``, the
+    process kills itself (SIGKILL: no clean-up runs) at the N-th step, counted through the trace file. Both unset,
+    this does nothing.
+    """
+    trace = os.environ.get(WRITE_TRACE)
+    if not trace:
+        return
+    with open(trace, "a", encoding="utf-8") as fh:
+        fh.write(label + "\n")
+    with open(trace, encoding="utf-8") as fh:
+        steps = sum(1 for _ in fh)
+    if os.environ.get(KILL_AT) == str(steps):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @contextlib.contextmanager
@@ -35,7 +58,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        write_step(f"written {path.name}")
         os.replace(tmp, path)
+        write_step(f"published {path.name}")
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -50,17 +75,45 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp, old = path.parent / f".tmp-{path.name}", path.parent / f".old-{path.name}"
+    if old.exists():  # left by a kill during the swap below: before it (restore) or after it (drop)
+        if path.exists():
+            shutil.rmtree(old)
+        else:
+            os.replace(old, path)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         yield tmp
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        failed = _failed_write(exc, path)
+        if failed is not None:
+            raise failed from exc
         raise
+    write_step(f"built {path.name}/")
     if path.exists():
         os.replace(path, old)
+        write_step(f"moved aside {path.name}/")
     os.replace(tmp, path)
+    write_step(f"published {path.name}/")
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _failed_write(exc: BaseException, path: Path) -> OSError | None:
+    """A library's failed write as an :class:`OSError` naming ``path`` (safetensors, torch and FAISS raise their own
+    exception types for a full disk): when its message says so, or the disk has under 1 MB left."""
+    if isinstance(exc, OSError) or not isinstance(exc, Exception):
+        return None
+    text = str(exc)
+    try:
+        full = shutil.disk_usage(path.parent).free < 1 << 20
+    except OSError:
+        full = False
+    if full or "No space left" in text or "os error 28" in text:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    if "write failed" in text or "write error" in text:
+        return OSError(errno.EIO, f"write failed ({text.splitlines()[0][:200]})", str(path))
+    return None
 
 
 def read_ids(path: str | os.PathLike, expected: int | None) -> list[str]:
@@ -193,30 +246,36 @@ def _blake2b(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_manifest(folder: Path) -> None:
-    """List every file below ``folder`` with its size and blake2b in ``manifest.json``; call it last."""
-    files = {p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "blake2b": _blake2b(p)}
-             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
-    write_json(folder / MANIFEST, {"files": files})
+def write_manifest(folder: Path, files: Sequence[str] | None = None, name: str = MANIFEST) -> None:
+    """List ``files`` (default: every file below ``folder``) with size and blake2b in ``name``; call it last.
+    A folder several processes write into (embedding shards) holds one ``<shard>.manifest.json`` each."""
+    names = files if files is not None else [p.relative_to(folder).as_posix() for p in sorted(folder.rglob("*"))
+                                             if p.is_file() and not p.name.endswith(MANIFEST)]
+    write_json(folder / name, {"files": {n: {"size": (folder / n).stat().st_size, "blake2b": _blake2b(folder / n)}
+                                         for n in names}})
 
 
 def check_manifest(folder: str | os.PathLike, checksums: bool = False) -> int | None:
-    """Refuse, in one line naming the file, a folder whose files differ from its manifest: sizes always, contents
+    """Refuse, in one line naming the file, a folder whose files differ from its manifests: sizes always, contents
     when ``checksums``. Returns the files checked; ``None`` for a folder without a manifest (older versions)."""
     folder = Path(folder)
-    if not (folder / MANIFEST).is_file():
+    manifests = sorted(folder.glob(f"*{MANIFEST}"))
+    if not manifests:
         return None
-    files = read_json(folder / MANIFEST).get("files", {})
-    for name, info in files.items():
-        path = folder / name
-        if not path.is_file():
-            raise DenseprError(f"{path}: missing (listed in {MANIFEST}); build {folder} again")
-        if path.stat().st_size != info["size"]:
-            raise DenseprError(f"{path}: {path.stat().st_size} bytes where {MANIFEST} says {info['size']} (truncated or "
-                               f"replaced); build {folder} again")
-        if checksums and _blake2b(path) != info["blake2b"]:
-            raise DenseprError(f"{path}: its checksum differs from {MANIFEST} (the file is corrupt); build {folder} again")
-    return len(files)
+    checked = 0
+    for manifest in manifests:
+        for name, info in read_json(manifest).get("files", {}).items():
+            path = folder / name
+            if not path.is_file():
+                raise DenseprError(f"{path}: missing (listed in {manifest.name}); build {folder} again")
+            if path.stat().st_size != info["size"]:
+                raise DenseprError(f"{path}: {path.stat().st_size} bytes where {manifest.name} says {info['size']} "
+                                   f"(truncated or replaced); build {folder} again")
+            if checksums and _blake2b(path) != info["blake2b"]:
+                raise DenseprError(f"{path}: its checksum differs from {manifest.name} (the file is corrupt); "
+                                   f"build {folder} again")
+            checked += 1
+    return checked
 
 
 def _legacy_fingerprint(path: Path, sample: int = 1 << 16) -> str:

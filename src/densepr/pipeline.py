@@ -110,15 +110,16 @@ def build_index(*, embeddings: str | Path | None = None, out: str | Path | None 
                 nlist: int | None = None, pq_m: int | None = None, shards: int = 1, ram_budget: str | None = None,
                 recall_target: float = 0.95,
                 latency_target: float | None = None, explain: bool = False, size: int | None = None,
-                dim: int | None = None) -> DenseIndex | Plan:
+                dim: int | None = None, verify: bool = False, progress: bool = True) -> DenseIndex | Plan:
     """Merge embedding shards into one FAISS index folder. With ``ram_budget``, the planner chooses the type and its
     parameters, and a recall card (``recall_card.json``: recall@10/100 and queries/s at each probe setting tried, and
     the one kept) is measured and written into the folder. ``shards``: that many FAISS files over contiguous rows, one
     trained quantiser, searched in parallel and merged exactly. ``explain``: return the plan and build nothing (for
-    ``embeddings``, or for ``size`` vectors of ``dim``)."""
-    from densepr.dense.passage_encoding import load_embeddings
+    ``embeddings``, or for ``size`` vectors of ``dim``). ``verify``: check the shards' checksums, not only sizes."""
+    from densepr.fileio import check_manifest
     from densepr.index.faiss_index import DenseIndex
     from densepr.index.planner import parse_bytes, plan, recall_card
+    from densepr.index.streaming import EmbeddingRows, IdLookup, build_streaming
     from densepr.vector_checks import check_vectors
 
     if explain:
@@ -127,24 +128,29 @@ def build_index(*, embeddings: str | Path | None = None, out: str | Path | None 
         raise DenseprError("--size and --dim plan without embeddings: use them with --explain")
     if embeddings is None or out is None:
         raise DenseprError("give --embeddings DIR and --out DIR (or --explain to plan only)")
-    vectors, ids, meta = load_embeddings(embeddings)
-    check_vectors(vectors, ids, str(embeddings))
-    provenance = {k: meta[k] for k in ("model", "passages", "passages_fingerprint")}
+    check_manifest(embeddings, checksums=verify)
+    rows = EmbeddingRows(embeddings)
+    if rows.meta.get("num_passages") not in (None, len(rows)):
+        raise DenseprError(f"{embeddings}: {len(rows)} vectors for {rows.meta['num_passages']} passages: inconsistent shards")
+    check_vectors(rows, IdLookup(rows), str(embeddings))
+    provenance = {k: rows.meta[k] for k in ("model", "passages", "passages_fingerprint")}
     params: dict[str, int] = {k: v for k, v in {"hnsw_m": hnsw_m, "nlist": nlist, "pq_m": pq_m}.items() if v is not None}
     chosen = None
     if ram_budget is not None:
-        chosen = plan(len(ids), int(vectors.shape[1]), parse_bytes(ram_budget), latency_target)
+        chosen = plan(len(rows), rows.dim, parse_bytes(ram_budget), latency_target)
         type, params = chosen.kind, chosen.params
         log.info("planned %s %s: ~%.2f GB (%s)", type, params, chosen.bytes / 1e9, chosen.reason)
-    index = DenseIndex.build(vectors, ids, type, meta=provenance, shards=shards, **params)
-    extra = {}
+    if not 1 <= shards <= len(rows):
+        raise DenseprError(f"--shards must be between 1 and the number of vectors ({len(rows)}), not {shards}")
+    info = build_streaming(rows, out, type, provenance, shards=shards, progress=progress, **params)
+    index = DenseIndex.load(out)
     if chosen is not None:
-        card = recall_card(index, vectors, recall_target)
-        card.update(plan=chosen.to_dict(), build_seconds=index.meta["build_seconds"])
-        extra["recall_card.json"] = card
+        card = recall_card(index, rows, recall_target)
+        card.update(plan=chosen.to_dict(), build_seconds=info["build_seconds"], build_peak_rss_mb=info["build_peak_rss_mb"])
+        index.save_card(out, card)
         log.info("recall card (%s): %s", type, card["chosen"])
-    index.save(out, extra=extra)
-    log.info("%s index of %d vectors built in %.1fs -> %s", type, len(ids), index.meta["build_seconds"], out)
+    log.info("%s index of %d vectors built in %.1fs (peak RSS %.0f MB) -> %s", type, len(rows), info["build_seconds"],
+             info["build_peak_rss_mb"], out)
     return index
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -13,12 +13,25 @@ log = logging.getLogger("densepr")
 CHUNK = 65_536  # rows checked at a time
 
 
-def _listed(ids: Sequence[str], rows: np.ndarray, most: int = 5) -> str:
+class Rows(Protocol):
+    """A matrix, in memory or read from disk a slice at a time."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, key: slice) -> np.ndarray: ...
+
+
+class Ids(Protocol):
+    """Passage ids by row."""
+
+    def __getitem__(self, row: int) -> str: ...
+
+
+def _listed(ids: Ids, rows: np.ndarray, most: int = 5) -> str:
     shown = ", ".join(str(ids[int(i)]) for i in rows[:most])
     return shown + (f" and {len(rows) - most} more" if len(rows) > most else "")
 
 
-def check_vectors(vectors: np.ndarray, ids: Sequence[str], where: str) -> None:
+def check_vectors(vectors: Rows | np.ndarray, ids: Ids, where: str) -> None:
     """Refuse vectors holding NaN or Inf (one line naming their passages); warn about norm outliers.
 
     For a unit-norm model (median norm 1) an outlier is a norm off by more than 1%; otherwise one further from the

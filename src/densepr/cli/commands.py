@@ -45,7 +45,7 @@ def index(a: o.IndexOptions, quiet: bool) -> None:
     from densepr.index.planner import Plan
     from densepr.pipeline import build_index
 
-    built = build_index(**dataclasses.asdict(a))
+    built = build_index(**dataclasses.asdict(a), progress=not quiet)
     if isinstance(built, Plan):
         print(json.dumps(built.to_dict(), indent=2))
 

@@ -62,6 +62,8 @@ class IndexOptions:
     explain: bool = opt(False, help="with --ram-budget: print the plan and build nothing")
     size: int | None = opt(None, help="with --explain and no --embeddings: the number of vectors to plan for")
     dim: int | None = opt(None, help="with --explain and no --embeddings: their dimension")
+    verify: bool = opt(False, help="check the embedding shards' checksums against their manifests (sizes are always "
+                                   "checked)")
 
 
 @dataclass(kw_only=True)
@@ -74,7 +76,8 @@ class RetrieveOptions:
 
 @dataclass(kw_only=True)
 class VerifyOptions:
-    folders: list[str] = opt(positional=True, required=True, help="index folders (BM25 or dense) to check file by file")
+    folders: list[str] = opt(positional=True, required=True, help="folders to check file by file: BM25 or dense indexes, "
+                                                                  "embeddings, training checkpoints and models")
 
 
 @dataclass(kw_only=True)
@@ -105,7 +108,8 @@ class ServeOptions:
     api_key: str | None = opt(None, help="require this key on POST requests (Authorization: Bearer KEY or X-API-Key); "
                                          "default: the DENSEPR_API_KEY environment variable, else none")
     docs: bool = opt(True, help="serve the interactive API docs at /docs and /redoc")
-    max_pending: int = opt(256, help="requests in flight beyond which a POST is answered 503 with Retry-After")
+    max_pending: int = opt(32, help="requests in flight beyond which a POST is answered at once with 429 and "
+                                    "Retry-After: 1 (a bounded queue: the accepted ones keep their latency)")
 
 
 @dataclass(kw_only=True)

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from densepr.corpus.passages import PassageStore
 from densepr.dense.biencoder import BiEncoder
 from densepr.errors import DenseprError
-from densepr.fileio import atomic_open, read_json, save_npy, write_json
+from densepr.fileio import MANIFEST, atomic_open, check_manifest, read_json, save_npy, write_json, write_manifest
 from densepr.vector_checks import check_vectors
 
 log = logging.getLogger(__name__)
@@ -113,14 +113,17 @@ def encode_passages(passages: PassageStore, model: BiEncoder, out_dir: str | Pat
         for n in names:
             fh.write((parts / f"{n}.ids.txt").read_text(encoding="utf-8"))
     save_npy(final, embeddings)
+    write_manifest(out_dir, [final.name, f"{name}.ids.txt"], f"{name}.{MANIFEST}")
     shutil.rmtree(parts)
     return final
 
 
-def load_embeddings(emb_dir: str | Path) -> tuple[np.ndarray, list[str], dict]:
-    """All shards of an embeddings folder, in row order: ``(vectors, ids, meta)``."""
+def load_embeddings(emb_dir: str | Path, verify: bool = False) -> tuple[np.ndarray, list[str], dict]:
+    """All shards of an embeddings folder, in row order: ``(vectors, ids, meta)``. The shards' sizes are checked
+    against their manifests, and their checksums too when ``verify``."""
     emb_dir = Path(emb_dir)
     meta = read_json(emb_dir / "meta.json")
+    check_manifest(emb_dir, checksums=verify)
     n = int(meta["num_shards"])
     vectors, ids = [], []
     for shard_id in range(n):

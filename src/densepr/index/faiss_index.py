@@ -16,7 +16,7 @@ import faiss
 import numpy as np
 
 from densepr.errors import DenseprError
-from densepr.fileio import atomic_folder, check_manifest, read_ids, read_json, write_json, write_manifest
+from densepr.fileio import atomic_folder, atomic_open, check_manifest, read_ids, read_json, write_json, write_manifest
 from densepr.index import INDEX_TYPES
 from densepr.index.planner import ivf_lists
 
@@ -28,10 +28,17 @@ def _pq_subquantizers(dim: int) -> int:
     return max(m for m in range(1, dim // 4 + 1) if dim % m == 0) if dim >= 4 else dim
 
 
+COARSE_FLAT_LIMIT = 1e14  # rows x lists x dims beyond which IVF assigns through an HNSW graph of the centroids
+
+
 def build_faiss(vectors: np.ndarray, kind: str = "flat", hnsw_m: int = 32, ef_construction: int = 200,
                 nlist: int | None = None, pq_m: int | None = None, train_size: int = 200_000, seed: int = 0,
-                add: bool = True) -> faiss.Index:
-    """A FAISS index of ``kind`` holding ``vectors`` (inner product metric); ``add=False``: trained on them, empty."""
+                add: bool = True, total: int | None = None) -> faiss.Index:
+    """A FAISS index of ``kind`` holding ``vectors`` (inner product metric); ``add=False``: trained on them, empty.
+
+    ``total``: the rows the index will hold (default: ``vectors``'). Where comparing each of them with every IVF
+    centroid would take over ~1e14 multiply-adds (21M x 18k lists x 768 dims is 3e17), the lists are found through
+    an HNSW graph over the centroids instead (FAISS ``IVF<n>_HNSW32``)."""
     if kind not in INDEX_TYPES:
         raise DenseprError(f"unknown index type {kind!r}; choose from {', '.join(INDEX_TYPES)}")
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -47,14 +54,13 @@ def build_faiss(vectors: np.ndarray, kind: str = "flat", hnsw_m: int = 32, ef_co
         index.hnsw.efConstruction = ef_construction
     elif kind == "sq8":
         index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, ip)
-    elif kind == "ivfsq8":
-        index = faiss.index_factory(dim, f"IVF{nlist or ivf_lists(n)},SQ8", ip)
     else:
-        nlist = nlist or ivf_lists(n)
+        nlist = nlist or ivf_lists(total or n)
+        coarse = f"IVF{nlist}_HNSW32" if (total or n) * nlist * dim > COARSE_FLAT_LIMIT else f"IVF{nlist}"
         pq_m = pq_m or _pq_subquantizers(dim)
-        if dim % pq_m:
+        if kind == "ivfpq" and dim % pq_m:
             raise DenseprError(f"--pq-m {pq_m} must divide the vector dimension {dim}")
-        index = faiss.index_factory(dim, f"IVF{nlist},PQ{pq_m}", ip)
+        index = faiss.index_factory(dim, f"{coarse},SQ8" if kind == "ivfsq8" else f"{coarse},PQ{pq_m}", ip)
     if kind.startswith("ivf"):  # probe 1/16 of the lists unless --nprobe says otherwise (FAISS saves it)
         faiss.extract_index_ivf(index).nprobe = max(8, faiss.extract_index_ivf(index).nlist // 16)
     if not index.is_trained:
@@ -157,18 +163,23 @@ class DenseIndex:
         except RuntimeError as exc:
             raise DenseprError(f"a {self.meta['type']} index cannot give back its vectors ({str(exc).splitlines()[0]})") from None
 
-    def save(self, out_dir: str | Path, extra: dict[str, dict] | None = None) -> None:
-        """Write the index folder whole (built beside it, swapped in by a rename): never old and new files mixed.
-        ``extra``: more JSON files (a recall card), each given the index file's size as ``index_bytes``."""
+    def save(self, out_dir: str | Path) -> None:
+        """Write the index folder whole (built beside it, swapped in by a rename): never old and new files mixed."""
         with atomic_folder(Path(out_dir)) as tmp:
-            files = [tmp / name for name in index_files(len(self.parts))]
-            for path, part in zip(files, self.parts):
-                path.write_bytes(faiss.serialize_index(part).tobytes())
-            for name, content in (extra or {}).items():
-                write_json(tmp / name, dict(content, index_bytes=sum(f.stat().st_size for f in files)))
+            for name, part in zip(index_files(len(self.parts)), self.parts):
+                write_faiss(part, tmp / name)
             (tmp / "ids.txt").write_text("".join(i + "\n" for i in self.ids), encoding="utf-8")
             write_json(tmp / "meta.json", dict(self.meta, retriever="dense"))
             write_manifest(tmp)
+
+    def save_card(self, out_dir: str | Path, card: dict) -> None:
+        """Add a recall card to this index's saved folder, given the index files' size as ``index_bytes``, with the
+        probe setting it chose in ``meta.json``; the manifest is written again last."""
+        out_dir = Path(out_dir)
+        size = sum((out_dir / name).stat().st_size for name in index_files(len(self.parts)))
+        write_json(out_dir / "recall_card.json", dict(card, index_bytes=size))
+        write_json(out_dir / "meta.json", dict(self.meta, retriever="dense"))
+        write_manifest(out_dir)
 
     @classmethod
     def load(cls, index_dir: str | Path, mmap: bool = True, shard: int | None = None, verify: bool = False) -> DenseIndex:
@@ -189,8 +200,15 @@ class DenseIndex:
             first, stop = shard_ranges(len(ids), len(files))[shard]
             ids, meta = ids[first:stop], dict(meta, first_row=first, shards=1)
         loaded = cls(parts, ids, meta)
-        loaded.configure(ef_search=meta.get("ef_search"))  # a recall card's choice (IVF indexes keep nprobe themselves)
+        loaded.configure(nprobe=meta.get("nprobe"), ef_search=meta.get("ef_search"))  # a recall card's choice
         return loaded
+
+
+def write_faiss(index: faiss.Index, path: Path) -> None:
+    """Write a FAISS index atomically through a Python file object, so that a full disk is an ``OSError`` naming
+    the file (FAISS's own file writer prints to stderr and raises a bare ``RuntimeError``)."""
+    with atomic_open(path, "wb") as fh:
+        faiss.write_index(index, cast(Any, faiss).PyCallbackIOWriter(fh.write))
 
 
 def index_files(shards: int) -> list[str]:

@@ -94,24 +94,37 @@ def plan(n: int, dim: int, budget: int, latency_ms: float | None = None) -> Plan
                        + f": the smallest needs {predicted_bytes('ivfpq', n, dim, nlist=nlist, pq_m=8) / 1e9:.2f} GB")
 
 
-def probe_queries(vectors: np.ndarray, count: int = 1000, seed: int = 0) -> np.ndarray:
-    """Queries near the data but not in it: the midpoints of random pairs of indexed vectors."""
+def probe_queries(rows: Any, count: int = 1000, seed: int = 0) -> np.ndarray:
+    """Queries near the data but not in it: the midpoints of random pairs of indexed vectors (``rows``: an
+    ``EmbeddingRows`` or ``ArrayRows``)."""
     rng = np.random.default_rng(seed)
-    a, b = rng.integers(len(vectors), size=(2, count))
-    return np.ascontiguousarray((vectors[a] + vectors[b]) / 2, dtype=np.float32)
+    a, b = rng.integers(len(rows), size=(2, count))
+    return np.ascontiguousarray((rows.take(a) + rows.take(b)) / 2, dtype=np.float32)
 
 
-def recall_card(index: Any, vectors: np.ndarray, recall_target: float = 0.95, queries: int = 1000, k: int = 100,
+def exact_top_k(rows: Any, queries: np.ndarray, k: int, chunk: int = 65_536) -> np.ndarray:
+    """Exact inner-product top-k row numbers for ``queries``, streaming the rows (ground truth for recall)."""
+    best_scores = np.full((len(queries), 0), -np.inf, dtype=np.float32)
+    best_rows = np.empty((len(queries), 0), dtype=np.int64)
+    for first, block in rows.chunks(size=chunk):
+        scores = queries @ block.T
+        scores = np.concatenate([best_scores, scores], axis=1)
+        numbers = np.concatenate([best_rows, np.broadcast_to(np.arange(first, first + len(block)), (len(queries), len(block)))], axis=1)
+        keep = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        best_scores, best_rows = np.take_along_axis(scores, keep, 1), np.take_along_axis(numbers, keep, 1)
+    return best_rows
+
+
+def recall_card(index: Any, rows: Any, recall_target: float = 0.95, queries: int = 1000, k: int = 100,
                 plateau: float = 0.002) -> dict:
     """Recall@10/100 against exact search and queries/s for each probe setting tried, doubling it; sets the index to the
     smallest setting reaching ``recall_target`` at 100, or, where recall stops rising (by less than ``plateau`` a
-    doubling: the codes, not the probing, limit it), to the setting before the plateau, and records it."""
-    from densepr.index.faiss_index import build_faiss
-
-    q = probe_queries(vectors, queries)
-    k = min(k, len(vectors))
+    doubling: the codes, not the probing, limit it), to the setting before the plateau, and records it. ``rows``: the
+    indexed vectors as ``EmbeddingRows`` (streamed from disk) or ``ArrayRows``."""
+    q = probe_queries(rows, queries)
+    k = min(k, len(rows))
     kind, trials = index.meta["type"], []
-    _, exact = (index if kind == "flat" else build_faiss(vectors, "flat")).search(q, k)  # a flat index is exact already
+    exact = index.search(q, k)[1] if kind == "flat" else exact_top_k(rows, q, k)  # a flat index is exact already
     knob = "nprobe" if kind.startswith("ivf") else "ef_search" if kind == "hnsw" else None
     settings: list[Any] = [16, 32, 64, 128, 256, 512] if knob == "ef_search" else [None]
     if knob == "nprobe":
@@ -124,10 +137,10 @@ def recall_card(index: Any, vectors: np.ndarray, recall_target: float = 0.95, qu
         if knob:
             index.configure(**{knob: value})
         start = time.perf_counter()
-        _, rows = index.search(q, k)
+        _, found = index.search(q, k)
         qps = len(q) / (time.perf_counter() - start)
-        r10 = float(np.mean([len(set(a[:10]) & set(b[:10])) / min(10, k) for a, b in zip(rows, exact)]))
-        r100 = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(rows, exact)]))
+        r10 = float(np.mean([len(set(a[:10]) & set(b[:10])) / min(10, k) for a, b in zip(found, exact)]))
+        r100 = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, exact)]))
         trials.append({knob or "setting": value, "recall@10": r10, f"recall@{k}": r100, "queries_per_s": qps})
         if r100 >= recall_target:
             chosen = trials[-1]
@@ -139,6 +152,6 @@ def recall_card(index: Any, vectors: np.ndarray, recall_target: float = 0.95, qu
     if knob:
         index.configure(**{knob: chosen[knob]})
         index.meta[knob] = chosen[knob]
-    return {"type": kind, "vectors": len(vectors), "queries": len(q), "query_kind": "midpoints of random pairs of indexed "
+    return {"type": kind, "vectors": len(rows), "queries": len(q), "query_kind": "midpoints of random pairs of indexed "
             "vectors", "recall_target": recall_target, "trials": trials, "chosen": chosen,
             "met_target": chosen[f"recall@{k}"] >= recall_target}

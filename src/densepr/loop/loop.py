@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from densepr.errors import DenseprError
-from densepr.fileio import atomic_folder
+from densepr.fileio import atomic_folder, check_manifest, write_manifest
 from densepr.hardware import use_bf16
 from densepr.loop import distributed as dist
 from densepr.loop.config import LoopConfig
@@ -190,7 +190,9 @@ class TrainingLoop:
         """``path`` as a whole: the model and ``training_state.pt``."""
         with atomic_folder(path) as tmp:
             self.task.save(tmp)
-            torch.save(state, tmp / STATE_FILE)
+            with open(tmp / STATE_FILE, "wb") as fh:  # Python's file object: a full disk raises OSError
+                torch.save(state, fh)
+            write_manifest(tmp)
 
     def _training_state(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
@@ -207,7 +209,12 @@ class TrainingLoop:
         checkpoints = list_checkpoints(self.out)
         if not checkpoints:
             return
-        state = torch.load(checkpoints[-1] / STATE_FILE, weights_only=True)
+        check_manifest(checkpoints[-1], checksums=True)  # rarely done and cheap next to training: contents too
+        try:
+            state = torch.load(checkpoints[-1] / STATE_FILE, weights_only=True)
+        except (RuntimeError, OSError, EOFError, ValueError) as exc:
+            raise DenseprError(f"{checkpoints[-1] / STATE_FILE}: unreadable ({str(exc).splitlines()[0][:200]}); delete "
+                               "this checkpoint to resume from the one before") from None
         defaults = {f.name: f.default for f in dataclasses.fields(self.config)}
         for key in type(self.config).RESUME_KEYS:
             saved = state["config"].get(key, defaults[key])  # a key added since the checkpoint: its default

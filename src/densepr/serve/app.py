@@ -30,15 +30,15 @@ MAX_BODY_BYTES = 1 << 20  # 64 questions of 1,000 characters fit many times over
 
 def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = None, max_batch: int = 64,
                max_wait: float = 0.005, api_key: str | None = None, docs: bool = True,
-               max_body_bytes: int = MAX_BODY_BYTES, max_pending: int = 256, **spec_options: Any) -> FastAPI:
+               max_body_bytes: int = MAX_BODY_BYTES, max_pending: int = 32, **spec_options: Any) -> FastAPI:
     """A service over the retriever a :class:`SearchSpec` describes (``spec_options`` override its fields).
 
     A hybrid spec (a dense and a BM25 index) serves hybrid, dense and BM25 search; ``reader`` is a folder from
     ``densepr train-reader`` that makes ``/ask`` answer. Dense questions arriving within ``max_wait`` seconds are
     encoded together (at most ``max_batch``). With ``api_key``, POST requests need ``Authorization: Bearer KEY`` (or
     ``X-API-Key: KEY``); ``docs=False`` turns off ``/docs`` and ``/redoc``. Bodies over ``max_body_bytes`` are refused
-    (413) before they are read. Beyond ``max_pending`` requests in flight, a POST is shed at once with 503 and
-    ``Retry-After: 1`` rather than queued behind the others. Raises :class:`DenseprError` for unusable folders.
+    (413) before they are read. Beyond ``max_pending`` requests in flight, a POST is shed at once with 429 and
+    ``Retry-After: 1`` rather than queued behind the others (whose wait it would lengthen). Raises :class:`DenseprError` for unusable folders.
 
     >>> app = create_app(index="flat/", bm25_index="bm25/")    # doctest: +SKIP
     >>> uvicorn.run(app, host="127.0.0.1", port=8000)           # doctest: +SKIP
@@ -70,7 +70,7 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
         nonlocal pending
         if request.method == "POST":
             if pending >= max_pending:
-                return JSONResponse(status_code=503, headers={"Retry-After": "1"},
+                return JSONResponse(status_code=429, headers={"Retry-After": "1"},
                                     content={"detail": f"busy: {pending} requests in flight; retry in a second"})
             if api_key is not None:
                 given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")

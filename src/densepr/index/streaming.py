@@ -1,0 +1,220 @@
+"""Out-of-core index builds: vectors stream from the embedding shards on disk in chunks, never all in memory, and a
+killed build resumes from its last saved progress to the same index bytes as an uninterrupted one.
+
+The quantiser (IVF centroids, PQ or SQ codebooks) trains on a sample of rows; the rows are then added chunk by chunk,
+read with plain file reads (no memory map, so no page of the shards stays resident). Progress (the partial FAISS
+files and the rows added) is saved beside the output every ``save_seconds``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import resource
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+from tqdm.auto import tqdm
+
+from densepr.errors import DenseprError
+from densepr.fileio import atomic_folder, read_json, write_json, write_manifest
+from densepr.index.faiss_index import build_faiss, index_files, shard_ranges, write_faiss
+from densepr.index.planner import ivf_lists
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddingRows:
+    """The rows of an embeddings folder (``densepr encode``), read from its ``.npy`` shards on demand as float32."""
+
+    def __init__(self, emb_dir: str | Path):
+        self.dir = Path(emb_dir)
+        self.meta = read_json(self.dir / "meta.json")
+        count = int(self.meta["num_shards"])
+        self.files: list[tuple[Path, int, np.dtype, int]] = []  # (path, data offset, dtype, rows)
+        dims = set()
+        for i in range(count):
+            path = self.dir / f"shard-{i:03d}-of-{count:03d}.npy"
+            if not path.is_file():
+                raise DenseprError(f"{self.dir}: shard {i} of {count} is missing or unfinished; run: densepr encode ... "
+                                   f"--shard-id {i} --num-shards {count}")
+            try:
+                with open(path, "rb") as fh:
+                    header = (np.lib.format.read_array_header_1_0 if np.lib.format.read_magic(fh) == (1, 0)
+                              else np.lib.format.read_array_header_2_0)
+                    shape, fortran, dtype = header(fh)
+                    offset = fh.tell()
+            except (ValueError, OSError, EOFError) as exc:
+                raise DenseprError(f"{path}: unreadable embeddings ({str(exc).splitlines()[0]}); encode the shard again") from None
+            if len(shape) != 2 or fortran or dtype not in (np.float32, np.float16):
+                raise DenseprError(f"{path}: expected a C-order float32 or float16 matrix, got {dtype} {shape}")
+            if path.stat().st_size < offset + shape[0] * shape[1] * dtype.itemsize:
+                raise DenseprError(f"{path}: truncated ({path.stat().st_size} bytes for {shape[0]} rows); encode the shard again")
+            self.files.append((path, offset, dtype, int(shape[0])))
+            dims.add(int(shape[1]))
+        if len(dims) != 1:
+            raise DenseprError(f"{self.dir}: shards of different dimensions {sorted(dims)}")
+        self.dim = dims.pop()
+        self.starts = np.cumsum([0] + [f[3] for f in self.files])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` as a new float32 array."""
+        out = np.empty((stop - start, self.dim), dtype=np.float32)
+        row = start
+        while row < stop:
+            i = int(np.searchsorted(self.starts, row, side="right")) - 1
+            path, offset, dtype, rows = self.files[i]
+            first, last = row - int(self.starts[i]), min(stop - int(self.starts[i]), rows)
+            with open(path, "rb") as fh:
+                fh.seek(offset + first * self.dim * dtype.itemsize)
+                block = np.fromfile(fh, dtype=dtype, count=(last - first) * self.dim)
+            out[row - start : row - start + last - first] = block.reshape(-1, self.dim)
+            row += last - first
+        return out
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        start, stop, _ = key.indices(len(self))
+        return self.read(start, stop)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The given rows (any order), each read on its own."""
+        return np.stack([self.read(int(r), int(r) + 1)[0] for r in rows]) if len(rows) else np.empty((0, self.dim), np.float32)
+
+    def chunks(self, start: int = 0, size: int = 65_536) -> Iterator[tuple[int, np.ndarray]]:
+        for first in range(start, len(self), size):
+            yield first, self.read(first, min(first + size, len(self)))
+
+    def ids(self) -> Iterator[str]:
+        """Passage ids in row order, read a shard at a time."""
+        for path, *_ in self.files:
+            ids_file = path.with_suffix(".ids.txt")
+            if not ids_file.is_file():
+                raise DenseprError(f"{ids_file}: missing; encode the shard again")
+            with open(ids_file, encoding="utf-8") as fh:
+                for line in fh:
+                    yield line.rstrip("\n")
+
+
+class ArrayRows:
+    """An in-memory matrix with :class:`EmbeddingRows`' reading methods (for recall cards of arrays)."""
+
+    def __init__(self, vectors: np.ndarray):
+        self.vectors, self.dim = vectors, int(vectors.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self.vectors[rows], dtype=np.float32)
+
+    def chunks(self, start: int = 0, size: int = 65_536) -> Iterator[tuple[int, np.ndarray]]:
+        for first in range(start, len(self), size):
+            yield first, np.asarray(self.vectors[first : first + size], dtype=np.float32)
+
+
+class IdLookup:
+    """``ids[row]`` for the few rows an error names, read from the shards' id files (no list of all ids)."""
+
+    def __init__(self, rows: EmbeddingRows):
+        self.rows = rows
+
+    def __getitem__(self, row: int) -> str:
+        return next(itertools.islice(self.rows.ids(), row, None))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build_streaming(rows: EmbeddingRows, out: str | Path, kind: str, meta: dict, shards: int = 1, chunk: int = 65_536,
+                    save_seconds: float = 60.0, train_size: int = 200_000, seed: int = 0, progress: bool = True,
+                    **params: Any) -> dict:
+    """Build an index folder of ``kind`` over ``rows`` without holding them in memory; returns its ``meta.json``.
+
+    Resumes from ``.build-<name>/`` beside ``out`` when a build with the same settings and rows was killed."""
+    out = Path(out)
+    n, dim = len(rows), rows.dim
+    if n == 0:
+        raise DenseprError("no vectors to index")
+    if kind.startswith("ivf"):
+        params.setdefault("nlist", ivf_lists(n))
+    work = out.parent / f".build-{out.name}"
+    settings = {"kind": kind, "params": params, "shards": shards, "rows": n, "dim": dim, "seed": seed,
+                "train_size": train_size, "embeddings": {k: meta.get(k) for k in ("model", "passages_fingerprint")},
+                "shard_bytes": [f[0].stat().st_size for f in rows.files]}
+    started = time.perf_counter()
+    done, parts = _resume(work, settings, shards)
+    if parts is None:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        sample = rows.take(np.sort(np.random.default_rng(seed).choice(n, size=min(n, train_size), replace=False)))
+        template = build_faiss(sample, kind, seed=seed, add=False, total=n, **params)
+        del sample
+        parts = [faiss.clone_index(template) for _ in range(shards)]
+        log.info("trained the %s quantiser on %d of %d rows in %.1fs", kind, min(n, train_size), n, time.perf_counter() - started)
+    ranges = shard_ranges(n, shards)
+    last_save = time.monotonic()
+    bar = tqdm(total=n, initial=done, unit="vec", desc=f"index {out.name}", disable=not progress)
+    for first, block in rows.chunks(done, chunk):
+        for part, (a, b) in zip(parts, ranges):
+            lo, hi = max(a, first), min(b, first + len(block))
+            if lo < hi:
+                part.add(block[lo - first : hi - first])
+        done = first + len(block)
+        bar.update(len(block))
+        if done < n and time.monotonic() - last_save > save_seconds:
+            _save_progress(work, parts, settings, done)
+            last_save = time.monotonic()
+    bar.close()
+    info = dict(meta, type=kind, dim=dim, size=n, build_seconds=round(time.perf_counter() - started, 3),
+                build_peak_rss_mb=round(peak_rss_mb(), 1), retriever="dense", **({"shards": shards} if shards > 1 else {}))
+    with atomic_folder(out) as tmp:
+        for name, part in zip(index_files(shards), parts):
+            write_faiss(part, tmp / name)
+        with open(tmp / "ids.txt", "w", encoding="utf-8") as fh:
+            written = sum(fh.write(pid + "\n") > 0 for pid in rows.ids())
+        if written != n:
+            raise DenseprError(f"{rows.dir}: {written} ids for {n} vectors; encode again")
+        write_json(tmp / "meta.json", info)
+        write_manifest(tmp)
+    shutil.rmtree(work, ignore_errors=True)
+    return info
+
+
+def _resume(work: Path, settings: dict, shards: int) -> tuple[int, list[faiss.Index] | None]:
+    """Rows added and the partial parts saved by a killed build with these settings; ``(0, None)`` otherwise."""
+    progress = work / "progress.json"
+    if not progress.is_file():
+        return 0, None
+    try:
+        saved = read_json(progress)
+        if saved.get("settings") != settings:
+            log.info("%s holds a build with other settings or rows: starting again", work)
+            return 0, None
+        parts = [faiss.read_index(str(work / name)) for name in saved["files"]]
+    except (DenseprError, RuntimeError, KeyError) as exc:
+        log.warning("%s: unusable saved progress (%s): starting again", work, str(exc).splitlines()[0])
+        return 0, None
+    log.info("resuming the build at row %d of %d", saved["done"], settings["rows"])
+    return int(saved["done"]), parts
+
+
+def _save_progress(work: Path, parts: list[faiss.Index], settings: dict, done: int) -> None:
+    """Write the partial parts under new names, then ``progress.json`` naming them, then drop the older ones: a kill
+    at any point leaves a ``progress.json`` whose files are whole."""
+    files = [f"part-{done:012d}-{i:03d}.faiss" for i in range(len(parts))]
+    for name, part in zip(files, parts):
+        write_faiss(part, work / name)
+    write_json(work / "progress.json", {"settings": settings, "done": done, "files": files})
+    for old in work.glob("part-*.faiss"):
+        if old.name not in files:
+            old.unlink()

@@ -1,0 +1,291 @@
+"""The fault matrix: ``encode``, ``index``, ``bm25`` and ``train`` are killed (SIGKILL) at every write step, in
+turn, through the ``DENSEPR_KILL_AT`` seam. After each kill, what a later command makes of the leftovers must be a
+one-line refusal or a right result (the new one, or the one the folder held before), never a wrong result with exit 0;
+and running the killed command again must finish with exactly the uninterrupted run's output.
+
+Commands run in a forked child of the test process (no new imports), which exits as the CLI would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from conftest import run_forked
+
+from densepr.fileio import KILL_AT, WRITE_TRACE
+
+KILLED = -9  # a multiprocessing child's exit code after SIGKILL
+TMPFS = "DENSEPR_TEST_TMPFS"  # set inside the mount namespace of test_a_full_disk_...
+WORDS = "einstein ulm paris france seine london thames river city king war music song album year born capital".split()
+
+
+def _child(argv: list[str], env: dict[str, str], err: str) -> None:
+    os.environ.update(env)
+    fd = os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.dup2(fd, 2)
+    sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 - the child's stderr until it exits
+    from densepr.cli.main import main
+
+    code = main(argv)
+    sys.stderr.flush()
+    os._exit(code)
+
+
+@dataclass
+class Outcome:
+    code: int
+    err: str
+
+    @property
+    def refused(self) -> bool:
+        """Exit 2 with ``densepr: error:`` as the last line, and no traceback."""
+        lines = self.err.strip().splitlines()
+        return self.code == 2 and bool(lines) and lines[-1].startswith("densepr: error: ") and "Traceback" not in self.err
+
+
+def cli(argv: list[str], **env: str) -> Outcome:
+    """Run ``densepr -q ARGV`` in a forked child with ``env`` added."""
+    err = Path(tempfile.gettempdir()) / f"densepr-fault-{os.getpid()}.err"
+    code = run_forked(_child, ["-q", *argv], env, str(err))
+    assert code is not None, f"densepr {' '.join(argv)} hung"
+    return Outcome(code, err.read_text(encoding="utf-8", errors="replace"))
+
+
+def after_fault(what: str, work: Path, argv: list[str], read: Callable[[Path], object], expected: object,
+                before: object, fixed: Callable[[], None] = lambda: None) -> None:
+    """The rules for a run that ``what`` interrupted: a later command's view of ``work`` (``read``) is a one-line
+    refusal or a right result (``expected``, or ``before``: what the folder held); once ``fixed``, a rerun gives
+    ``expected``."""
+    seen = read(work)
+    assert (isinstance(seen, Outcome) and seen.refused) or seen in (expected, before), \
+        f"{what}: a later command got {seen!r}"
+    fixed()
+    again = cli(argv)
+    assert again.code == 0, f"rerun after {what}: {again.err}"
+    assert read(work) == expected, f"rerun after {what} differs from an uninterrupted run"
+
+
+@dataclass
+class Case:
+    """A command writing into ``work`` (made afresh by ``prepare``), and what a later command makes of ``work``."""
+
+    argv: Callable[[Path], list[str]]
+    read: Callable[[Path], object]
+    expected: object  # read() after an uninterrupted run
+    before: object = None  # read() of the prepared work, before the command
+    prepare: Callable[[Path], None] = lambda work: None
+    # the folders it writes (under work), each with a later command that checks their checksums, if any
+    artifacts: dict[str, Callable[[Path], list[str]] | None] = field(default_factory=dict)
+
+    def fresh(self, work: Path) -> Path:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        self.prepare(work)
+        return work
+
+
+def kill_matrix(case: Case, work: Path) -> int:
+    """Kill the case's command at write step 1, 2, ... (each time in a fresh ``work``) until a run ends untouched,
+    checking each kill by :func:`after_fault`. Returns the number of write steps."""
+    argv, step = case.argv(work), 0
+    while True:
+        step += 1
+        case.fresh(work)
+        trace = work.parent / f"{work.name}.trace"
+        trace.unlink(missing_ok=True)
+        run = cli(argv, **{WRITE_TRACE: str(trace), KILL_AT: str(step)})
+        if run.code == 0:
+            assert case.read(work) == case.expected
+            return step - 1
+        last = trace.read_text().splitlines()[-1]
+        assert run.code == KILLED, f"step {step} ({last}): exit {run.code}\n{run.err}"
+        after_fault(f"a kill at step {step} ({last})", work, argv, case.read, case.expected, case.before)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """Two versions of a 40-passage corpus (the old one shorter), questions and a DPR training file."""
+    d = tmp_path_factory.mktemp("fault_corpus")
+    rng = random.Random(0)
+    rows = [(f"p{i}", " ".join(rng.choice(WORDS) for _ in range(12)), f"title {i % 7}") for i in range(40)]
+    (d / "psgs.tsv").write_text("id\ttext\ttitle\n" + "".join("\t".join(r) + "\n" for r in rows), encoding="utf-8")
+    (d / "old.tsv").write_text("id\ttext\ttitle\n" + "".join("\t".join(r) + "\n" for r in rows[:25]), encoding="utf-8")
+    questions = [{"question": " ".join(rng.choice(WORDS) for _ in range(4)), "answer": [rng.choice(WORDS)]} for _ in range(6)]
+    (d / "q.jsonl").write_text("".join(json.dumps(q) + "\n" for q in questions), encoding="utf-8")
+    ctx = [{"title": t, "text": x, "passage_id": i} for i, x, t in rows]
+    train = [{"question": q["question"], "answers": q["answer"], "positive_ctxs": [ctx[i]], "negative_ctxs": [],
+              "hard_negative_ctxs": [ctx[i + 10], ctx[i + 20]]} for i, q in enumerate(questions * 2)]
+    (d / "train.json").write_text(json.dumps(train), encoding="utf-8")
+    return d
+
+
+def retrieved(index: Path, corpus: Path, *extra: str) -> object:
+    """Top-5 ids and scores for the corpus questions (or the refusal); the results file goes to a scratch folder."""
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "results.json"
+        run = cli(["retrieve", "--index", str(index), "--questions", str(corpus / "q.jsonl"), "--out", str(out),
+                   "--top-k", "5", *extra])
+        if run.code != 0:
+            return run
+        return [[(c["id"], round(float(c["score"]), 4)) for c in e["ctxs"]] for e in json.loads(out.read_text())]
+
+
+def encode_case(corpus: Path, model: Path, root: Path) -> Case:
+    from densepr.dense.passage_encoding import load_embeddings
+
+    def argv(work: Path) -> list[str]:
+        return ["encode", "--passages", str(corpus / "psgs.tsv"), "--model", str(model), "--out", str(work / "emb"),
+                "--chunk-size", "8", "--batch-size", "4", "--backend", "torch", "--precision", "fp32"]
+
+    def read(work: Path) -> object:
+        with tempfile.TemporaryDirectory() as scratch:
+            index = cli(["index", "--embeddings", str(work / "emb"), "--out", f"{scratch}/flat"])
+            if index.code != 0:
+                return index
+            vectors, ids, _ = load_embeddings(work / "emb")
+            return ids, vectors.tobytes(), retrieved(Path(scratch) / "flat", corpus)
+
+    reference = root / "encode-ref"
+    reference.mkdir(parents=True)
+    assert cli(argv(reference)).code == 0
+    return Case(argv, read, read(reference), artifacts={
+        "emb": lambda work: ["index", "--embeddings", str(work / "emb"), "--out", str(work / "flat"), "--verify"]})
+
+
+def index_case(kind: str, corpus: Path, model: Path, root: Path) -> Case:
+    """Rebuilding an index folder that holds an index of the old corpus."""
+    def build(passages: str, out: Path) -> list[str]:
+        if kind == "bm25":
+            return ["bm25", "--passages", str(corpus / passages), "--out", str(out)]
+        emb = root / f"emb-{passages}"
+        if not emb.exists():
+            assert cli(["encode", "--passages", str(corpus / passages), "--model", str(model), "--out", str(emb),
+                        "--backend", "torch", "--precision", "fp32"]).code == 0
+        return ["index", "--embeddings", str(emb), "--out", str(out)]
+
+    extra = ("--retriever", "bm25") if kind == "bm25" else ()
+    old, new = root / f"{kind}-old", root / f"{kind}-new"
+    assert cli(build("old.tsv", old)).code == 0 and cli(build("psgs.tsv", new)).code == 0
+    case = Case(lambda work: build("psgs.tsv", work / "index"), lambda work: retrieved(work / "index", corpus, *extra),
+                retrieved(new, corpus, *extra), retrieved(old, corpus, *extra),
+                lambda work: shutil.copytree(old, work / "index"),
+                {"index": lambda work: ["retrieve", "--index", str(work / "index"), "--questions", str(corpus / "q.jsonl"),
+                                        "--out", str(work / "results.json"), "--verify", *extra]})
+    assert case.expected != case.before
+    return case
+
+
+def train_case(corpus: Path, model: Path, root: Path) -> Case:
+    from safetensors.numpy import load_file
+
+    def argv(work: Path) -> list[str]:
+        return ["train", "--train", str(corpus / "train.json"), "--model", str(model), "--out", str(work / "run"),
+                "--batch-size", "4", "--epochs", "2", "--max-steps", "4", "--save-every", "2", "--warmup-steps", "1", "--no-bf16",
+                "--log-every", "1"]
+
+    def read(work: Path) -> object:
+        final = work / "run" / "final"
+        if not final.is_dir():
+            return None  # nothing published: a later command finds no model
+        return {f.relative_to(final).as_posix(): {k: v.tobytes() for k, v in load_file(f).items()}
+                for f in sorted(final.rglob("*.safetensors"))}
+
+    reference = root / "train-ref"
+    assert cli(argv(reference)).code == 0
+    case = Case(argv, read, read(reference), artifacts={"run/final": None, "run/checkpoint-0000004": argv})  # resumes
+    assert case.expected and all(len(tensors) > 5 for tensors in case.expected.values())
+    return case
+
+
+CASES = {"encode": encode_case, "flat": lambda *a: index_case("flat", *a), "bm25": lambda *a: index_case("bm25", *a),
+         "train": train_case}
+MIN_STEPS = {"encode": 10, "flat": 3, "bm25": 3, "train": 4}  # e.g. encode: 5 chunks of vectors and ids, the shard...
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_kill_at_any_write_step_is_refused_or_recovered(name, corpus, tiny_bert, tmp_path):
+    case = CASES[name](corpus, tiny_bert, tmp_path)
+    assert kill_matrix(case, tmp_path / "w") >= MIN_STEPS[name]
+
+
+def test_a_full_disk_is_refused_in_one_line_and_loses_nothing(tmp_path):
+    """Runs :func:`test_full_disk_sweep` in a mount namespace of its own, over a 32 MB tmpfs."""
+    disk = tmp_path / "tmpfs"
+    disk.mkdir()
+    mount = f"mount -t tmpfs -o size=32m tmpfs {disk}"
+    try:
+        probe = subprocess.run(["unshare", "-rm", "sh", "-c", mount], capture_output=True, timeout=30)
+    except FileNotFoundError:
+        probe = None
+    if probe is None or probe.returncode:
+        pytest.skip("no tmpfs can be mounted here (unshare -rm); tests/test_faults.py fills a disk with a patched writer")
+    run = subprocess.run(["unshare", "-rm", "sh", "-c", f"{mount} && exec {sys.executable} -m pytest -q -p no:cacheprovider "
+                          f"{__file__}::test_full_disk_sweep"], env=dict(os.environ, **{TMPFS: str(disk)}),
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0 and f"{len(CASES)} passed" in run.stdout, run.stdout[-4000:] + run.stderr[-2000:]
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """A file taking all of ``disk``'s free space but ``leave`` bytes."""
+    filler = disk / "filler"
+    filler.unlink(missing_ok=True)
+    stat = os.statvfs(disk)
+    with open(filler, "wb") as fh:
+        os.posix_fallocate(fh.fileno(), 0, max(stat.f_bavail * stat.f_frsize - leave, 1))
+    return filler
+
+
+@pytest.mark.skipif(TMPFS not in os.environ, reason="runs inside test_a_full_disk_is_refused_in_one_line_and_loses_nothing")
+@pytest.mark.parametrize("name", list(CASES))
+def test_full_disk_sweep(name, corpus, tiny_bert, tmp_path):
+    """With less and less free space, each command ends in one line (and recovers once space is freed) or succeeds."""
+    case, work = CASES[name](corpus, tiny_bert, tmp_path), Path(os.environ[TMPFS]) / name
+    failures = 0
+    (work.parent / "filler").unlink(missing_ok=True)
+    for free in (0, 1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 20, 1 << 22, 1 << 23):
+        filler = fill(case.fresh(work).parent, free)
+        run = cli(case.argv(work))
+        if run.code == 0:
+            filler.unlink()
+            assert case.read(work) == case.expected
+            break
+        assert run.refused and "No space left on device" in run.err, f"{free} bytes free: exit {run.code}\n{run.err}"
+        failures += 1
+        after_fault(f"a full disk ({free} bytes free)", work, case.argv(work), case.read, case.expected, case.before,
+                    fixed=filler.unlink)
+    else:
+        pytest.fail(f"{name} did not fit in 8 MB")
+    assert failures
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_flipped_byte_in_any_file_is_refused_with_verify(name, corpus, tiny_bert, tmp_path):
+    """``densepr verify`` and the later command's ``--verify`` name the file of each flipped byte."""
+    case, work = CASES[name](corpus, tiny_bert, tmp_path), tmp_path / "w"
+    assert cli(case.argv(case.fresh(work))).code == 0
+    flipped = 0
+    for artifact, verified in case.artifacts.items():
+        folder = work / artifact
+        for manifest in folder.glob("*manifest.json"):
+            for file in json.loads(manifest.read_text())["files"]:
+                path = folder / file
+                raw = bytearray(path.read_bytes())
+                raw[len(raw) // 2] ^= 0x10
+                path.write_bytes(bytes(raw))
+                for run in [cli(["verify", str(folder)])] + ([cli(verified(work))] if verified else []):
+                    assert run.refused and f"{path}: its checksum differs" in run.err, f"{path}: {run.err}"
+                raw[len(raw) // 2] ^= 0x10
+                path.write_bytes(bytes(raw))
+                flipped += 1
+        assert cli(["verify", str(folder)]).code == 0
+    assert flipped >= 2

@@ -1,0 +1,96 @@
+"""Out-of-core index builds: rows stream from the shards on disk, and a killed build resumes to the same bytes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_forked
+
+from densepr.dense.passage_encoding import shard_name
+from densepr.errors import DenseprError
+from densepr.fileio import KILL_AT, WRITE_TRACE
+from densepr.index.faiss_index import DenseIndex
+from densepr.index.planner import exact_top_k
+from densepr.index.streaming import ArrayRows, EmbeddingRows, build_streaming
+
+
+def write_embeddings(folder: Path, vectors: np.ndarray, shards: int = 3) -> Path:
+    """An embeddings folder as ``densepr encode`` writes it, the first shard in float16."""
+    folder.mkdir(parents=True)
+    bounds = np.linspace(0, len(vectors), shards + 1).astype(int)
+    for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        block = vectors[a:b].astype(np.float16 if i == 0 else np.float32)
+        np.save(folder / f"{shard_name(i, shards)}.npy", block)
+        (folder / f"{shard_name(i, shards)}.ids.txt").write_text("".join(f"p{r}\n" for r in range(a, b)))
+    meta = {"num_shards": shards, "num_passages": len(vectors), "dim": vectors.shape[1], "model": "m",
+            "passages": "psgs.tsv", "passages_fingerprint": "b2:0:x"}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    return folder
+
+
+@pytest.fixture
+def vectors() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(20, 16))
+    return (centres[rng.integers(20, size=3000)] + 0.3 * rng.normal(size=(3000, 16))).astype(np.float32)
+
+
+def test_rows_read_from_disk_equal_the_vectors_and_exact_search_is_exact(vectors, tmp_path):
+    rows = EmbeddingRows(write_embeddings(tmp_path / "emb", vectors))
+    expected = vectors.copy()
+    expected[:1000] = vectors[:1000].astype(np.float16)  # the float16 shard
+    assert len(rows) == 3000 and rows.dim == 16
+    assert np.array_equal(rows.read(990, 1010), expected[990:1010])  # across a shard boundary
+    assert np.array_equal(rows.take(np.array([2999, 0, 1500])), expected[[2999, 0, 1500]])
+    assert list(rows.ids())[::1000] == ["p0", "p1000", "p2000"]
+    queries = vectors[:7] + 0.1
+    flat = DenseIndex.build(expected, [str(i) for i in range(3000)], "flat")
+    assert np.array_equal(exact_top_k(rows, queries, 10, chunk=256), flat.search(queries, 10)[1])
+    assert np.array_equal(exact_top_k(ArrayRows(expected), queries, 10), flat.search(queries, 10)[1])
+
+
+def test_a_streamed_index_matches_the_in_memory_one(vectors, tmp_path):
+    rows = EmbeddingRows(write_embeddings(tmp_path / "emb", vectors))
+    info = build_streaming(rows, tmp_path / "flat", "flat", rows.meta, chunk=128, progress=False)
+    assert info["size"] == 3000 and info["build_peak_rss_mb"] > 0
+    streamed = DenseIndex.load(tmp_path / "flat")
+    in_memory = DenseIndex.build(rows.read(0, 3000), [f"p{i}" for i in range(3000)], "flat")
+    assert streamed.ids == in_memory.ids
+    assert np.array_equal(streamed.search(vectors[:5], 20)[1], in_memory.search(vectors[:5], 20)[1])
+    build_streaming(rows, tmp_path / "sharded", "ivfsq8", rows.meta, shards=2, chunk=700, progress=False, nlist=16)
+    sharded = DenseIndex.load(tmp_path / "sharded")
+    assert len(sharded.parts) == 2 and sharded.index.ntotal == 3000
+
+
+def _build(emb: str, out: str, env: dict) -> None:
+    os.environ.update(env)
+    rows = EmbeddingRows(emb)
+    build_streaming(rows, out, "ivfpq", rows.meta, chunk=250, save_seconds=0, progress=False, nlist=16, pq_m=4)
+    os._exit(0)
+
+
+@pytest.mark.parametrize("kill_at", [1, 4, 9])
+def test_a_killed_build_resumes_to_the_same_index_bytes(kill_at, vectors, tmp_path):
+    emb = write_embeddings(tmp_path / "emb", vectors)
+    rows = EmbeddingRows(emb)
+    build_streaming(rows, tmp_path / "ref", "ivfpq", rows.meta, chunk=250, save_seconds=0, progress=False, nlist=16, pq_m=4)
+    env = {KILL_AT: str(kill_at), WRITE_TRACE: str(tmp_path / "trace")}
+    assert run_forked(_build, str(emb), str(tmp_path / "out"), env, timeout=120) == -9 and (tmp_path / ".build-out" / "progress.json").exists() == (kill_at > 2)
+    build_streaming(rows, tmp_path / "out", "ivfpq", rows.meta, chunk=250, save_seconds=0, progress=False, nlist=16, pq_m=4)
+    assert (tmp_path / "out" / "index.faiss").read_bytes() == (tmp_path / "ref" / "index.faiss").read_bytes()
+    assert not (tmp_path / ".build-out").exists()
+
+
+def test_unusable_shards_are_refused_in_one_line(vectors, tmp_path):
+    emb = write_embeddings(tmp_path / "emb", vectors)
+    shard = emb / f"{shard_name(1, 3)}.npy"
+    shard.write_bytes(shard.read_bytes()[:-100])
+    with pytest.raises(DenseprError, match="truncated"):
+        EmbeddingRows(emb)
+    shard.unlink()
+    with pytest.raises(DenseprError, match="shard 1 of 3 is missing"):
+        EmbeddingRows(emb)
