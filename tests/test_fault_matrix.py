@@ -62,10 +62,10 @@ def cli(argv: list[str], **env: str) -> Outcome:
 
 
 def after_fault(what: str, work: Path, argv: list[str], read: Callable[[Path], object], expected: object,
-                before: object, fixed: Callable[[], None] = lambda: None) -> None:
+                before: object, fixed: Callable[[], None] = lambda: None) -> str:
     """The rules for a run that ``what`` interrupted: a later command's view of ``work`` (``read``) is a one-line
     refusal or a right result (``expected``, or ``before``: what the folder held); once ``fixed``, a rerun gives
-    ``expected``."""
+    ``expected``. Returns what the later command saw: ``refused``, ``new`` or ``old``."""
     seen = read(work)
     assert (isinstance(seen, Outcome) and seen.refused) or seen in (expected, before), \
         f"{what}: a later command got {seen!r}"
@@ -73,6 +73,14 @@ def after_fault(what: str, work: Path, argv: list[str], read: Callable[[Path], o
     again = cli(argv)
     assert again.code == 0, f"rerun after {what}: {again.err}"
     assert read(work) == expected, f"rerun after {what} differs from an uninterrupted run"
+    return "refused" if isinstance(seen, Outcome) else "new" if seen == expected else "old"
+
+
+def report(name: str, fault: str, outcomes: list[tuple[str, str]]) -> None:
+    """Append a case's outcomes to the JSON lines file ``DENSEPR_FAULT_REPORT`` names, if any (for the notes)."""
+    if os.environ.get("DENSEPR_FAULT_REPORT"):
+        with open(os.environ["DENSEPR_FAULT_REPORT"], "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"command": name, "fault": fault, "outcomes": outcomes}) + "\n")
 
 
 @dataclass
@@ -94,22 +102,22 @@ class Case:
         return work
 
 
-def kill_matrix(case: Case, work: Path) -> int:
+def kill_matrix(case: Case, work: Path) -> list[tuple[str, str]]:
     """Kill the case's command at write step 1, 2, ... (each time in a fresh ``work``) until a run ends untouched,
-    checking each kill by :func:`after_fault`. Returns the number of write steps."""
-    argv, step = case.argv(work), 0
+    checking each kill by :func:`after_fault`. Returns each step's label and what a later command saw after it."""
+    argv, outcomes = case.argv(work), []
     while True:
-        step += 1
         case.fresh(work)
         trace = work.parent / f"{work.name}.trace"
         trace.unlink(missing_ok=True)
-        run = cli(argv, **{WRITE_TRACE: str(trace), KILL_AT: str(step)})
+        run = cli(argv, **{WRITE_TRACE: str(trace), KILL_AT: str(len(outcomes) + 1)})
         if run.code == 0:
             assert case.read(work) == case.expected
-            return step - 1
+            return outcomes
         last = trace.read_text().splitlines()[-1]
-        assert run.code == KILLED, f"step {step} ({last}): exit {run.code}\n{run.err}"
-        after_fault(f"a kill at step {step} ({last})", work, argv, case.read, case.expected, case.before)
+        assert run.code == KILLED, f"step {len(outcomes) + 1} ({last}): exit {run.code}\n{run.err}"
+        outcomes.append((last, after_fault(f"a kill at step {len(outcomes) + 1} ({last})", work, argv, case.read,
+                                           case.expected, case.before)))
 
 
 @pytest.fixture(scope="module")
@@ -214,8 +222,9 @@ MIN_STEPS = {"encode": 10, "flat": 3, "bm25": 3, "train": 4}  # e.g. encode: 5 c
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_a_kill_at_any_write_step_is_refused_or_recovered(name, corpus, tiny_bert, tmp_path):
-    case = CASES[name](corpus, tiny_bert, tmp_path)
-    assert kill_matrix(case, tmp_path / "w") >= MIN_STEPS[name]
+    outcomes = kill_matrix(CASES[name](corpus, tiny_bert, tmp_path), tmp_path / "w")
+    report(name, "kill", outcomes)
+    assert len(outcomes) >= MIN_STEPS[name]
 
 
 def test_a_full_disk_is_refused_in_one_line_and_loses_nothing(tmp_path):
@@ -250,7 +259,7 @@ def fill(disk: Path, leave: int) -> Path:
 def test_full_disk_sweep(name, corpus, tiny_bert, tmp_path):
     """With less and less free space, each command ends in one line (and recovers once space is freed) or succeeds."""
     case, work = CASES[name](corpus, tiny_bert, tmp_path), Path(os.environ[TMPFS]) / name
-    failures = 0
+    outcomes: list[tuple[str, str]] = []
     (work.parent / "filler").unlink(missing_ok=True)
     for free in (0, 1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 20, 1 << 22, 1 << 23):
         filler = fill(case.fresh(work).parent, free)
@@ -260,12 +269,12 @@ def test_full_disk_sweep(name, corpus, tiny_bert, tmp_path):
             assert case.read(work) == case.expected
             break
         assert run.refused and "No space left on device" in run.err, f"{free} bytes free: exit {run.code}\n{run.err}"
-        failures += 1
-        after_fault(f"a full disk ({free} bytes free)", work, case.argv(work), case.read, case.expected, case.before,
-                    fixed=filler.unlink)
+        outcomes.append((f"{free} bytes free", after_fault(f"a full disk ({free} bytes free)", work, case.argv(work),
+                                                           case.read, case.expected, case.before, fixed=filler.unlink)))
     else:
         pytest.fail(f"{name} did not fit in 8 MB")
-    assert failures
+    report(name, "disk full", outcomes)
+    assert outcomes
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -273,7 +282,7 @@ def test_a_flipped_byte_in_any_file_is_refused_with_verify(name, corpus, tiny_be
     """``densepr verify`` and the later command's ``--verify`` name the file of each flipped byte."""
     case, work = CASES[name](corpus, tiny_bert, tmp_path), tmp_path / "w"
     assert cli(case.argv(case.fresh(work))).code == 0
-    flipped = 0
+    outcomes: list[tuple[str, str]] = []
     for artifact, verified in case.artifacts.items():
         folder = work / artifact
         for manifest in folder.glob("*manifest.json"):
@@ -284,8 +293,9 @@ def test_a_flipped_byte_in_any_file_is_refused_with_verify(name, corpus, tiny_be
                 path.write_bytes(bytes(raw))
                 for run in [cli(["verify", str(folder)])] + ([cli(verified(work))] if verified else []):
                     assert run.refused and f"{path}: its checksum differs" in run.err, f"{path}: {run.err}"
+                outcomes.append((f"{artifact}/{file}", "refused"))
                 raw[len(raw) // 2] ^= 0x10
                 path.write_bytes(bytes(raw))
-                flipped += 1
         assert cli(["verify", str(folder)]).code == 0
-    assert flipped >= 2
+    report(name, "flipped byte", outcomes)
+    assert len(outcomes) >= 2

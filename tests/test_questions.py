@@ -49,3 +49,13 @@ def test_malformed_question_files(tmp_path, name, content, message):
     path.write_text(content)
     with pytest.raises(DenseprError, match=message):
         read_questions(path)
+
+
+def test_the_schema_pattern_states_the_blank_rule():
+    import re
+
+    from densepr.questions import is_blank, not_blank_pattern
+
+    pattern = re.compile(not_blank_pattern())
+    for text in ["a", " ", "\u200b\u200b", "\x00\x1f", "x\u200b", "\U000e0020", "\ud800", "", "\u3000\u2028", "\u00e9", "\u0301"]:
+        assert (pattern.search(text) is None) == is_blank(text), repr(text)

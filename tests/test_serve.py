@@ -195,8 +195,26 @@ def test_openapi_lists_the_endpoints_and_limits(client):
     request = spec["components"]["schemas"]["SearchRequest"]["properties"]
     assert request["k"]["maximum"] == 1000 and request["k"]["minimum"] == 1
     assert "reader" in spec["components"]["schemas"]["AnswerResponse"]["properties"]
-    one_of = spec["components"]["schemas"]["SearchRequest"]["oneOf"]  # exactly one of question / questions
+    one_of = spec["components"]["schemas"]["SearchRequest"]["oneOf"]  # exactly one of question / questions, not null
     assert [o["required"] for o in one_of] == [["question"], ["questions"]]
+    ask = spec["components"]["schemas"]["AskRequest"]["properties"]
+    assert ask["k"]["maximum"] == 50 and ask["questions"]["anyOf"][0]["maxItems"] == 8
+    assert client.post("/ask", json={"question": "einstein", "k": 51}).status_code == 422
+    r = client.post("/ask", json={"questions": ["einstein"] * 9, "k": 1})
+    assert r.status_code == 422 and "at most 8 items" in r.text
+    assert "a list of 1 to 8 strings" in client.post("/ask", json={}).text
+
+
+def test_the_one_of_rule_in_the_schema_matches_the_server(client):
+    jsonschema = pytest.importorskip("jsonschema")
+    spec = client.get("/openapi.json").json()["components"]["schemas"]["SearchRequest"]
+    rule = {"oneOf": spec["oneOf"]}
+    bodies = [{"question": "einstein"}, {"questions": ["einstein"]}, {"questions": None}, {"question": None},
+              {"question": "einstein", "questions": None}, {"question": None, "questions": ["einstein"]},
+              {"question": "einstein", "questions": ["einstein"]}, {}]
+    for body in bodies:
+        valid = jsonschema.Draft202012Validator(rule).is_valid(body)
+        assert valid == (client.post("/search", json=body).status_code == 200), body
 
 
 def test_ask_without_a_reader_is_200_with_the_passages(client):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import functools
 import os
 import unicodedata
 from dataclasses import dataclass, field
@@ -102,9 +103,27 @@ def read_questions(path: str | os.PathLike) -> list[Question]:
     return questions
 
 
+BLANK_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf"})  # spaces, line breaks, control and format (zero-width)
+
+
 def is_blank(text: str) -> bool:
-    """True if ``text`` holds only spaces, control, format (zero-width) or unassigned characters."""
-    return all(unicodedata.category(ch)[0] in "CZ" for ch in text)
+    """True if ``text`` holds only spaces, line breaks, control or format (zero-width) characters of the Basic
+    Multilingual Plane."""
+    return all(ord(ch) <= 0xFFFF and unicodedata.category(ch) in BLANK_CATEGORIES for ch in text)
+
+
+@functools.cache
+def not_blank_pattern() -> str:
+    """A regular expression (``\\uXXXX`` escapes: JSON Schema's and Python's alike) that finds a character
+    :func:`is_blank` does not count as blank: the JSON Schema form of the rule."""
+    ranges: list[list[int]] = []
+    for code in range(0x10000):
+        if unicodedata.category(chr(code)) in BLANK_CATEGORIES:
+            if ranges and ranges[-1][1] == code - 1:
+                ranges[-1][1] = code
+            else:
+                ranges.append([code, code])
+    return "[^" + "".join(f"\\u{a:04x}" if a == b else f"\\u{a:04x}-\\u{b:04x}" for a, b in ranges) + "]"
 
 
 def check_question(question: str) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 from densepr.errors import DenseprError
 
 log = logging.getLogger("densepr")
-CHUNK = 65_536  # rows checked at a time
+CHUNK = 16_384  # rows checked at a time
 
 
 class Rows(Protocol):

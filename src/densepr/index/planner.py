@@ -103,16 +103,18 @@ def probe_queries(rows: Any, count: int = 1000, seed: int = 0) -> np.ndarray:
 
 
 def exact_top_k(rows: Any, queries: np.ndarray, k: int, chunk: int = 65_536) -> np.ndarray:
-    """Exact inner-product top-k row numbers for ``queries``, streaming the rows (ground truth for recall)."""
+    """Exact inner-product top-k row numbers for ``queries``, streaming the rows (``EmbeddingRows`` or ``ArrayRows``):
+    the ground truth of a recall card, without a flat copy of the index in memory."""
     best_scores = np.full((len(queries), 0), -np.inf, dtype=np.float32)
     best_rows = np.empty((len(queries), 0), dtype=np.int64)
     for first, block in rows.chunks(size=chunk):
-        scores = queries @ block.T
-        scores = np.concatenate([best_scores, scores], axis=1)
+        scores = np.concatenate([best_scores, queries @ block.T], axis=1)
         numbers = np.concatenate([best_rows, np.broadcast_to(np.arange(first, first + len(block)), (len(queries), len(block)))], axis=1)
-        keep = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        keep = np.argpartition(-scores, min(k, scores.shape[1]) - 1, axis=1)[:, :k] if scores.shape[1] > k else \
+            np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
         best_scores, best_rows = np.take_along_axis(scores, keep, 1), np.take_along_axis(numbers, keep, 1)
-    return best_rows
+    order = np.lexsort((best_rows, -best_scores), axis=1)  # by score, ties by row (as FAISS's flat search)
+    return np.take_along_axis(best_rows, order, 1)
 
 
 def recall_card(index: Any, rows: Any, recall_target: float = 0.95, queries: int = 1000, k: int = 100,

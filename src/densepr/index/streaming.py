@@ -27,6 +27,7 @@ from densepr.index.faiss_index import build_faiss, index_files, shard_ranges, wr
 from densepr.index.planner import ivf_lists
 
 log = logging.getLogger(__name__)
+TRAIN_BYTES = 1 << 28  # the training sample's float32 rows take at most 256 MB (FAISS copies it once more, as residuals)
 
 
 class EmbeddingRows:
@@ -85,8 +86,11 @@ class EmbeddingRows:
         return self.read(start, stop)
 
     def take(self, rows: np.ndarray) -> np.ndarray:
-        """The given rows (any order), each read on its own."""
-        return np.stack([self.read(int(r), int(r) + 1)[0] for r in rows]) if len(rows) else np.empty((0, self.dim), np.float32)
+        """The given rows (any order), each read on its own into one new array."""
+        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        for i, row in enumerate(rows):
+            out[i] = self.read(int(row), int(row) + 1)[0]
+        return out
 
     def chunks(self, start: int = 0, size: int = 65_536) -> Iterator[tuple[int, np.ndarray]]:
         for first in range(start, len(self), size):
@@ -135,7 +139,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def build_streaming(rows: EmbeddingRows, out: str | Path, kind: str, meta: dict, shards: int = 1, chunk: int = 65_536,
+def build_streaming(rows: EmbeddingRows, out: str | Path, kind: str, meta: dict, shards: int = 1, chunk: int = 32_768,
                     save_seconds: float = 60.0, train_size: int = 200_000, seed: int = 0, progress: bool = True,
                     **params: Any) -> dict:
     """Build an index folder of ``kind`` over ``rows`` without holding them in memory; returns its ``meta.json``.
@@ -156,11 +160,14 @@ def build_streaming(rows: EmbeddingRows, out: str | Path, kind: str, meta: dict,
     if parts is None:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        sample = rows.take(np.sort(np.random.default_rng(seed).choice(n, size=min(n, train_size), replace=False)))
+        trained = kind not in ("flat", "hnsw")  # the others learn centroids, codebooks or ranges from a sample
+        size = min(n, train_size, TRAIN_BYTES // (4 * dim))
+        sample = rows.take(np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))) if trained else rows.read(0, 1)
         template = build_faiss(sample, kind, seed=seed, add=False, total=n, **params)
+        if trained:
+            log.info("trained the %s quantiser on %d of %d rows in %.1fs", kind, len(sample), n, time.perf_counter() - started)
         del sample
         parts = [faiss.clone_index(template) for _ in range(shards)]
-        log.info("trained the %s quantiser on %d of %d rows in %.1fs", kind, min(n, train_size), n, time.perf_counter() - started)
     ranges = shard_ranges(n, shards)
     last_save = time.monotonic()
     bar = tqdm(total=n, initial=done, unit="vec", desc=f"index {out.name}", disable=not progress)

@@ -19,7 +19,8 @@ import densepr
 from densepr.errors import DenseprError
 from densepr.retrieve.spec import SearchSpec
 from densepr.serve.page import PAGE
-from densepr.serve.schemas import AnswerResponse, ErrorBody, Health, IndexInfo, ReaderAnswer, SearchRequest, SearchResponse
+from densepr.serve.schemas import (AnswerResponse, AskRequest, ErrorBody, Health, IndexInfo, ReaderAnswer, SearchRequest,
+                                    SearchResponse)
 from densepr.serve.service import SearchService
 
 _ERRORS: dict[int | str, dict[str, Any]] = {400: {"model": ErrorBody, "description": "the request names a retriever that is not loaded"}}
@@ -114,7 +115,7 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
         return await run(body)
 
     @app.post("/ask", response_model=AnswerResponse, responses=_ERRORS)
-    async def ask(body: SearchRequest) -> JSONResponse:
+    async def ask(body: AskRequest) -> JSONResponse:
         """Answer spans from the top passages; without a reader (``reader`` null) the passages alone."""
         found = await run(body)
         answers: list[ReaderAnswer] = []

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
-from densepr.questions import MAX_QUESTION_CHARS, is_blank
+from densepr.questions import MAX_QUESTION_CHARS, is_blank, not_blank_pattern
 
 MAX_QUESTIONS = 64
 MAX_K = 1000
+MAX_ASK_QUESTIONS, MAX_ASK_K = 8, 50  # /ask reads every passage it returns: at most 400 a request (seconds on a CPU)
 MAX_ANSWERS = 32
 RETRIEVERS = ("dense", "bm25", "hybrid")
 RetrieverName = Literal["dense", "bm25", "hybrid"]
+
+
+def _integral(value: object) -> object:
+    """A number without a fraction (``5.0``) is an integer in JSON Schema; strings and booleans stay refused."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _not_blank(text: str) -> str:
@@ -21,7 +27,8 @@ def _not_blank(text: str) -> str:
     return text
 
 
-Question = Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUESTION_CHARS), AfterValidator(_not_blank)]
+Question = Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUESTION_CHARS), AfterValidator(_not_blank),
+                     Field(json_schema_extra={"pattern": not_blank_pattern()})]  # the schema states the blank rule too
 Answer = Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUESTION_CHARS)]
 
 
@@ -30,13 +37,14 @@ class SearchRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "examples": [{"question": "where was einstein born", "k": 5, "retriever": "hybrid"}],
-        "oneOf": [{"required": ["question"], "not": {"required": ["questions"]}},  # exactly one of the two
-                  {"required": ["questions"], "not": {"required": ["question"]}}]})
+        "oneOf": [  # exactly one of the two given (not null)
+            {"required": ["question"], "properties": {"question": {"type": "string"}, "questions": {"type": "null"}}},
+            {"required": ["questions"], "properties": {"questions": {"type": "array"}, "question": {"type": "null"}}}]})
 
     question: Question | None = Field(None, description=f"one question (1 to {MAX_QUESTION_CHARS} characters)")
     questions: list[Question] | None = Field(None, min_length=1, max_length=MAX_QUESTIONS,
                                              description=f"1 to {MAX_QUESTIONS} questions")
-    k: int = Field(10, ge=1, le=MAX_K, strict=True, description="passages per question")
+    k: Annotated[int, BeforeValidator(_integral)] = Field(10, ge=1, le=MAX_K, strict=True, description="passages per question")
     retriever: RetrieverName | None = Field(None, description="dense, bm25 or hybrid (default: dense if loaded, else bm25)")
     answers: list[Answer] | None = Field(None, max_length=MAX_ANSWERS,
                                          description="answer strings: each passage gets has_answer (DPR's matching)")
@@ -44,12 +52,22 @@ class SearchRequest(BaseModel):
     @model_validator(mode="after")
     def _one_of_question_questions(self) -> SearchRequest:
         if (self.question is None) == (self.questions is None):
-            raise ValueError(f"give either 'question' (a string) or 'questions' (a list of 1 to {MAX_QUESTIONS} strings)")
+            most = type(self).model_fields["questions"].metadata[-1].max_length
+            raise ValueError(f"give either 'question' (a string) or 'questions' (a list of 1 to {most} strings)")
         return self
 
     def texts(self) -> list[str]:
         """The questions of the request, as a list."""
         return [self.question] if self.question is not None else list(self.questions or [])
+
+
+class AskRequest(SearchRequest):
+    """``/ask``: as :class:`SearchRequest`, with fewer questions and passages, since the reader reads every one."""
+
+    questions: list[Question] | None = Field(None, min_length=1, max_length=MAX_ASK_QUESTIONS,
+                                             description=f"1 to {MAX_ASK_QUESTIONS} questions")
+    k: Annotated[int, BeforeValidator(_integral)] = Field(10, ge=1, le=MAX_ASK_K, strict=True,
+                                                          description="passages per question, all read")
 
 
 class PassageHit(BaseModel):
