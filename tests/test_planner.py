@@ -12,7 +12,6 @@ from densepr.cli.main import main
 from densepr.errors import DenseprError
 from densepr.index.faiss_index import DenseIndex
 from densepr.index.planner import parse_bytes, plan, predicted_bytes, recall_card
-from densepr.index.streaming import ArrayRows
 
 
 def test_sizes_parse_and_bad_ones_are_one_line_errors():
@@ -41,7 +40,7 @@ def test_the_recall_card_picks_the_smallest_probe_reaching_the_target():
     centres = rng.normal(size=(40, 32)).astype(np.float32)
     vectors = (centres[rng.integers(40, size=4000)] + 0.3 * rng.normal(size=(4000, 32))).astype(np.float32)
     index = DenseIndex.build(vectors, [str(i) for i in range(4000)], "ivfsq8", nlist=64)
-    card = recall_card(index, ArrayRows(vectors), recall_target=0.9, queries=200)
+    card = recall_card(index, vectors, recall_target=0.9, queries=200)
     recalls = [t["recall@100"] for t in card["trials"]]
     assert card["met_target"] and card["chosen"] == card["trials"][-1] and recalls[-1] >= 0.9
     assert all(r < 0.9 for r in recalls[:-1]) and len(recalls) >= 2  # stopped at the first setting that reached it

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from conftest import run_forked
 
-from densepr.dense.passage_encoding import shard_name
+from densepr.dense.embedding_rows import EmbeddingRows, shard_name
 from densepr.errors import DenseprError
 from densepr.fileio import KILL_AT, WRITE_TRACE
 from densepr.index.faiss_index import DenseIndex
 from densepr.index.planner import exact_top_k
-from densepr.index.streaming import ArrayRows, EmbeddingRows, build_streaming
+from densepr.index.streaming import build_streaming
 
 
 def write_embeddings(folder: Path, vectors: np.ndarray, shards: int = 3) -> Path:
@@ -50,7 +50,7 @@ def test_rows_read_from_disk_equal_the_vectors_and_exact_search_is_exact(vectors
     queries = vectors[:7] + 0.1
     flat = DenseIndex.build(expected, [str(i) for i in range(3000)], "flat")
     assert np.array_equal(exact_top_k(rows, queries, 10, chunk=256), flat.search(queries, 10)[1])
-    assert np.array_equal(exact_top_k(ArrayRows(expected), queries, 10), flat.search(queries, 10)[1])
+    assert np.array_equal(exact_top_k(expected, queries, 10), flat.search(queries, 10)[1])
 
 
 def test_a_streamed_index_matches_the_in_memory_one(vectors, tmp_path):

@@ -116,10 +116,10 @@ def build_index(*, embeddings: str | Path | None = None, out: str | Path | None 
     the one kept) is measured and written into the folder. ``shards``: that many FAISS files over contiguous rows, one
     trained quantiser, searched in parallel and merged exactly. ``explain``: return the plan and build nothing (for
     ``embeddings``, or for ``size`` vectors of ``dim``). ``verify``: check the shards' checksums, not only sizes."""
-    from densepr.fileio import check_manifest
+    from densepr.dense.embedding_rows import EmbeddingRows, IdLookup
     from densepr.index.faiss_index import DenseIndex
     from densepr.index.planner import parse_bytes, plan, recall_card
-    from densepr.index.streaming import EmbeddingRows, IdLookup, build_streaming
+    from densepr.index.streaming import build_streaming
     from densepr.vector_checks import check_vectors
 
     if explain:
@@ -128,10 +128,7 @@ def build_index(*, embeddings: str | Path | None = None, out: str | Path | None 
         raise DenseprError("--size and --dim plan without embeddings: use them with --explain")
     if embeddings is None or out is None:
         raise DenseprError("give --embeddings DIR and --out DIR (or --explain to plan only)")
-    check_manifest(embeddings, checksums=verify)
-    rows = EmbeddingRows(embeddings)
-    if rows.meta.get("num_passages") not in (None, len(rows)):
-        raise DenseprError(f"{embeddings}: {len(rows)} vectors for {rows.meta['num_passages']} passages: inconsistent shards")
+    rows = EmbeddingRows(embeddings, verify)
     check_vectors(rows, IdLookup(rows), str(embeddings))
     provenance = {k: rows.meta[k] for k in ("model", "passages", "passages_fingerprint")}
     params: dict[str, int] = {k: v for k, v in {"hnsw_m": hnsw_m, "nlist": nlist, "pq_m": pq_m}.items() if v is not None}

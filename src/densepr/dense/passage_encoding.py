@@ -16,8 +16,9 @@ from tqdm.auto import tqdm
 
 from densepr.corpus.passages import PassageStore
 from densepr.dense.biencoder import BiEncoder
+from densepr.dense.embedding_rows import EmbeddingRows, shard_name
 from densepr.errors import DenseprError
-from densepr.fileio import MANIFEST, atomic_open, check_manifest, read_json, save_npy, write_json, write_manifest
+from densepr.fileio import MANIFEST, atomic_open, read_json, save_npy, write_json, write_manifest
 from densepr.vector_checks import check_vectors
 
 log = logging.getLogger(__name__)
@@ -30,10 +31,6 @@ def shard_range(num_rows: int, shard_id: int, num_shards: int) -> tuple[int, int
     per, extra = divmod(num_rows, num_shards)
     start = shard_id * per + min(shard_id, extra)
     return start, start + per + (shard_id < extra)
-
-
-def shard_name(shard_id: int, num_shards: int) -> str:
-    return f"shard-{shard_id:03d}-of-{num_shards:03d}"
 
 
 def _check_meta(out_dir: Path, meta: dict) -> None:
@@ -119,27 +116,11 @@ def encode_passages(passages: PassageStore, model: BiEncoder, out_dir: str | Pat
 
 
 def load_embeddings(emb_dir: str | Path, verify: bool = False) -> tuple[np.ndarray, list[str], dict]:
-    """All shards of an embeddings folder, in row order: ``(vectors, ids, meta)``. The shards' sizes are checked
-    against their manifests, and their checksums too when ``verify``."""
-    emb_dir = Path(emb_dir)
-    meta = read_json(emb_dir / "meta.json")
-    check_manifest(emb_dir, checksums=verify)
-    n = int(meta["num_shards"])
-    vectors, ids = [], []
-    for shard_id in range(n):
-        name = shard_name(shard_id, n)
-        if not (emb_dir / f"{name}.npy").is_file():
-            raise DenseprError(f"{emb_dir}: shard {shard_id} of {n} is missing or unfinished; "
-                               f"run: densepr encode ... --shard-id {shard_id} --num-shards {n}")
-        try:
-            vectors.append(np.load(emb_dir / f"{name}.npy", mmap_mode="r"))
-        except (ValueError, OSError, EOFError) as exc:  # a corrupt header, a truncated file
-            raise DenseprError(f"{emb_dir / f'{name}.npy'}: unreadable embeddings ({str(exc).splitlines()[0]}); "
-                               "encode the shard again") from None
-        if not (emb_dir / f"{name}.ids.txt").is_file():
-            raise DenseprError(f"{emb_dir / f'{name}.ids.txt'}: missing; encode the shard again")
-        ids.extend((emb_dir / f"{name}.ids.txt").read_text(encoding="utf-8").splitlines())
-    embeddings = np.concatenate(vectors) if n > 1 else np.asarray(vectors[0])
-    if len(ids) != len(embeddings) or len(ids) != meta["num_passages"]:
-        raise DenseprError(f"{emb_dir}: {len(embeddings)} vectors, {len(ids)} ids, {meta['num_passages']} passages: inconsistent shards")
-    return embeddings, ids, meta
+    """All shards of an embeddings folder, in row order: ``(vectors, ids, meta)``, memory-mapped where there is one
+    shard. The folder is checked as :class:`EmbeddingRows` checks it (checksums too when ``verify``)."""
+    rows = EmbeddingRows(emb_dir, verify)
+    vectors = [np.load(path, mmap_mode="r") for path, *_ in rows.files]
+    ids = list(rows.ids())
+    if len(ids) != len(rows):
+        raise DenseprError(f"{rows.dir}: {len(rows)} vectors, {len(ids)} ids: inconsistent shards")
+    return (np.concatenate(vectors) if len(vectors) > 1 else np.asarray(vectors[0])), ids, rows.meta

@@ -95,19 +95,20 @@ def plan(n: int, dim: int, budget: int, latency_ms: float | None = None) -> Plan
 
 
 def probe_queries(rows: Any, count: int = 1000, seed: int = 0) -> np.ndarray:
-    """Queries near the data but not in it: the midpoints of random pairs of indexed vectors (``rows``: an
-    ``EmbeddingRows`` or ``ArrayRows``)."""
+    """Queries near the data but not in it: the midpoints of random pairs of indexed vectors (``rows``: an array, or
+    an ``EmbeddingRows`` reading them from disk)."""
     rng = np.random.default_rng(seed)
     a, b = rng.integers(len(rows), size=(2, count))
-    return np.ascontiguousarray((rows.take(a) + rows.take(b)) / 2, dtype=np.float32)
+    return np.ascontiguousarray((np.asarray(rows[a], np.float32) + np.asarray(rows[b], np.float32)) / 2)
 
 
 def exact_top_k(rows: Any, queries: np.ndarray, k: int, chunk: int = 65_536) -> np.ndarray:
-    """Exact inner-product top-k row numbers for ``queries``, streaming the rows (``EmbeddingRows`` or ``ArrayRows``):
-    the ground truth of a recall card, without a flat copy of the index in memory."""
+    """Exact inner-product top-k row numbers for ``queries``, ``chunk`` rows at a time (an array, or an
+    ``EmbeddingRows`` reading them from disk): the ground truth of a recall card, without a flat copy in memory."""
     best_scores = np.full((len(queries), 0), -np.inf, dtype=np.float32)
     best_rows = np.empty((len(queries), 0), dtype=np.int64)
-    for first, block in rows.chunks(size=chunk):
+    for first in range(0, len(rows), chunk):
+        block = np.asarray(rows[first : first + chunk], dtype=np.float32)
         scores = np.concatenate([best_scores, queries @ block.T], axis=1)
         numbers = np.concatenate([best_rows, np.broadcast_to(np.arange(first, first + len(block)), (len(queries), len(block)))], axis=1)
         keep = np.argpartition(-scores, min(k, scores.shape[1]) - 1, axis=1)[:, :k] if scores.shape[1] > k else \
@@ -122,7 +123,7 @@ def recall_card(index: Any, rows: Any, recall_target: float = 0.95, queries: int
     """Recall@10/100 against exact search and queries/s for each probe setting tried, doubling it; sets the index to the
     smallest setting reaching ``recall_target`` at 100, or, where recall stops rising (by less than ``plateau`` a
     doubling: the codes, not the probing, limit it), to the setting before the plateau, and records it. ``rows``: the
-    indexed vectors as ``EmbeddingRows`` (streamed from disk) or ``ArrayRows``."""
+    indexed vectors, an array or an ``EmbeddingRows`` (read from disk)."""
     q = probe_queries(rows, queries)
     k = min(k, len(rows))
     kind, trials = index.meta["type"], []

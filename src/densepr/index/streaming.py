@@ -8,14 +8,13 @@ files and the rows added) is saved beside the output every ``save_seconds``.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import resource
 import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import faiss
 import numpy as np
@@ -30,108 +29,18 @@ log = logging.getLogger(__name__)
 TRAIN_BYTES = 1 << 28  # the training sample's float32 rows take at most 256 MB (FAISS copies it once more, as residuals)
 
 
-class EmbeddingRows:
-    """The rows of an embeddings folder (``densepr encode``), read from its ``.npy`` shards on demand as float32."""
+class Rows(Protocol):
+    """What a build reads its vectors through: ``densepr.dense.embedding_rows.EmbeddingRows``."""
 
-    def __init__(self, emb_dir: str | Path):
-        self.dir = Path(emb_dir)
-        self.meta = read_json(self.dir / "meta.json")
-        count = int(self.meta["num_shards"])
-        self.files: list[tuple[Path, int, np.dtype, int]] = []  # (path, data offset, dtype, rows)
-        dims = set()
-        for i in range(count):
-            path = self.dir / f"shard-{i:03d}-of-{count:03d}.npy"
-            if not path.is_file():
-                raise DenseprError(f"{self.dir}: shard {i} of {count} is missing or unfinished; run: densepr encode ... "
-                                   f"--shard-id {i} --num-shards {count}")
-            try:
-                with open(path, "rb") as fh:
-                    header = (np.lib.format.read_array_header_1_0 if np.lib.format.read_magic(fh) == (1, 0)
-                              else np.lib.format.read_array_header_2_0)
-                    shape, fortran, dtype = header(fh)
-                    offset = fh.tell()
-            except (ValueError, OSError, EOFError) as exc:
-                raise DenseprError(f"{path}: unreadable embeddings ({str(exc).splitlines()[0]}); encode the shard again") from None
-            if len(shape) != 2 or fortran or dtype not in (np.float32, np.float16):
-                raise DenseprError(f"{path}: expected a C-order float32 or float16 matrix, got {dtype} {shape}")
-            if path.stat().st_size < offset + shape[0] * shape[1] * dtype.itemsize:
-                raise DenseprError(f"{path}: truncated ({path.stat().st_size} bytes for {shape[0]} rows); encode the shard again")
-            self.files.append((path, offset, dtype, int(shape[0])))
-            dims.add(int(shape[1]))
-        if len(dims) != 1:
-            raise DenseprError(f"{self.dir}: shards of different dimensions {sorted(dims)}")
-        self.dim = dims.pop()
-        self.starts = np.cumsum([0] + [f[3] for f in self.files])
+    dir: Path
+    dim: int
+    files: list[tuple[Path, int, np.dtype, int]]
 
-    def __len__(self) -> int:
-        return int(self.starts[-1])
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        """Rows ``start:stop`` as a new float32 array."""
-        out = np.empty((stop - start, self.dim), dtype=np.float32)
-        row = start
-        while row < stop:
-            i = int(np.searchsorted(self.starts, row, side="right")) - 1
-            path, offset, dtype, rows = self.files[i]
-            first, last = row - int(self.starts[i]), min(stop - int(self.starts[i]), rows)
-            with open(path, "rb") as fh:
-                fh.seek(offset + first * self.dim * dtype.itemsize)
-                block = np.fromfile(fh, dtype=dtype, count=(last - first) * self.dim)
-            out[row - start : row - start + last - first] = block.reshape(-1, self.dim)
-            row += last - first
-        return out
-
-    def __getitem__(self, key: slice) -> np.ndarray:
-        start, stop, _ = key.indices(len(self))
-        return self.read(start, stop)
-
-    def take(self, rows: np.ndarray) -> np.ndarray:
-        """The given rows (any order), each read on its own into one new array."""
-        out = np.empty((len(rows), self.dim), dtype=np.float32)
-        for i, row in enumerate(rows):
-            out[i] = self.read(int(row), int(row) + 1)[0]
-        return out
-
-    def chunks(self, start: int = 0, size: int = 65_536) -> Iterator[tuple[int, np.ndarray]]:
-        for first in range(start, len(self), size):
-            yield first, self.read(first, min(first + size, len(self)))
-
-    def ids(self) -> Iterator[str]:
-        """Passage ids in row order, read a shard at a time."""
-        for path, *_ in self.files:
-            ids_file = path.with_suffix(".ids.txt")
-            if not ids_file.is_file():
-                raise DenseprError(f"{ids_file}: missing; encode the shard again")
-            with open(ids_file, encoding="utf-8") as fh:
-                for line in fh:
-                    yield line.rstrip("\n")
-
-
-class ArrayRows:
-    """An in-memory matrix with :class:`EmbeddingRows`' reading methods (for recall cards of arrays)."""
-
-    def __init__(self, vectors: np.ndarray):
-        self.vectors, self.dim = vectors, int(vectors.shape[1])
-
-    def __len__(self) -> int:
-        return len(self.vectors)
-
-    def take(self, rows: np.ndarray) -> np.ndarray:
-        return np.asarray(self.vectors[rows], dtype=np.float32)
-
-    def chunks(self, start: int = 0, size: int = 65_536) -> Iterator[tuple[int, np.ndarray]]:
-        for first in range(start, len(self), size):
-            yield first, np.asarray(self.vectors[first : first + size], dtype=np.float32)
-
-
-class IdLookup:
-    """``ids[row]`` for the few rows an error names, read from the shards' id files (no list of all ids)."""
-
-    def __init__(self, rows: EmbeddingRows):
-        self.rows = rows
-
-    def __getitem__(self, row: int) -> str:
-        return next(itertools.islice(self.rows.ids(), row, None))
+    def __len__(self) -> int: ...
+    def read(self, start: int, stop: int) -> np.ndarray: ...
+    def take(self, rows: np.ndarray) -> np.ndarray: ...
+    def chunks(self, start: int = 0, size: int = 65_536) -> Iterator[tuple[int, np.ndarray]]: ...
+    def ids(self) -> Iterator[str]: ...
 
 
 def peak_rss_mb() -> float:
@@ -139,7 +48,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def build_streaming(rows: EmbeddingRows, out: str | Path, kind: str, meta: dict, shards: int = 1, chunk: int = 32_768,
+def build_streaming(rows: Rows, out: str | Path, kind: str, meta: dict, shards: int = 1, chunk: int = 32_768,
                     save_seconds: float = 60.0, train_size: int = 200_000, seed: int = 0, progress: bool = True,
                     **params: Any) -> dict:
     """Build an index folder of ``kind`` over ``rows`` without holding them in memory; returns its ``meta.json``.

@@ -39,7 +39,8 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
     encoded together (at most ``max_batch``). With ``api_key``, POST requests need ``Authorization: Bearer KEY`` (or
     ``X-API-Key: KEY``); ``docs=False`` turns off ``/docs`` and ``/redoc``. Bodies over ``max_body_bytes`` are refused
     (413) before they are read. Beyond ``max_pending`` requests in flight, a POST is shed at once with 429 and
-    ``Retry-After: 1`` rather than queued behind the others (whose wait it would lengthen). Raises :class:`DenseprError` for unusable folders.
+    ``Retry-After: 1`` rather than queued behind the others (whose wait it would lengthen). Raises
+    :class:`DenseprError` for unusable folders.
 
     >>> app = create_app(index="flat/", bm25_index="bm25/")    # doctest: +SKIP
     >>> uvicorn.run(app, host="127.0.0.1", port=8000)           # doctest: +SKIP
