@@ -1,8 +1,11 @@
 """The Multi recipe: one retriever trained on five shared QA sets at once, self-mined, evaluated per set.
 
     python -m benchmarks.multi_recipe [--corpus benchmarks/out/retrieval] [--out benchmarks/out/multi] [--rounds 1]
+        [--model START_MODEL] [--data ../shared/data]
 
-Needs the corpus, BM25 index and zero-shot flat index of ``benchmarks.retrieval_mini_wiki``. Splits:
+Needs the corpus and BM25 index of ``benchmarks.retrieval_mini_wiki`` (and its zero-shot flat index for the
+zero-shot row, which is left out when that index is absent). With ``--model`` (a larger start model, say
+all-mpnet-base-v2 on a GPU), the start model's own zero-shot accuracy is a row too. Splits:
 
 - SQuAD dev: by article (``benchmarks.train_mini_wiki.split_squad``: every 4th article held out), gold positives;
 - NQ-open dev (even-numbered lines; the odd ones stay the reader card's test), EfficientQA dev, CuratedTREC train
@@ -42,17 +45,17 @@ SETS = {  # name: (file under the shared data, match mode, lines used)
 KS = ("1", "5", "20", "100")
 
 
-def split_sets(out: Path) -> dict[str, dict[str, Path]]:
+def split_sets(out: Path, data: Path = DATA) -> dict[str, dict[str, Path]]:
     """Train / dev / test files per set (SQuAD by article; dev: the first 300 questions of its train articles)."""
     splits: dict[str, dict[str, Path]] = {}
-    train_squad, held_squad, _ = split_squad(DATA / "squad/squad-dev-v1.1.open.json", out)
+    train_squad, held_squad, _ = split_squad(data / "squad/squad-dev-v1.1.open.json", out)
     (out / "squad").mkdir(exist_ok=True)
     squad_dev = out / "squad" / "dev.jsonl"
     squad_dev.write_text("".join(json.dumps({"question": q.text, "answer": q.answers}) + "\n"
                                  for q in densepr.read_questions(train_squad)[:300]), encoding="utf-8")
     splits["squad"] = {"train": train_squad, "dev": squad_dev, "test": held_squad}
     for name, (file, _, lines) in SETS.items():
-        rows = (DATA / file).read_text(encoding="utf-8").splitlines()[lines]
+        rows = (data / file).read_text(encoding="utf-8").splitlines()[lines]
         folder = out / name
         folder.mkdir(exist_ok=True)
         suffix = Path(file).suffix
@@ -80,14 +83,17 @@ def main() -> None:
     parser.add_argument("--sampling", default="proportional")
     parser.add_argument("--batching", default="per-source")
     parser.add_argument("--lams", default="1,3,10,20,30,50,100")
+    parser.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps")
+    parser.add_argument("--model", default=None, help="start model (default: the default model)")
+    parser.add_argument("--data", default=str(DATA), help="the shared data folder")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
     corpus, out = Path(args.corpus), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     psgs = corpus / "psgs_w100.tsv"
-    splits = split_sets(out)
+    splits = split_sets(out, Path(args.data))
     match = {"squad": "string", **{n: m for n, (_, m, _) in SETS.items()}}
-    report: dict = {"config": vars(args), "seconds": {}}
+    report: dict = {"config": vars(args), "seconds": {}, "device": device_name()}
     began = time.perf_counter()
 
     train_file = out / "train.json"
@@ -97,18 +103,26 @@ def main() -> None:
                                                      out=train_file)
     report["seconds"]["build_train"] = round(time.perf_counter() - began, 1)
     config = TrainConfig(out=str(out / "run"), max_steps=args.max_steps, epochs=1000, batch_size=args.batch_size, lr=args.lr,
-                         warmup_steps=10, save_every=50, sampling=args.sampling, batching=args.batching)
-    report["self_train"] = self_train(train=train_file, passages=psgs, config=config, rounds=args.rounds, progress=False)
+                         warmup_steps=10, save_every=args.save_every, sampling=args.sampling, batching=args.batching)
+    report["self_train"] = self_train(train=train_file, passages=psgs, config=config, rounds=args.rounds, model=args.model,
+                                      progress=False)
     report["seconds"]["self_train"] = round(time.perf_counter() - began, 1)
     final = out / "run" / f"round-{args.rounds}"
     if not (final / "index" / "meta.json").is_file():
         pipeline.encode(passages=psgs, out=final / "emb", model=str(final / "model" / "final"), progress=False)
         pipeline.build_index(embeddings=final / "emb", out=final / "index")
 
-    searchers = {"bm25": densepr.open_searcher(index=str(corpus / "bm25")),
-                 "zero-shot": densepr.open_searcher(index=str(corpus / "flat")),
-                 "trained": densepr.open_searcher(index=str(out / "run" / "round-0" / "index")),
-                 "trained+mined": densepr.open_searcher(index=str(final / "index"))}
+    searchers = {"bm25": densepr.open_searcher(index=str(corpus / "bm25"))}
+    if (corpus / "flat" / "meta.json").is_file():
+        searchers["zero-shot"] = densepr.open_searcher(index=str(corpus / "flat"))
+    if args.model:
+        start = out / "start"
+        if not (start / "index" / "meta.json").is_file():
+            pipeline.encode(passages=psgs, out=start / "emb", model=args.model, progress=False)
+            pipeline.build_index(embeddings=start / "emb", out=start / "index")
+        searchers["start zero-shot"] = densepr.open_searcher(index=str(start / "index"))
+    searchers["trained"] = densepr.open_searcher(index=str(out / "run" / "round-0" / "index"))
+    searchers["trained+mined"] = densepr.open_searcher(index=str(final / "index"))
     hybrid = HybridRetriever(searchers["bm25"].retriever, searchers["trained+mined"].retriever, depth=1000)
     dev = [q for n, s in splits.items() for q in densepr.read_questions(s["dev"]) if match[n] == "string"]
     tuned = tune_lambda(hybrid, dev, searchers["bm25"].store, [float(x) for x in args.lams.split(",")], ks=(20, 100))
@@ -126,12 +140,19 @@ def main() -> None:
     write_report(out, report)
 
 
+def device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+
+
 def write_report(out: Path, r: dict) -> None:
     c = r["config"]
     lines = ["# Multi: one retriever on five shared QA sets, self-mined", "",
              f"{c['max_steps']} steps of {c['batch_size']} questions per round, {c['rounds']} self-mining round(s), "
              f"sampling {c['sampling']}, batching {c['batching']}, lr {c['lr']:g}; hybrid λ = {r['lam']:g} (dev questions "
-             f"of all string-matched sets). Wall time {r['seconds']['total']:.0f} s.", ""]
+             f"of all string-matched sets). Start model {c.get('model') or 'the default'}; wall time "
+             f"{r['seconds']['total']:.0f} s on {r.get('device', 'cpu')}.", ""]
     for name, table in r["top_k_accuracy"].items():
         lines += [f"## {name} ({table['questions']} test questions)", "", "| retriever | top-1 | top-5 | top-20 | top-100 |",
                   "|---|---|---|---|---|"]

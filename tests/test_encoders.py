@@ -147,3 +147,17 @@ def test_tiny_fixture_tokenizer_knows_its_words(tiny_bert):
     enc = Encoder.from_pretrained(tiny_bert)
     ids = enc.tokenize(["einstein born ulm"])["input_ids"][0]
     assert enc.tokenizer.unk_token_id not in ids and len(ids) == 5
+
+
+def test_fp16_checkpoint_loads_as_fp32_and_encodes_like_its_source(tiny_bert, tmp_path):
+    """transformers 5 keeps a checkpoint's dtype; an fp16 start model must still train and encode in fp32."""
+    from transformers import BertModel
+
+    half = tmp_path / "half"
+    shutil.copytree(tiny_bert, half)
+    BertModel.from_pretrained(tiny_bert).half().save_pretrained(half)
+    source, loaded = Encoder.from_pretrained(tiny_bert), Encoder.from_pretrained(half)
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    texts = ["einstein was born in ulm", "paris is the capital of france"]
+    got, want = loaded.embed(texts, bf16=False), source.embed(texts, bf16=False)
+    assert np.allclose(got, want, atol=2e-2) and not np.array_equal(got, want)  # fp16-rounded weights, fp32 maths

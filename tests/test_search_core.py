@@ -165,3 +165,35 @@ def test_a_hybrid_specs_dense_half_is_a_valid_dense_spec():
     assert (dense.kind, dense.index, dense.bm25_index) == ("dense", "flat/", None)
     dense.check()  # `ask --retriever dense` on the default hybrid failed here: it kept the BM25 folder
     assert hybrid.part("bm25").index == "bm25/"
+
+
+@pytest.mark.parametrize("index", ["bm25", "flat"])
+def test_a_moved_corpus_folder_finds_its_passages_by_fingerprint(index, tiny_bert, passages_tsv, tmp_path):
+    """An index records its passages file's absolute path; moved elsewhere with the corpus beside it, it still
+    opens (the file is found next to the index and proved by its fingerprint), and a different file is refused."""
+    from densepr import pipeline
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    passages_tsv = passages_tsv.rename(corpus / "psgs.tsv")
+    if index == "bm25":
+        pipeline.build_bm25(passages=passages_tsv, out=corpus / index, progress=False)
+    else:
+        pipeline.encode(passages=passages_tsv, out=corpus / "emb", model=str(tiny_bert), bf16=False, progress=False)
+        pipeline.build_index(embeddings=corpus / "emb", out=corpus / index)
+    before = open_searcher(index=str(corpus / index)).search(["capital of france"], k=3)
+    moved = corpus.rename(tmp_path / "moved")
+    assert open_searcher(index=str(moved / index)).search(["capital of france"], k=3) == before
+    (moved / "psgs.tsv").write_text((moved / "psgs.tsv").read_text().replace("Paris", "Lyon"))
+    with pytest.raises(DenseprError, match="passages file of the index not found"):
+        open_searcher(index=str(moved / index))
+
+
+def test_importing_bm25_keeps_jax_from_taking_the_gpu(tmp_path):
+    """bm25s imports JAX where it is installed; densepr asks JAX not to preallocate most of a GPU's memory."""
+    code = "import os, densepr.sparse.bm25; print(os.environ['XLA_PYTHON_CLIENT_PREALLOCATE'])"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "XLA_PYTHON_CLIENT_PREALLOCATE"}
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() == "false"
+    chosen = subprocess.run([sys.executable, "-c", code], env={**env, "XLA_PYTHON_CLIENT_PREALLOCATE": "true"},
+                            capture_output=True, text=True)
+    assert chosen.stdout.strip() == "true"  # a user's own setting stands

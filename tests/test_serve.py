@@ -71,9 +71,13 @@ def test_dense_search_matches_the_library(client, index):
     results = r.json()["results"]
     assert [e["question"] for e in results] == QUESTIONS
     dense = DenseRetriever.load(index / "flat")
-    for entry, hits in zip(results, dense.search(QUESTIONS, k=5), strict=True):
-        assert [p["id"] for p in entry["passages"]] == [dense.ids[h.row] for h in hits]
-        assert [p["score"] for p in entry["passages"]] == pytest.approx([h.score for h in hits], abs=1e-4)
+    for entry, hits in zip(results, dense.search(QUESTIONS, k=len(dense.ids)), strict=True):
+        # the same passages with the same scores, in an order the library's scores allow (the random tiny BERT ties
+        # passages within 1e-5, where the server's bf16 and the library's fp32 may order them differently)
+        library = {dense.ids[h.row]: h.score for h in hits}
+        served = [(p["id"], p["score"]) for p in entry["passages"]]
+        assert [score for _, score in served] == pytest.approx([library[pid] for pid, _ in served], abs=1e-4)
+        assert [score for _, score in served] == pytest.approx([h.score for h in hits[:5]], abs=1e-4)
         assert "has_answer" not in entry["passages"][0]
     store = PassageStore(index / "psgs.tsv")
     by_id = {p.id: p for p in store}

@@ -78,7 +78,7 @@ def encode(*, passages: str | Path, out: str | Path, model: str | None = None, s
     elif shard_id is None or num_shards is None:
         raise DenseprError("give both --shard-id and --num-shards, or neither (torchrun's RANK/WORLD_SIZE, else one shard)")
     store = PassageStore(passages)
-    encoder = BiEncoder.load(model)
+    encoder = BiEncoder.load(model, lite=True)
     tower = encoder.passage_encoder
     attach_encoder(tower, choose(backend, precision, gpu=next(tower.parameters()).is_cuda), sample_passages(store))
     log.info("passage encoder: %s%s", tower.backend(bf16), " (auto)" if backend == "auto" else "")
@@ -333,7 +333,7 @@ def answer(*, results: str | Path, reader: str | Path, out: str | Path, ks: Sequ
     from densepr.read.backend import attach_reader
 
     entries = read_results(results)
-    model = Reader.load(reader)
+    model = Reader.load(reader, lite=True)
     placed = attach_reader(model, choose(backend, precision, gpu=model.device.type == "cuda", int8=False), ctx_sample(entries))
     start = time.perf_counter()
     predictions, summary = answer_results(model, entries, ks, batch_size, match, bf16, progress)

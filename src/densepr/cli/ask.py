@@ -27,7 +27,7 @@ def run(a: AskOptions, spec: SearchSpec, quiet: bool) -> None:
     if a.question is not None:
         check_question(a.question)  # before anything loads
     reader_path = None if a.passages_only else (a.reader or default_reader())
-    reader = Reader.load(reader_path) if reader_path else None  # a bad reader folder fails before retrieval
+    reader = Reader.load(reader_path, lite=True) if reader_path else None  # a bad reader folder fails before retrieval
     searcher = open_searcher(default_spec(spec, progress=not quiet))
     if reader is not None:
         place_reader(reader, spec, searcher.store)

@@ -42,30 +42,33 @@ class BiEncoder:
 
     @classmethod
     def load(cls, model: str | Path | None = None, question_model: str | Path | None = None,
-             passage_model: str | Path | None = None, pooling: str | None = None) -> BiEncoder:
+             passage_model: str | Path | None = None, pooling: str | None = None, lite: bool = False) -> BiEncoder:
         """Load towers from one name (shared tower, a densepr checkpoint, or a DPR hub pair) or two.
 
         - ``load("default")``: the offline all-MiniLM-L6-v2, one shared tower;
         - ``load("ckpt/")`` where ``ckpt/`` has ``question_encoder/`` and ``passage_encoder/``;
         - ``load("facebook/dpr-question_encoder-single-nq-base")``: its ``ctx_encoder`` twin is the passage tower;
         - ``load(question_model=Q, passage_model=P)``: any two folders or names.
+
+        ``lite``: for inference only (plain BERT towers load without transformers' model code; see ``bert_lite``).
         """
         if question_model or passage_model:
             if not (question_model and passage_model):
                 raise DenseprError("give both --question-model and --passage-model, or --model")
-            q, p = Encoder.from_pretrained(question_model, pooling), Encoder.from_pretrained(passage_model, pooling)
+            q, p = Encoder.from_pretrained(question_model, pooling, lite=lite), Encoder.from_pretrained(passage_model, pooling, lite=lite)
             return cls(q, p, name=f"{question_model}+{passage_model}")
         model = str(model or DEFAULT_MODEL)
         folder = Path(model).expanduser()
         model = str(folder.resolve()) if folder.is_dir() else (DEFAULT_MODEL if model in DEFAULT_ALIASES else model)
         if (folder / QUESTION_DIR).is_dir() and (folder / PASSAGE_DIR).is_dir():
             shared = json.loads((folder / "densepr.json").read_text()).get("shared", False) if (folder / "densepr.json").is_file() else False
-            q = Encoder.from_pretrained(folder / QUESTION_DIR, pooling)
-            return cls(q, None if shared else Encoder.from_pretrained(folder / PASSAGE_DIR, pooling), name=model)
+            q = Encoder.from_pretrained(folder / QUESTION_DIR, pooling, lite=lite)
+            return cls(q, None if shared else Encoder.from_pretrained(folder / PASSAGE_DIR, pooling, lite=lite), name=model)
         pair = None if folder.exists() else pair_for_dpr_hub_name(model)
         if pair:
-            return cls(Encoder.from_pretrained(pair[0], pooling), Encoder.from_pretrained(pair[1], pooling), name=model)
-        return cls(Encoder.from_pretrained(model, pooling), name=model)
+            return cls(Encoder.from_pretrained(pair[0], pooling, lite=lite), Encoder.from_pretrained(pair[1], pooling, lite=lite),
+                       name=model)
+        return cls(Encoder.from_pretrained(model, pooling, lite=lite), name=model)
 
     def encode_questions(self, questions: Sequence[str], batch_size: int | None = None, bf16: bool | None = None,
                          progress: bool | Callable[[int], object] = False) -> np.ndarray:

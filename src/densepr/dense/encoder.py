@@ -7,16 +7,19 @@ import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
-from transformers.utils import logging as hf_logging
 
+from densepr.dense.bert_lite import BertLite
 from densepr.dense.loading import TowerSpec, resolve_model_path, tower_spec
 from densepr.errors import DenseprError
 from densepr.hardware import use_bf16
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 POOLINGS = ("cls", "mean", "dpr")
@@ -25,6 +28,8 @@ POOLINGS = ("cls", "mean", "dpr")
 @contextlib.contextmanager
 def no_hf_progress_bars() -> Iterator[None]:
     """Hide transformers' per-call loading/saving bars (noise next to our own progress bars)."""
+    from transformers.utils import logging as hf_logging
+
     enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
@@ -34,15 +39,35 @@ def no_hf_progress_bars() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _load_model(spec: TowerSpec) -> PreTrainedModel:
+def load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
+    """A folder's fast tokenizer; BERT's loads without ``AutoTokenizer`` (a second less of imports)."""
+    config = folder / "tokenizer_config.json"
+    name = json.loads(config.read_text(encoding="utf-8")).get("tokenizer_class", "") if config.is_file() else ""
+    if name in ("BertTokenizer", "BertTokenizerFast"):
+        from transformers import BertTokenizerFast  # type: ignore[attr-defined]
+
+        return BertTokenizerFast.from_pretrained(folder)
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder)
+
+
+def _load_model(spec: TowerSpec, lite: bool = False) -> PreTrainedModel | BertLite:
+    """The tower's transformer in fp32 (transformers 5 keeps a checkpoint's fp16 or bf16; training and the CPU
+    kernels want fp32 weights, and autocast or the backends choose lower precision where it pays).
+    ``lite``: a plain BERT loads as :class:`BertLite` (inference only, no transformers model import)."""
+    if lite and spec.pooling != "dpr" and (model := BertLite.load(spec.path)) is not None:
+        return model
+    from transformers import AutoModel
+
     config = json.loads((spec.path / "config.json").read_text(encoding="utf-8"))
     archs = set(config.get("architectures") or [])
     if spec.pooling == "dpr":
         from transformers import DPRContextEncoder, DPRQuestionEncoder
 
         cls = DPRContextEncoder if "DPRContextEncoder" in archs else DPRQuestionEncoder
-        return cls.from_pretrained(spec.path)
-    return AutoModel.from_pretrained(spec.path)
+        return cls.from_pretrained(spec.path).float()
+    return AutoModel.from_pretrained(spec.path).float()
 
 
 # Tokens per batch when no batch size is given. On a 2-core AVX2 CPU (fp32), budgets of 2,048 or 4,096 tokens and
@@ -79,7 +104,7 @@ class Encoder(torch.nn.Module):
     (1, 384)
     """
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pooling: str = "cls",
+    def __init__(self, model: PreTrainedModel | BertLite, tokenizer: PreTrainedTokenizerBase, pooling: str = "cls",
                  normalize: bool = False, max_length: int = 256):
         super().__init__()
         if pooling not in POOLINGS:
@@ -93,13 +118,15 @@ class Encoder(torch.nn.Module):
         #                                    where the CPU has bf16 units)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, pooling: str | None = None, max_length: int | None = None) -> Encoder:
-        """Load a local folder or hub name (plain HF, sentence-transformers or DPR layout)."""
+    def from_pretrained(cls, name_or_path: str | Path, pooling: str | None = None, max_length: int | None = None,
+                        lite: bool = False) -> Encoder:
+        """Load a local folder or hub name (plain HF, sentence-transformers or DPR layout); ``lite`` for inference
+        only (a plain BERT then runs as :class:`~densepr.dense.bert_lite.BertLite`)."""
         spec = tower_spec(resolve_model_path(name_or_path), pooling)
         try:
             with no_hf_progress_bars():
-                model = _load_model(spec)
-                tokenizer = AutoTokenizer.from_pretrained(spec.path)
+                model = _load_model(spec, lite)
+                tokenizer = load_tokenizer(spec.path)
         except (OSError, ValueError) as exc:
             raise DenseprError(f"{spec.path}: cannot load model or tokenizer ({str(exc).splitlines()[0]})") from None
         positions = getattr(model.config, "max_position_embeddings", 512)
@@ -203,6 +230,8 @@ class Encoder(torch.nn.Module):
     def save(self, path: str | Path) -> None:
         """Save as a standard Hugging Face folder plus ``densepr_tower.json`` (pooling settings)."""
         path = Path(path)
+        if isinstance(self.model, BertLite):
+            raise DenseprError("an encoder loaded for inference only (lite) cannot be saved; load it with lite=False")
         with no_hf_progress_bars():
             self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)

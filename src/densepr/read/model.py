@@ -10,20 +10,23 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from densepr.dense.encoder import no_hf_progress_bars
+from densepr.dense.bert_lite import BertLite
+from densepr.dense.encoder import load_tokenizer, no_hf_progress_bars
 from densepr.dense.loading import DEFAULT_ALIASES, DEFAULT_MODEL, resolve_model_path, tower_spec
 from densepr.errors import DenseprError
 from densepr.fileio import atomic_folder
 from densepr.hardware import use_bf16
 from densepr.read.data import PassageBatch, Span, encode_pairs
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 HEADS_FILE, CONFIG_FILE = "reader_heads.safetensors", "densepr_reader.json"
 MASKED = -1e9  # logit of positions outside the passage text
@@ -46,7 +49,7 @@ class Reader(torch.nn.Module):
     >>> start, end, select = reader(**reader.encode(["q"], [{"title": "t", "text": "x"}]).tensors)  # doctest: +SKIP
     """
 
-    def __init__(self, encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, max_length: int = 256,
+    def __init__(self, encoder: PreTrainedModel | BertLite, tokenizer: PreTrainedTokenizerBase, max_length: int = 256,
                  max_answer_len: int = 10, base_model: str = "", input_format: str = "densepr"):
         super().__init__()
         self.encoder, self.tokenizer = encoder, tokenizer
@@ -75,15 +78,16 @@ class Reader(torch.nn.Module):
         return cls(encoder, tokenizer, max_length, max_answer_len, base).to(_device())
 
     @classmethod
-    def load(cls, path: str | Path) -> Reader:
+    def load(cls, path: str | Path, lite: bool = False) -> Reader:
         """Load a saved reader (a folder written by :meth:`save`, a ``train-reader`` output folder), or a Hugging Face
-        ``DPRReader`` (a local folder or a hub name such as ``facebook/dpr-reader-single-nq-base``)."""
+        ``DPRReader`` (a local folder or a hub name such as ``facebook/dpr-reader-single-nq-base``). ``lite``: for
+        inference only (a plain BERT encoder loads without transformers' model code; see ``bert_lite``)."""
         dpr = _dpr_reader_folder(path)
         if dpr is not None:
             return cls.from_dpr(dpr, name=str(path))
         folder = find_reader_folder(path)
         settings = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-        encoder, tokenizer = _load_encoder(folder)
+        encoder, tokenizer = _load_encoder(folder, lite)
         reader = cls(encoder, tokenizer, settings["max_length"], settings["max_answer_len"], settings.get("base_model", ""),
                      settings.get("input_format", "densepr"))
         heads = load_file(folder / HEADS_FILE)
@@ -127,6 +131,8 @@ class Reader(torch.nn.Module):
 
     def write(self, folder: Path) -> None:
         """The reader's files into an existing folder (non-atomic; see :meth:`save`)."""
+        if isinstance(self.encoder, BertLite):
+            raise DenseprError("a reader loaded for inference only (lite) cannot be saved; load it with lite=False")
         with no_hf_progress_bars():
             self.encoder.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
@@ -185,10 +191,14 @@ def _dpr_reader_folder(path: str | Path) -> Path | None:
     return folder if "DPRReader" in architectures else None
 
 
-def _load_encoder(folder: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def _load_encoder(folder: Path, lite: bool = False) -> tuple[PreTrainedModel | BertLite, PreTrainedTokenizerBase]:
     try:
+        if lite and (model := BertLite.load(folder)) is not None:
+            return model, load_tokenizer(folder)
+        from transformers import AutoModel
+
         with no_hf_progress_bars():
-            return AutoModel.from_pretrained(folder).float(), AutoTokenizer.from_pretrained(folder)  # fp16 files: fp32 math
+            return AutoModel.from_pretrained(folder).float(), load_tokenizer(folder)  # fp16 files: fp32 math
     except (OSError, ValueError) as exc:
         raise DenseprError(f"{folder}: cannot load model or tokenizer ({str(exc).splitlines()[0]})") from None
 

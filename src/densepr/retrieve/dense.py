@@ -43,9 +43,9 @@ class DenseRetriever:
         if isinstance(model, BiEncoder):
             encoder = model
         elif question_model:
-            encoder = BiEncoder(BiEncoder.load(question_model).question_encoder, name=question_model)
+            encoder = BiEncoder(BiEncoder.load(question_model, lite=True).question_encoder, name=question_model)
         else:
-            encoder = BiEncoder.load(model or index.meta.get("model"))
+            encoder = BiEncoder.load(model or index.meta.get("model"), lite=True)
             if model and not allow_model_mismatch and index.meta.get("model") not in (None, encoder.name):
                 raise DenseprError(f"{index_dir} was built with model {index.meta['model']!r}, not {encoder.name!r} "
                                    "(pass --allow-model-mismatch if the question encoder is meant to differ)")

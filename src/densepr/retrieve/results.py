@@ -15,11 +15,27 @@ from densepr.hits import Ctx, Hit, ResultEntry
 from densepr.questions import Question
 
 
-def open_passages(meta: dict, passages: str | os.PathLike | None = None) -> PassageStore:
-    """The passage file an index was built from (or ``passages``), checked to be the same corpus."""
+def moved_passages(recorded: str, index_dir: str | os.PathLike, fingerprint: str | None) -> Path | None:
+    """The recorded passages file found beside a moved index (in its folder or the folder above), when the
+    fingerprint proves it is the same corpus: a corpus folder copied to another machine keeps working."""
+    if not fingerprint:
+        return None
+    name = Path(recorded).name
+    for folder in (Path(index_dir), Path(index_dir).parent):
+        if (folder / name).is_file() and same_file(folder / name, fingerprint):
+            return folder / name
+    return None
+
+
+def open_passages(meta: dict, passages: str | os.PathLike | None = None,
+                  index_dir: str | os.PathLike | None = None) -> PassageStore:
+    """The passage file an index was built from (or ``passages``), checked to be the same corpus. A recorded
+    file that is gone is looked for beside ``index_dir`` (``moved_passages``)."""
     path = passages or meta.get("passages")
     if not path:
         raise DenseprError("the index does not record its passages file; pass --passages")
+    if not passages and not Path(path).is_file() and index_dir is not None:
+        path = moved_passages(str(path), index_dir, meta.get("passages_fingerprint")) or path
     if not Path(path).is_file():
         raise DenseprError(f"{path}: passages file of the index not found; pass --passages")
     store = PassageStore(path)

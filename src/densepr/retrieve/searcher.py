@@ -145,7 +145,8 @@ def open_searcher(spec: SearchSpec | None = None, /, **options: Any) -> Searcher
                                     fusion=spec.fusion, rrf_k=spec.rrf_k)
     else:
         retriever = bm25 or dense  # type: ignore[assignment]
-    store = open_passages(retriever.meta if dense is None else dense.meta, spec.passages)
+    store = open_passages(retriever.meta if dense is None else dense.meta, spec.passages,
+                          index_dir=spec.bm25_dir if dense is None else spec.dense_dir)
     if dense is not None:
         from densepr.backends.choice import choose
         from densepr.backends.gate import sample_passages

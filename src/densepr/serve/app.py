@@ -52,7 +52,7 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
         from densepr.qa import place_reader
         from densepr.read import Reader
 
-        answerer = Reader.load(reader)
+        answerer = Reader.load(reader, lite=True)
         place_reader(answerer, spec, service.searcher.store)
 
     @asynccontextmanager

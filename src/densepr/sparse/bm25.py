@@ -10,9 +10,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import bm25s
-import numpy as np
-import Stemmer
+# bm25s imports JAX when it is installed and runs a top-k at import, and JAX then takes 75% of a GPU's memory
+# (seen on an H200: two training processes ran out of memory). Selection runs on numpy below in any case.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import bm25s  # noqa: E402
+import numpy as np  # noqa: E402
+import Stemmer  # noqa: E402
 
 from densepr.corpus.passages import PassageStore
 from densepr.errors import DenseprError
@@ -62,7 +66,8 @@ class BM25Retriever:
             return []
         k = min(k, len(self.ids))
         tokens = self._tokenize(questions, return_ids=False)
-        rows, scores = self.model.retrieve(tokens, k=k, show_progress=False, n_threads=threads)
+        rows, scores = self.model.retrieve(tokens, k=k, show_progress=False, n_threads=threads,
+                                           backend_selection="numpy")
         return [[Hit(int(r), float(s)) for r, s in zip(rr, ss) if s > 0] for rr, ss in zip(rows, scores)]
 
     def scores(self, question: str, rows: np.ndarray) -> np.ndarray:
