@@ -12,6 +12,7 @@ import torch
 
 from densepr.dense.bert_lite import BertLite
 from densepr.dense.encoder import Encoder
+from densepr.dense.tokenizer_lite import TokenizerLite
 from densepr.errors import DenseprError
 from densepr.read import Reader
 
@@ -100,13 +101,55 @@ def test_lite_towers_and_reader_compute_what_the_training_ones_do(tiny_bert, tmp
         assert torch.allclose(got, want, atol=1e-5)
 
 
-def test_answering_imports_no_transformers_model_code(tiny_bert, tmp_path):
-    """The point of BertLite: an inference load skips transformers.modeling_utils (seconds of imports)."""
+def test_answering_imports_no_transformers(tiny_bert, tmp_path):
+    """The point of BertLite and TokenizerLite: an inference load imports no transformers (seconds of imports)."""
+    Reader.from_pretrained(str(tiny_bert)).save(tmp_path / "reader")
     code = f"""
 import sys
 from densepr.dense.encoder import Encoder
+from densepr.read import Reader
 Encoder.from_pretrained({str(tiny_bert)!r}, lite=True).embed(["a question"], bf16=False)
-print("transformers.modeling_utils" in sys.modules, "torch._dynamo" in sys.modules)
+reader = Reader.load({str(tmp_path / "reader")!r}, lite=True)
+reader(**reader.encode(["a question"], [{{"title": "t", "text": "the answer"}}]).tensors)
+print("transformers" in sys.modules, "torch._dynamo" in sys.modules)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+PAIRS = ["Albert Einstein [SEP] " + "physicist born in ulm " * 80, "Paris [SEP] capital"]
+ODD = ["Who developed the theory of relativity?", "Ça va? naïve café — 東京 🙂 " * 20]
+
+
+@pytest.mark.parametrize("folder", ["tiny", "reader"])
+def test_tokenizer_lite_gives_transformers_ids_offsets_and_sequence_ids(folder, tiny_bert):
+    from pathlib import Path
+
+    from transformers import BertTokenizerFast
+
+    path = tiny_bert if folder == "tiny" else Path(__file__).parents[1] / "src/densepr/default/reader"
+    hf, lite = BertTokenizerFast.from_pretrained(path), TokenizerLite.load(path)
+    assert lite is not None and (lite.sep_token_id, lite.model_max_length) == (hf.sep_token_id, hf.model_max_length)
+    for pairs in (None, PAIRS):
+        want, got = hf(ODD, pairs, truncation=True, max_length=64), lite(ODD, pairs, truncation=True, max_length=64)
+        assert {k: want[k] for k in got} == dict(got)
+        padded = hf.pad(dict(want), return_tensors="pt", pad_to_multiple_of=8)
+        assert all(torch.equal(padded[k], v) for k, v in lite.pad(dict(got), return_tensors="pt", pad_to_multiple_of=8).items())
+    kwargs = dict(truncation="longest_first", max_length=64, padding="longest", pad_to_multiple_of=32,
+                  return_offsets_mapping=True, return_tensors="pt")
+    want, got = hf(ODD, PAIRS, **kwargs), lite(ODD, PAIRS, **kwargs)
+    assert set(want.keys()) == set(got) and all(torch.equal(want[k], got[k]) for k in got)
+    assert [want.sequence_ids(i) for i in range(2)] == [got.sequence_ids(i) for i in range(2)]
+    assert hf(ODD, add_special_tokens=False)["input_ids"] == lite(ODD, add_special_tokens=False)["input_ids"]
+
+
+def test_tokenizer_lite_leaves_other_tokenizers_to_transformers(tiny_bert, tmp_path):
+    import shutil
+
+    shutil.copytree(tiny_bert, tmp_path / "t")
+    config = tmp_path / "t" / "tokenizer_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "tokenizer_class": "RobertaTokenizer"}))
+    assert TokenizerLite.load(tmp_path / "t") is None
+    (tmp_path / "t" / "tokenizer.json").unlink()
+    config.write_text(json.dumps({**json.loads(config.read_text()), "tokenizer_class": "BertTokenizer"}))
+    assert TokenizerLite.load(tmp_path / "t") is None

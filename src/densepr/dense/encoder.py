@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from densepr.dense.bert_lite import BertLite
 from densepr.dense.loading import TowerSpec, resolve_model_path, tower_spec
+from densepr.dense.tokenizer_lite import TokenizerLite
 from densepr.errors import DenseprError
 from densepr.hardware import use_bf16
 
@@ -39,8 +40,11 @@ def no_hf_progress_bars() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
-    """A folder's fast tokenizer; BERT's loads without ``AutoTokenizer`` (a second less of imports)."""
+def load_tokenizer(folder: Path, lite: bool = False) -> PreTrainedTokenizerBase | TokenizerLite:
+    """A folder's fast tokenizer; BERT's loads without ``AutoTokenizer`` (a second less of imports), and with ``lite``
+    (inference) as :class:`TokenizerLite` where it can (no transformers import at all)."""
+    if lite and (tokenizer := TokenizerLite.load(folder)) is not None:
+        return tokenizer
     config = folder / "tokenizer_config.json"
     name = json.loads(config.read_text(encoding="utf-8")).get("tokenizer_class", "") if config.is_file() else ""
     if name in ("BertTokenizer", "BertTokenizerFast"):
@@ -58,6 +62,11 @@ def _load_model(spec: TowerSpec, lite: bool = False) -> PreTrainedModel | BertLi
     ``lite``: a plain BERT loads as :class:`BertLite` (inference only, no transformers model import)."""
     if lite and spec.pooling != "dpr" and (model := BertLite.load(spec.path)) is not None:
         return model
+    with no_hf_progress_bars():
+        return _load_transformers_model(spec)
+
+
+def _load_transformers_model(spec: TowerSpec) -> PreTrainedModel:
     from transformers import AutoModel
 
     config = json.loads((spec.path / "config.json").read_text(encoding="utf-8"))
@@ -104,7 +113,7 @@ class Encoder(torch.nn.Module):
     (1, 384)
     """
 
-    def __init__(self, model: PreTrainedModel | BertLite, tokenizer: PreTrainedTokenizerBase, pooling: str = "cls",
+    def __init__(self, model: PreTrainedModel | BertLite, tokenizer: PreTrainedTokenizerBase | TokenizerLite, pooling: str = "cls",
                  normalize: bool = False, max_length: int = 256):
         super().__init__()
         if pooling not in POOLINGS:
@@ -124,9 +133,7 @@ class Encoder(torch.nn.Module):
         only (a plain BERT then runs as :class:`~densepr.dense.bert_lite.BertLite`)."""
         spec = tower_spec(resolve_model_path(name_or_path), pooling)
         try:
-            with no_hf_progress_bars():
-                model = _load_model(spec, lite)
-                tokenizer = load_tokenizer(spec.path)
+            model, tokenizer = _load_model(spec, lite), load_tokenizer(spec.path, lite)
         except (OSError, ValueError) as exc:
             raise DenseprError(f"{spec.path}: cannot load model or tokenizer ({str(exc).splitlines()[0]})") from None
         positions = getattr(model.config, "max_position_embeddings", 512)
@@ -230,7 +237,7 @@ class Encoder(torch.nn.Module):
     def save(self, path: str | Path) -> None:
         """Save as a standard Hugging Face folder plus ``densepr_tower.json`` (pooling settings)."""
         path = Path(path)
-        if isinstance(self.model, BertLite):
+        if isinstance(self.model, BertLite) or isinstance(self.tokenizer, TokenizerLite):
             raise DenseprError("an encoder loaded for inference only (lite) cannot be saved; load it with lite=False")
         with no_hf_progress_bars():
             self.model.save_pretrained(path)

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from densepr.dense.bert_lite import BertLite
 from densepr.dense.encoder import load_tokenizer, no_hf_progress_bars
+from densepr.dense.tokenizer_lite import TokenizerLite
 from densepr.dense.loading import DEFAULT_ALIASES, DEFAULT_MODEL, resolve_model_path, tower_spec
 from densepr.errors import DenseprError
 from densepr.fileio import atomic_folder
@@ -49,7 +50,7 @@ class Reader(torch.nn.Module):
     >>> start, end, select = reader(**reader.encode(["q"], [{"title": "t", "text": "x"}]).tensors)  # doctest: +SKIP
     """
 
-    def __init__(self, encoder: PreTrainedModel | BertLite, tokenizer: PreTrainedTokenizerBase, max_length: int = 256,
+    def __init__(self, encoder: PreTrainedModel | BertLite, tokenizer: PreTrainedTokenizerBase | TokenizerLite, max_length: int = 256,
                  max_answer_len: int = 10, base_model: str = "", input_format: str = "densepr"):
         super().__init__()
         self.encoder, self.tokenizer = encoder, tokenizer
@@ -131,7 +132,7 @@ class Reader(torch.nn.Module):
 
     def write(self, folder: Path) -> None:
         """The reader's files into an existing folder (non-atomic; see :meth:`save`)."""
-        if isinstance(self.encoder, BertLite):
+        if isinstance(self.encoder, BertLite) or isinstance(self.tokenizer, TokenizerLite):
             raise DenseprError("a reader loaded for inference only (lite) cannot be saved; load it with lite=False")
         with no_hf_progress_bars():
             self.encoder.save_pretrained(folder)
@@ -191,10 +192,10 @@ def _dpr_reader_folder(path: str | Path) -> Path | None:
     return folder if "DPRReader" in architectures else None
 
 
-def _load_encoder(folder: Path, lite: bool = False) -> tuple[PreTrainedModel | BertLite, PreTrainedTokenizerBase]:
+def _load_encoder(folder: Path, lite: bool = False) -> tuple[PreTrainedModel | BertLite, PreTrainedTokenizerBase | TokenizerLite]:
     try:
         if lite and (model := BertLite.load(folder)) is not None:
-            return model, load_tokenizer(folder)
+            return model, load_tokenizer(folder, lite)
         from transformers import AutoModel
 
         with no_hf_progress_bars():
