@@ -57,6 +57,7 @@ def start_server(args: argparse.Namespace, port: int, log_path: Path) -> subproc
         command += ["--index", args.index]
     if args.bm25_index:
         command += ["--bm25-index", args.bm25_index]
+    command += args.serve_option
     env = dict(os.environ, HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"))
     log = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - handed to the child, closed when it exits
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -192,6 +193,8 @@ def main() -> None:
     parser.add_argument("--startup-seconds", type=float, default=180, help="how long to wait for the server to load")
     parser.add_argument("--questions", help="question file (densepr.read_questions formats; default: 24 built-in)")
     parser.add_argument("--out", default="benchmarks/out/serve")
+    parser.add_argument("--serve-option", action="append", default=[], metavar="ARG",
+                        help="an argument passed on to densepr serve (repeat: --serve-option=--precision --serve-option=fp32)")
     args = parser.parse_args()
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     if not args.index and not args.bm25_index:

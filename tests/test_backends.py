@@ -210,3 +210,28 @@ def test_auto_bf16_leaves_small_batches_in_fp32(tiny_bert):
     assert encoder._batch_bf16(True, True, 1, "cpu")  # asked for in the call
     attach_encoder(encoder, choose("torch", "bf16"), PASSAGES)
     assert encoder.precision == "bf16" and encoder._batch_bf16(True, None, 1, "cpu")  # asked for by --precision
+
+
+@pytest.mark.parametrize("bf16_cpu, ort, gpu, asked, expected", [
+    (True, True, False, ("auto", None), ("onnx", "fp32")),      # a bf16 CPU with ONNX Runtime: steady memory
+    (True, False, False, ("auto", None), ("auto", None)),       # without it, auto's usual torch bf16
+    (False, True, False, ("auto", None), ("auto", None)),       # AVX2: auto's usual ONNX int8
+    (True, True, True, ("auto", None), ("auto", None)),         # a GPU: torch
+    (True, True, False, ("torch", None), ("torch", None)),      # asked for: kept
+    (True, True, False, ("auto", "bf16"), ("auto", "bf16")),
+])
+def test_a_server_on_a_bf16_cpu_runs_onnx_fp32(bf16_cpu, ort, gpu, asked, expected, monkeypatch):
+    monkeypatch.setattr(choice, "cpu_supports_bf16", lambda: bf16_cpu)
+    monkeypatch.setattr(choice, "onnxruntime_installed", lambda: ort)
+    assert choice.serving_backend(*asked, gpu=gpu) == expected
+
+
+def test_serve_picks_its_backend_and_says_so(tiny_indexes, monkeypatch, caplog):
+    """create_app turns auto into ONNX Runtime fp32 on a bf16 CPU, and the question encoder then runs the graph."""
+    from densepr.serve.app import create_app
+
+    monkeypatch.setattr(choice, "cpu_supports_bf16", lambda: True)
+    with caplog.at_level(logging.INFO):
+        app = create_app(index=str(tiny_indexes / "flat"))
+    assert "serving on onnx fp32" in caplog.text
+    assert app.state.service.searcher.dense.model.question_encoder.backend() == "onnx fp32"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 
 import densepr
+from densepr.backends.choice import serving_backend
 from densepr.errors import DenseprError
 from densepr.retrieve.spec import SearchSpec
 from densepr.serve.page import PAGE
@@ -23,10 +25,17 @@ from densepr.serve.schemas import (AnswerResponse, AskRequest, ErrorBody, Health
                                     SearchResponse)
 from densepr.serve.service import SearchService
 
+log = logging.getLogger(__name__)
 _ERRORS: dict[int | str, dict[str, Any]] = {400: {"model": ErrorBody, "description": "the request names a retriever that is not loaded"}}
 
 
 MAX_BODY_BYTES = 1 << 20  # 64 questions of 1,000 characters fit many times over
+
+
+def _gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = None, max_batch: int = 64,
@@ -46,6 +55,10 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
     >>> uvicorn.run(app, host="127.0.0.1", port=8000)           # doctest: +SKIP
     """
     spec = dataclasses.replace(spec or SearchSpec(), **spec_options)
+    backend, precision = serving_backend(spec.backend, spec.precision, gpu=_gpu())
+    if (backend, precision) != (spec.backend, spec.precision):
+        log.info("serving on %s %s: steady memory on this CPU (--backend torch for torch bf16)", backend, precision)
+        spec = dataclasses.replace(spec, backend=backend, precision=precision)
     service = SearchService.load(spec, max_batch=max_batch, max_wait=max_wait)
     answerer = None
     if reader is not None:
