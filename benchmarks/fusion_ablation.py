@@ -26,7 +26,8 @@ from densepr.retrieve.results import build_results
 from benchmarks.multi_recipe import SETS
 
 KS = (5, 20, 100)
-GRIDS = {"raw": (3, 10, 20, 30, 50, 100, 200), "zscore": (0.3, 0.5, 0.7, 1, 1.5, 2, 3), "minmax": (0.3, 0.5, 0.7, 1, 1.5, 2, 3)}
+NORMALISED = (0.3, 0.5, 0.7, 1, 1.5, 2, 3)
+GRIDS = {"raw": (3, 10, 20, 30, 50, 100, 200), "zscore": NORMALISED, "minmax": NORMALISED}
 RRF_KS = (10, 30, 60, 100)
 
 
@@ -73,8 +74,11 @@ def main() -> None:
         split = {part: densepr.read_questions(path) for part, path in files.items()}
         cand = {part: hybrid.candidates([q.text for q in qs], 1000) for part, qs in split.items()}
         on_dev = {s[0]: accuracy(split["dev"], fused(cand["dev"], s, len(ids)), store, ids, match[name]) for s in settings()}
-        best = max(settings(), key=lambda s: (on_dev[s[0]]["20"], on_dev[s[0]]["100"]))
-        best_by = {how: max((s for s in settings() if (s[1] or "raw") == how), key=lambda s: (on_dev[s[0]]["20"], on_dev[s[0]]["100"]))
+        def by_dev(s: tuple[str, str | None, float]) -> tuple[float, float]:
+            return on_dev[s[0]]["20"], on_dev[s[0]]["100"]
+
+        best = max(settings(), key=by_dev)
+        best_by = {how: max((s for s in settings() if (s[1] or "raw") == how), key=by_dev)
                    for how in ("raw", "zscore", "minmax", "rrf")}
         test = split["test"]
         rows = {"bm25": accuracy(test, [c.bm25[:100] for c in cand["test"]], store, ids, match[name]),
@@ -86,12 +90,13 @@ def main() -> None:
         chosen = accuracy(test, fused(cand["test"], best, len(ids)), store, ids, match[name])
         better = max(rows["bm25"]["20"], rows["dense"]["20"])
         report["sets"][name] = {"dev_questions": len(split["dev"]), "test_questions": len(test), "chosen": best[0],
-                                "test": rows, "chosen_test": chosen, "gain_top20_over_better_part": round(chosen["20"] - better, 1)}
+                                "test": rows, "chosen_test": chosen,
+                                "gain_top20_over_better_part": round(chosen["20"] - better, 1)}
         print(name, best[0], chosen, "gain", round(chosen["20"] - better, 1), flush=True)
     write_json(out / "fusion.json", report)
     lines = ["# Fusion per question set", "",
-             f"Candidates 1,000 deep from BM25 and the self-mined model of `{multi}`; the fusion is chosen on each set's dev "
-             "split (top-20, then top-100) and scored on its test split.", ""]
+             f"Candidates 1,000 deep from BM25 and the self-mined model of `{multi}`; the fusion is chosen on each set's "
+             "dev split (top-20, then top-100) and scored on its test split.", ""]
     for name, r in report["sets"].items():
         lines += [f"## {name} ({r['dev_questions']} dev, {r['test_questions']} test questions): chose {r['chosen']}, "
                   f"top-20 gain over the better part {r['gain_top20_over_better_part']:+.1f}", "",

@@ -194,7 +194,7 @@ def main() -> None:
     parser.add_argument("--questions", help="question file (densepr.read_questions formats; default: 24 built-in)")
     parser.add_argument("--out", default="benchmarks/out/serve")
     parser.add_argument("--serve-option", action="append", default=[], metavar="ARG",
-                        help="an argument passed on to densepr serve (repeat: --serve-option=--precision --serve-option=fp32)")
+                        help="an argument passed on to densepr serve (repeat: --serve-option=--backend --serve-option=onnx)")
     args = parser.parse_args()
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     if not args.index and not args.bm25_index:

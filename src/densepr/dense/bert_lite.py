@@ -24,8 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"gelu": F.gelu, "relu": F.relu, "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-               "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh")}
+def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x, approximate="tanh")
+
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"gelu": F.gelu, "relu": F.relu, "gelu_new": _gelu_tanh,
+                                                                  "gelu_pytorch_tanh": _gelu_tanh}
 
 
 class BertOutput(NamedTuple):
@@ -73,8 +77,8 @@ class _Embeddings(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        x = self.word_embeddings(input_ids) + self.position_embeddings(positions)[None] + self.token_type_embeddings(token_type_ids)
-        return self.LayerNorm(x)
+        x = self.word_embeddings(input_ids) + self.position_embeddings(positions)[None]
+        return self.LayerNorm(x + self.token_type_embeddings(token_type_ids))
 
 
 class _SelfAttention(nn.Module):

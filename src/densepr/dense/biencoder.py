@@ -55,7 +55,8 @@ class BiEncoder:
         if question_model or passage_model:
             if not (question_model and passage_model):
                 raise DenseprError("give both --question-model and --passage-model, or --model")
-            q, p = Encoder.from_pretrained(question_model, pooling, lite=lite), Encoder.from_pretrained(passage_model, pooling, lite=lite)
+            q = Encoder.from_pretrained(question_model, pooling, lite=lite)
+            p = Encoder.from_pretrained(passage_model, pooling, lite=lite)
             return cls(q, p, name=f"{question_model}+{passage_model}")
         model = str(model or DEFAULT_MODEL)
         folder = Path(model).expanduser()
@@ -66,8 +67,8 @@ class BiEncoder:
             return cls(q, None if shared else Encoder.from_pretrained(folder / PASSAGE_DIR, pooling, lite=lite), name=model)
         pair = None if folder.exists() else pair_for_dpr_hub_name(model)
         if pair:
-            return cls(Encoder.from_pretrained(pair[0], pooling, lite=lite), Encoder.from_pretrained(pair[1], pooling, lite=lite),
-                       name=model)
+            q, p = (Encoder.from_pretrained(name, pooling, lite=lite) for name in pair)
+            return cls(q, p, name=model)
         return cls(Encoder.from_pretrained(model, pooling, lite=lite), name=model)
 
     def encode_questions(self, questions: Sequence[str], batch_size: int | None = None, bf16: bool | None = None,

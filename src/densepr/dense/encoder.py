@@ -113,8 +113,8 @@ class Encoder(torch.nn.Module):
     (1, 384)
     """
 
-    def __init__(self, model: PreTrainedModel | BertLite, tokenizer: PreTrainedTokenizerBase | TokenizerLite, pooling: str = "cls",
-                 normalize: bool = False, max_length: int = 256):
+    def __init__(self, model: PreTrainedModel | BertLite, tokenizer: PreTrainedTokenizerBase | TokenizerLite,
+                 pooling: str = "cls", normalize: bool = False, max_length: int = 256):
         super().__init__()
         if pooling not in POOLINGS:
             raise DenseprError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLINGS)}")

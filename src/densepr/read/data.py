@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
     from densepr.dense.tokenizer_lite import TokenizerLite
 
+    Tokenizer = PreTrainedTokenizerBase | TokenizerLite
+
 Span = tuple[int, int]  # first and last token of an answer (inclusive)
 PAD_MULTIPLE = 32
 
@@ -51,7 +53,7 @@ class PassageBatch:
         return self.seconds[i][first:last]
 
 
-def encode_pairs(tokenizer: PreTrainedTokenizerBase | TokenizerLite, questions: Sequence[str], ctxs: Sequence[Mapping[str, Any]],
+def encode_pairs(tokenizer: Tokenizer, questions: Sequence[str], ctxs: Sequence[Mapping[str, Any]],
                  max_length: int = 256, dpr_format: bool = False) -> PassageBatch:
     """Encode ``question`` / ``title [SEP] text`` pairs (the passage is truncated first).
 
@@ -86,7 +88,7 @@ def encode_pairs(tokenizer: PreTrainedTokenizerBase | TokenizerLite, questions: 
     return PassageBatch(tensors, text_mask, starts, ends, [[tuple(o) for o in row] for row in offsets], seconds)
 
 
-def answer_token_ids(tokenizer: PreTrainedTokenizerBase | TokenizerLite, answers: Sequence[str]) -> list[list[int]]:
+def answer_token_ids(tokenizer: Tokenizer, answers: Sequence[str]) -> list[list[int]]:
     """Each non-empty answer as token ids, without special tokens."""
     answers = [a for a in answers if a.strip()]
     if not answers:
@@ -129,7 +131,7 @@ class ReaderExample:
     negatives: list[dict]
 
 
-def reader_examples(results: Sequence[Mapping[str, Any]], tokenizer: PreTrainedTokenizerBase | TokenizerLite, max_length: int = 256,
+def reader_examples(results: Sequence[Mapping[str, Any]], tokenizer: Tokenizer, max_length: int = 256,
                     depth: int = 100, match: str = "string", gold: Mapping[str, Sequence[Mapping[str, Any]]] | None = None
                     ) -> tuple[list[ReaderExample], dict[str, int]]:
     """Training examples from DPR results: positives are top-``depth`` ctxs with ``has_answer`` whose tokens hold an answer.

@@ -19,15 +19,17 @@ from safetensors.torch import load_file, save_file
 
 from densepr.dense.bert_lite import BertLite
 from densepr.dense.encoder import load_tokenizer, no_hf_progress_bars
-from densepr.dense.tokenizer_lite import TokenizerLite
 from densepr.dense.loading import DEFAULT_ALIASES, DEFAULT_MODEL, resolve_model_path, tower_spec
+from densepr.dense.tokenizer_lite import TokenizerLite
 from densepr.errors import DenseprError
 from densepr.fileio import atomic_folder
 from densepr.hardware import use_bf16
 from densepr.read.data import PassageBatch, Span, encode_pairs
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PreTrainedModel
+
+    from densepr.read.data import Tokenizer
 
 HEADS_FILE, CONFIG_FILE = "reader_heads.safetensors", "densepr_reader.json"
 MASKED = -1e9  # logit of positions outside the passage text
@@ -50,7 +52,7 @@ class Reader(torch.nn.Module):
     >>> start, end, select = reader(**reader.encode(["q"], [{"title": "t", "text": "x"}]).tensors)  # doctest: +SKIP
     """
 
-    def __init__(self, encoder: PreTrainedModel | BertLite, tokenizer: PreTrainedTokenizerBase | TokenizerLite, max_length: int = 256,
+    def __init__(self, encoder: PreTrainedModel | BertLite, tokenizer: Tokenizer, max_length: int = 256,
                  max_answer_len: int = 10, base_model: str = "", input_format: str = "densepr"):
         super().__init__()
         self.encoder, self.tokenizer = encoder, tokenizer
@@ -192,7 +194,7 @@ def _dpr_reader_folder(path: str | Path) -> Path | None:
     return folder if "DPRReader" in architectures else None
 
 
-def _load_encoder(folder: Path, lite: bool = False) -> tuple[PreTrainedModel | BertLite, PreTrainedTokenizerBase | TokenizerLite]:
+def _load_encoder(folder: Path, lite: bool = False) -> tuple[PreTrainedModel | BertLite, Tokenizer]:
     try:
         if lite and (model := BertLite.load(folder)) is not None:
             return model, load_tokenizer(folder, lite)
