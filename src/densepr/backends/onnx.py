@@ -103,26 +103,16 @@ class OnnxRunner:
     >>> runner = OnnxRunner.build(encoder, sample, ["vectors"], "int8", key, Path("cache"))   # doctest: +SKIP
     """
 
-    def __init__(self, path: Path, threads: int | None = None, spinning: bool = True):
+    def __init__(self, path: Path, threads: int | None = None):
         ort = require_onnxruntime()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if not spinning:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.path = path
         meta = path.parent / META
         self.agreement: dict[str, float] | None = json.loads(meta.read_text()).get("agreement") if meta.is_file() else None
-
-    def for_server(self) -> OnnxRunner:
-        """The same graph in a session whose threads sleep, rather than spin, between operators. Under a server's load
-        (HTTP, FAISS and ONNX Runtime sharing 2 cores, 16 and 64 clients) that answered 5-7% more requests with a lower
-        p99; a lone process encoding ran 6-7% slower with it (2-core Xeon with AMX, ``benchmarks/serve_load.py``)."""
-        runner = OnnxRunner(self.path, spinning=False)
-        runner.agreement = self.agreement
-        return runner
 
     def record_agreement(self, agreement: dict[str, float]) -> None:
         """Keep ``agreement`` (with torch fp32, measured once) in the export's metadata."""

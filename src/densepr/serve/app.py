@@ -38,15 +38,6 @@ def _gpu() -> bool:
     return torch.cuda.is_available()
 
 
-def _share_cores(*models: Any) -> None:
-    """Models running an ONNX graph get a session whose threads sleep between operators (see ``for_server``)."""
-    from densepr.backends.onnx import OnnxRunner
-
-    for model in models:
-        if model is not None and isinstance(model.runner, OnnxRunner):
-            model.runner = model.runner.for_server()
-
-
 def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = None, max_batch: int = 64,
                max_wait: float = 0.005, api_key: str | None = None, docs: bool = True,
                max_body_bytes: int = MAX_BODY_BYTES, max_pending: int = 32, **spec_options: Any) -> FastAPI:
@@ -76,8 +67,6 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
 
         answerer = Reader.load(reader, lite=True)
         place_reader(answerer, spec, service.searcher.store)
-    dense = service.searcher.dense
-    _share_cores(dense.model.question_encoder if dense is not None else None, answerer)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
