@@ -19,7 +19,6 @@ from pathlib import Path
 
 import densepr
 from densepr.fileio import write_json
-from densepr.retrieve.fusion import linear_fusion, rrf_fusion
 from densepr.retrieve.hybrid import HybridRetriever
 from densepr.retrieve.results import build_results
 
@@ -38,12 +37,13 @@ def settings() -> list[tuple[str, str | None, float]]:
     return out + [(f"rrf k={k}", "rrf", float(k)) for k in RRF_KS]
 
 
-def fused(candidates, setting: tuple[str, str | None, float], ids_count: int, k: int = max(KS)) -> list:
+def fused(hybrid: HybridRetriever, candidates, setting: tuple[str, str | None, float], k: int = max(KS)) -> list:
+    """Each question's top ``k`` under ``setting``, fused as a hybrid retriever with that setting fuses."""
     _, how, value = setting
-    if how == "rrf":
-        return [rrf_fusion(c.bm25, c.dense, k, int(value)) for c in candidates]
-    return [linear_fusion(c.bm25, c.dense, value, k, how, 0.0 if len(c.bm25) < min(c.depth, ids_count) else None)
-            for c in candidates]
+    rrf = how == "rrf"
+    one = HybridRetriever(hybrid.bm25, hybrid.dense, hybrid.depth, lam=value, normalize=None if rrf else how,
+                          fusion="rrf" if rrf else "linear", rrf_k=int(value) if rrf else hybrid.rrf_k)
+    return [one.fuse(c, k) for c in candidates]
 
 
 def accuracy(questions, hits, store, ids, match) -> dict[str, float]:
@@ -73,7 +73,7 @@ def main() -> None:
         files["test"] = files["test"] or multi / "squad-heldout.json"  # SQuAD's test: its held-out articles
         split = {part: densepr.read_questions(path) for part, path in files.items()}
         cand = {part: hybrid.candidates([q.text for q in qs], 1000) for part, qs in split.items()}
-        on_dev = {s[0]: accuracy(split["dev"], fused(cand["dev"], s, len(ids)), store, ids, match[name]) for s in settings()}
+        on_dev = {s[0]: accuracy(split["dev"], fused(hybrid, cand["dev"], s), store, ids, match[name]) for s in settings()}
         def by_dev(s: tuple[str, str | None, float]) -> tuple[float, float]:
             return on_dev[s[0]]["20"], on_dev[s[0]]["100"]
 
@@ -83,11 +83,11 @@ def main() -> None:
         test = split["test"]
         rows = {"bm25": accuracy(test, [c.bm25[:100] for c in cand["test"]], store, ids, match[name]),
                 "dense": accuracy(test, [c.dense[:100] for c in cand["test"]], store, ids, match[name]),
-                f"hybrid, recipe λ={global_lam[2]:g}": accuracy(test, fused(cand["test"], global_lam, len(ids)), store, ids,
+                f"hybrid, recipe λ={global_lam[2]:g}": accuracy(test, fused(hybrid, cand["test"], global_lam), store, ids,
                                                                 match[name])}
         for how, s in best_by.items():
-            rows[f"best {how} on dev: {s[0]}"] = accuracy(test, fused(cand["test"], s, len(ids)), store, ids, match[name])
-        chosen = accuracy(test, fused(cand["test"], best, len(ids)), store, ids, match[name])
+            rows[f"best {how} on dev: {s[0]}"] = accuracy(test, fused(hybrid, cand["test"], s), store, ids, match[name])
+        chosen = accuracy(test, fused(hybrid, cand["test"], best), store, ids, match[name])
         better = max(rows["bm25"]["20"], rows["dense"]["20"])
         report["sets"][name] = {"dev_questions": len(split["dev"]), "test_questions": len(test), "chosen": best[0],
                                 "test": rows, "chosen_test": chosen,

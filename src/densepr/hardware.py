@@ -16,6 +16,13 @@ def cpu_supports_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def default_device() -> str:
+    """Where models run: "cuda" when torch sees a GPU, else "cpu" (torch imported only when asked)."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def use_bf16(device_type: str, requested: bool | None = None, precision: str | None = None) -> bool:
     """bf16 autocast as asked (``requested``, else a model's ``precision``: "bf16" or "fp32"), else on GPUs and on CPUs
     with bf16 units (emulated bf16 is slower than fp32)."""

@@ -15,9 +15,9 @@ from tqdm.auto import tqdm
 
 from densepr.dense.bert_lite import BertLite
 from densepr.dense.loading import TowerSpec, resolve_model_path, tower_spec
-from densepr.dense.tokenizer_lite import TokenizerLite
+from densepr.dense.tokenizer_lite import BERT_TOKENIZERS, TokenizerLite, tokenizer_class
 from densepr.errors import DenseprError
-from densepr.hardware import use_bf16
+from densepr.hardware import default_device, use_bf16
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -45,9 +45,7 @@ def load_tokenizer(folder: Path, lite: bool = False) -> PreTrainedTokenizerBase 
     (inference) as :class:`TokenizerLite` where it can (no transformers import at all)."""
     if lite and (tokenizer := TokenizerLite.load(folder)) is not None:
         return tokenizer
-    config = folder / "tokenizer_config.json"
-    name = json.loads(config.read_text(encoding="utf-8")).get("tokenizer_class", "") if config.is_file() else ""
-    if name in ("BertTokenizer", "BertTokenizerFast"):
+    if tokenizer_class(folder) in BERT_TOKENIZERS:
         from transformers import BertTokenizerFast  # type: ignore[attr-defined]
 
         return BertTokenizerFast.from_pretrained(folder)
@@ -85,8 +83,9 @@ CPU_BATCH_TOKENS = 16 * 256
 # Below this many tokens a batch runs fp32 when bf16 is only the CPU default: on a 2-core AMX Xeon one question took
 # 6.3 ms in fp32 and 8.3 in bf16, 8 questions (~95 tokens) 17.0 and 17.2, 16 questions (~192 tokens) 29.5 and 22.7.
 BF16_MIN_TOKENS = 128
-# Lengths padded to a multiple of this: few distinct shapes, so the kernels cached per shape (oneDNN's, for bf16)
-# stop growing. A service encoding questions of every length grew 14% in 10 minutes without it.
+# Lengths padded to a multiple of this: fewer distinct shapes for the kernels cached per shape (oneDNN's, for bf16).
+# It was not enough for a server: torch bf16 still grew 13.7% in a 10-minute soak, as batch sizes kept varying, so
+# ``serve`` runs ONNX Runtime on bf16 CPUs (densepr.backends.choice.serving_backend).
 PAD_MULTIPLE = 8
 GPU_BATCH_TOKENS = 128 * 256
 
@@ -138,7 +137,7 @@ class Encoder(torch.nn.Module):
             raise DenseprError(f"{spec.path}: cannot load model or tokenizer ({str(exc).splitlines()[0]})") from None
         positions = getattr(model.config, "max_position_embeddings", 512)
         length = min(max_length or spec.max_length or getattr(tokenizer, "model_max_length", 512), positions, 512)
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = default_device()
         encoder = cls(model.eval().to(device), tokenizer, spec.pooling, spec.normalize, int(length))
         encoder.source = spec.path
         return encoder

@@ -16,6 +16,13 @@ from typing import Any
 import torch
 
 LONG = 10**30  # transformers' "no limit" model_max_length
+BERT_TOKENIZERS = ("BertTokenizer", "BertTokenizerFast")
+
+
+def tokenizer_class(folder: Path) -> str:
+    """The ``tokenizer_class`` a folder's ``tokenizer_config.json`` names ("" without one)."""
+    config = folder / "tokenizer_config.json"
+    return str(json.loads(config.read_text(encoding="utf-8")).get("tokenizer_class") or "") if config.is_file() else ""
 
 
 class LiteEncoding(dict):
@@ -57,7 +64,7 @@ class TokenizerLite:
         if special.is_file():
             tokens = json.loads(special.read_text(encoding="utf-8"))
             config = {**{k: v if isinstance(v, str) else v.get("content") for k, v in tokens.items()}, **config}
-        if config.get("tokenizer_class") not in ("BertTokenizer", "BertTokenizerFast"):
+        if config.get("tokenizer_class") not in BERT_TOKENIZERS:
             return None
         from tokenizers import Tokenizer
 

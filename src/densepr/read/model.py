@@ -23,7 +23,7 @@ from densepr.dense.loading import DEFAULT_ALIASES, DEFAULT_MODEL, resolve_model_
 from densepr.dense.tokenizer_lite import TokenizerLite
 from densepr.errors import DenseprError
 from densepr.fileio import atomic_folder
-from densepr.hardware import use_bf16
+from densepr.hardware import default_device, use_bf16
 from densepr.read.data import PassageBatch, Span, encode_pairs
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ class Reader(torch.nn.Module):
         folder = tower_spec(resolve_model_path(name)).path  # sentence-transformers folders: their transformer
         encoder, tokenizer = _load_encoder(folder)
         base = DEFAULT_MODEL if name in DEFAULT_ALIASES else name
-        return cls(encoder, tokenizer, max_length, max_answer_len, base).to(_device())
+        return cls(encoder, tokenizer, max_length, max_answer_len, base).to(default_device())
 
     @classmethod
     def load(cls, path: str | Path, lite: bool = False) -> Reader:
@@ -102,7 +102,7 @@ class Reader(torch.nn.Module):
             reason = str(exc).splitlines()[0]
             raise DenseprError(f"{folder / HEADS_FILE}: head weights do not fit the encoder ({reason})") from None
         reader.source = folder
-        return reader.eval().to(_device())
+        return reader.eval().to(default_device())
 
     @classmethod
     def from_dpr(cls, folder: Path, name: str = "", max_length: int = 350, max_answer_len: int = 10) -> Reader:
@@ -125,7 +125,7 @@ class Reader(torch.nn.Module):
         reader.qa_outputs.load_state_dict(span.qa_outputs.state_dict())
         reader.qa_classifier.load_state_dict(span.qa_classifier.state_dict())
         reader.source = folder
-        return reader.eval().to(_device())
+        return reader.eval().to(default_device())
 
     def save(self, path: str | Path) -> None:
         """Write the reader folder atomically."""
@@ -169,10 +169,6 @@ class Reader(torch.nn.Module):
         hidden = self.encoder(**kwargs).last_hidden_state
         start, end = self.qa_outputs(hidden).float().unbind(-1)
         return start, end, self.qa_classifier(hidden[:, 0]).float().squeeze(-1)
-
-
-def _device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _dpr_reader_folder(path: str | Path) -> Path | None:

@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 import densepr
 from densepr.backends.choice import serving_backend
 from densepr.errors import DenseprError
+from densepr.hardware import default_device
 from densepr.retrieve.spec import SearchSpec
 from densepr.serve.page import PAGE
 from densepr.serve.schemas import (AnswerResponse, AskRequest, ErrorBody, Health, IndexInfo, ReaderAnswer, SearchRequest,
@@ -30,12 +31,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {400: {"model": ErrorBody, "descripti
 
 
 MAX_BODY_BYTES = 1 << 20  # 64 questions of 1,000 characters fit many times over
-
-
-def _gpu() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = None, max_batch: int = 64,
@@ -55,7 +50,7 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
     >>> uvicorn.run(app, host="127.0.0.1", port=8000)           # doctest: +SKIP
     """
     spec = dataclasses.replace(spec or SearchSpec(), **spec_options)
-    backend, precision = serving_backend(spec.backend, spec.precision, gpu=_gpu())
+    backend, precision = serving_backend(spec.backend, spec.precision, gpu=default_device() == "cuda")
     if (backend, precision) != (spec.backend, spec.precision):
         log.info("serving on %s %s: steady memory on this CPU (--backend torch for torch bf16)", backend, precision)
         spec = dataclasses.replace(spec, backend=backend, precision=precision)
