@@ -35,7 +35,7 @@ from benchmarks.backends import cpu
 from benchmarks.index_scale import synthesized_chunks
 from densepr.dense.passage_encoding import load_embeddings, shard_name
 from densepr.fileio import read_json, write_json
-from densepr.index.planner import parse_bytes, plan
+from densepr.index.planner import ivf_lists, parse_bytes, plan
 
 DPR = (21_015_324, 768)
 OVERHEAD = 24  # bytes a vector besides its code: its id (16) and its IVF list entry (8)
@@ -90,21 +90,28 @@ def main() -> None:
     parser.add_argument("--budgets", default="2GB,4GB,8GB")
     parser.add_argument("--work", help="where the synthesised vectors go (default: OUT/vectors-SIZE)")
     parser.add_argument("--out", default="benchmarks/out/planner")
-    parser.add_argument("--page", action="store_true", help="also write the report into benchmarks/RESULTS.md")
+    parser.add_argument("--page", action="store_true", help="also write the report into benchmarks/RESULTS.md (its own "
+                                                           "section for sizes of 10M and over)")
+    parser.add_argument("--keep", action="store_true", help="keep the budgets OUT/results.json measured already (at this "
+                                                           "size) instead of building them again")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     budgets = args.budgets.split(",")
     r: dict = {"dpr": {b: plan(*DPR, parse_bytes(b)).to_dict() for b in budgets}, "measured": {}}
+    earlier = read_json(out / "results.json") if args.keep and (out / "results.json").is_file() else {}
     real = np.asarray(load_embeddings(args.embeddings)[0], dtype=np.float32)
     dim = real.shape[1]
     vectors = Path(args.work or out / f"vectors-{args.size}")
     started = time.perf_counter()
     write_vectors(real, args.size, vectors)
-    r["synthesis_seconds"] = time.perf_counter() - started
+    r["synthesis_seconds"], r["size"] = time.perf_counter() - started, args.size
     for b in budgets:
+        if earlier.get("size") == args.size and b in earlier.get("measured", {}):
+            r["measured"][b] = earlier["measured"][b]
+            continue
         per_vector = (parse_bytes(b) / DPR[0] - OVERHEAD) * dim / DPR[1] + OVERHEAD
-        budget = int(per_vector * args.size + 4000 * dim * 4)  # + the coarse centroids
+        budget = int(per_vector * args.size + ivf_lists(args.size, dim) * dim * 4)  # + the coarse centroids
         m = build(vectors, out / f"index-{args.size}-{b}", budget)
         r["measured"][b] = dict(m, budget_bytes=budget, plan=m["card"]["plan"])
         print(b, json.dumps({k: v for k, v in m.items() if k != "card"}), m["card"]["chosen"], flush=True)
@@ -133,7 +140,7 @@ def main() -> None:
     if args.page:
         from benchmarks.report import write_page_section
 
-        write_page_section("planner", "\n".join(lines))
+        write_page_section("planner" if args.size < 10_000_000 else "planner-at-scale", "\n".join(lines))
     print("\n".join(lines))
 
 

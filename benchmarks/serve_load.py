@@ -155,8 +155,9 @@ def markdown(report: dict) -> str:
     lines = ["# `densepr serve` load test", "",
              (f"{report['machine']['cpus']} CPUs ({report['machine']['cpu']}); client and server on the same machine; "
               f"{report['passages']:,} passages; k = {report['k']}, {report['requests_per_retriever']} requests per phase, "
-              f"at most {report['max_seconds']} s in all; the server sheds beyond {report['max_pending']} requests in "
-              "flight (429, Retry-After: 1; the client waits it out)."), "",
+              f"at most {report['max_seconds']} s in all; the server sheds (429, Retry-After: 1; the client waits it out) "
+              f"beyond {report['max_pending']} requests in flight, or beyond 32 when those would take over its "
+              "--max-queue-wait (0.5 s unless --serve-option says otherwise) at its recent rate."), "",
              "| retriever | clients | answered | shed (429) | errors | seconds | answered/s | p50 ms | p90 ms | p99 ms | "
              "max ms | mean dense batch | server RSS MB (max) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -186,7 +187,7 @@ def main() -> None:
     parser.add_argument("--retrievers", help="comma-separated (default: every one the server loads)")
     parser.add_argument("--requests", type=int, default=500, help="requests per phase (default 500)")
     parser.add_argument("--concurrency", default="16,64", help="comma-separated client counts, one phase each")
-    parser.add_argument("--max-pending", type=int, default=32, help="the server's --max-pending (default 32)")
+    parser.add_argument("--max-pending", type=int, default=256, help="the server's --max-pending (default 256)")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--max-seconds", type=float, default=60, help="time bound of the phases (default 60)")
     parser.add_argument("--soak-seconds", type=float, default=0, help="then a soak this long (default: none)")

@@ -25,12 +25,14 @@ def test_the_plan_is_the_most_exact_index_that_fits():
     n, dim = 21_000_000, 768
     assert predicted_bytes("flat", n, dim) > 64e9  # DPR's flat index of 21M x 768 floats (+ ids)
     assert plan(n, dim, parse_bytes("80GB")).kind == "flat"
-    assert plan(n, dim, parse_bytes("24GB")).kind == "sq8"
+    assert plan(n, dim, parse_bytes("24GB")).kind == "hnswsq8"  # 768 bytes a vector + its graph links
+    assert plan(n, dim, parse_bytes("20GB")).kind == "sq8"
+    assert plan(n, dim, parse_bytes("9GB")).kind == "sq4"
     small = [plan(n, dim, parse_bytes(b)) for b in ("2GB", "4GB", "8GB")]
-    assert [p.kind for p in small] == ["ivfpq"] * 3
+    assert [p.kind for p in small] == ["ivfopq"] * 3
     assert [p.params["pq_m"] for p in small] == sorted(p.params["pq_m"] for p in small)  # more budget, more bytes a vector
     assert all(p.bytes <= parse_bytes(b) for p, b in zip(small, ("2GB", "4GB", "8GB")))
-    assert plan(n, dim, parse_bytes("24GB"), latency_ms=100).kind.startswith("ivf")  # exhaustive SQ8 is too slow
+    assert plan(n, dim, parse_bytes("20GB"), latency_ms=200).kind == "ivfsq8"  # exhaustive SQ8 is too slow
     with pytest.raises(DenseprError, match="no index of 21,000,000 768-d vectors fits"):
         plan(n, dim, parse_bytes("0.5GB"))
 
@@ -50,7 +52,7 @@ def test_the_recall_card_picks_the_smallest_probe_reaching_the_target():
 def test_cli_plans_builds_and_writes_the_card(tiny_indexes, tmp_path, capsys):
     assert main(["-q", "index", "--explain", "--ram-budget", "8GB", "--size", "21000000", "--dim", "768"]) == 0
     planned = json.loads(capsys.readouterr().out)
-    assert planned["kind"] == "ivfpq" and planned["bytes"] <= 8e9
+    assert planned["kind"] == "ivfopq" and planned["bytes"] <= 8e9
     out = tmp_path / "planned"
     assert main(["-q", "index", "--embeddings", str(tiny_indexes / "emb"), "--out", str(out), "--ram-budget", "1GB"]) == 0
     card = json.loads((out / "recall_card.json").read_text())
@@ -63,10 +65,10 @@ def test_cli_plans_builds_and_writes_the_card(tiny_indexes, tmp_path, capsys):
     assert "--ram-budget" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("kind", ["flat", "ivfsq8", "hnsw"])
+@pytest.mark.parametrize("kind", ["flat", "ivfsq8", "ivfopq", "hnsw", "hnswsq8"])
 def test_a_sharded_index_returns_what_one_index_returns(tmp_path, kind):
     vectors, ids, queries = random_vectors(3000, 24, 50, seed=1)
-    params = {"nlist": 32} if kind == "ivfsq8" else {}
+    params = {"nlist": 32} if kind.startswith("ivf") else {}
     one = DenseIndex.build(vectors, ids, kind, **params)
     sharded = DenseIndex.build(vectors, ids, kind, shards=3, **params)
     for index in (one, sharded):
@@ -76,13 +78,13 @@ def test_a_sharded_index_returns_what_one_index_returns(tmp_path, kind):
     loaded = DenseIndex.load(tmp_path / "sharded")
     loaded.configure(nprobe=8, ef_search=64)
     s1, r1 = one.search(queries, 100)
-    if kind == "hnsw":  # one graph vs three: each is approximate, so compare with exact search instead
+    if kind.startswith("hnsw"):  # one graph vs three: each is approximate, so compare with exact search instead
         exact = DenseIndex.build(vectors, ids, "flat").search(queries, 100)[1]
         assert np.mean([len(set(a) & set(b)) for a, b in zip(loaded.search(queries, 100)[1], exact)]) >= 95
     else:
         s2, r2 = loaded.search(queries, 100)
         assert (r1 == r2).all() and np.allclose(s1, s2, atol=1e-5)  # the merged top-100 is the single index's
-    if kind != "ivfsq8":  # IVF indexes keep no row -> list map, sharded or not
+    if not kind.startswith("ivf"):  # IVF indexes keep no row -> list map, sharded or not
         assert np.allclose(loaded.vectors([0, 1500, 2999]), one.vectors([0, 1500, 2999]), atol=1e-5)
     with pytest.raises(DenseprError, match="--shards must be"):
         DenseIndex.build(vectors[:2], ids[:2], "flat", shards=3)

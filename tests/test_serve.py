@@ -405,23 +405,41 @@ def test_api_key_docs_switch_and_body_limit(index):
         assert c.get("/docs").status_code == 404 and c.get("/health").status_code == 200  # GETs need no key
 
 
-def test_excess_load_is_shed_with_retry_after(index, monkeypatch):
-    app = create_app(bm25_index=str(index / "bm25"), max_pending=2)
+def _slowed(app, monkeypatch, seconds: float) -> None:
+    """Each search of ``app`` takes ``seconds`` longer."""
     service = app.state.service
     real = service.search
 
     async def slow(*args, **kwargs):
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(seconds)
         return await real(*args, **kwargs)
 
     monkeypatch.setattr(service, "search", slow)
 
+
+def _fire(app, n: int) -> list[httpx.Response]:
+    """``n`` searches sent to ``app`` at once."""
     async def fire() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            return await asyncio.gather(*(c.post("/search", json={"question": QUESTIONS[0]}) for _ in range(5)))
+            return await asyncio.gather(*(c.post("/search", json={"question": QUESTIONS[0]}) for _ in range(n)))
 
-    codes = sorted(r.status_code for r in asyncio.run(fire()))
-    assert codes == [200, 200, 429, 429, 429]
-    shed = next(r for r in asyncio.run(fire()) if r.status_code == 429)
+    return asyncio.run(fire())
+
+
+def test_excess_load_is_shed_with_retry_after(index, monkeypatch):
+    app = create_app(bm25_index=str(index / "bm25"), max_pending=2)
+    _slowed(app, monkeypatch, 0.2)
+    assert sorted(r.status_code for r in _fire(app, 5)) == [200, 200, 429, 429, 429]
+    shed = next(r for r in _fire(app, 5) if r.status_code == 429)
     assert shed.headers["retry-after"] == "1" and "busy" in shed.json()["detail"]
+
+
+def test_beyond_the_always_admitted_requests_the_recent_rate_decides(index, monkeypatch):
+    app = create_app(bm25_index=str(index / "bm25"))  # max_pending 256, max_queue_wait 0.5 s
+    _slowed(app, monkeypatch, 0.3)
+    first = _fire(app, 40)  # nothing answered yet: no rate to go by beyond the 32 always admitted
+    assert [r.status_code for r in first].count(200) == 32 and "no recent rate" in first[-1].json()["detail"]
+    second = _fire(app, 40)  # 32 answered in the last 2 s: 16 a second, so 32 ahead would wait ~2 s
+    assert [r.status_code for r in second].count(200) == 32
+    assert "32 requests in flight would take ~2.0 s at 16 a second" in second[-1].json()["detail"]

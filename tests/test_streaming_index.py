@@ -55,9 +55,10 @@ def test_rows_read_from_disk_equal_the_vectors_and_exact_search_is_exact(vectors
 
 def test_a_streamed_index_matches_the_in_memory_one(vectors, tmp_path):
     rows = EmbeddingRows(write_embeddings(tmp_path / "emb", vectors))
-    info = build_streaming(rows, tmp_path / "flat", "flat", rows.meta, chunk=128, progress=False)
-    assert info["size"] == 3000 and info["build_peak_rss_mb"] > 0
+    built = build_streaming(rows, tmp_path / "flat", "flat", rows.meta, chunk=128, progress=False)
+    assert built.meta["size"] == 3000 and built.meta["build_peak_rss_mb"] > 0
     streamed = DenseIndex.load(tmp_path / "flat")
+    assert built.ids == streamed.ids and np.array_equal(built.search(vectors[:5], 20)[1], streamed.search(vectors[:5], 20)[1])
     in_memory = DenseIndex.build(rows.read(0, 3000), [f"p{i}" for i in range(3000)], "flat")
     assert streamed.ids == in_memory.ids
     assert np.array_equal(streamed.search(vectors[:5], 20)[1], in_memory.search(vectors[:5], 20)[1])
@@ -69,18 +70,17 @@ def test_a_streamed_index_matches_the_in_memory_one(vectors, tmp_path):
 def _build(emb: str, out: str, env: dict) -> None:
     os.environ.update(env)
     rows = EmbeddingRows(emb)
-    build_streaming(rows, out, "ivfpq", rows.meta, chunk=250, save_seconds=0, progress=False, nlist=16, pq_m=4)
+    build_streaming(rows, out, "ivfopq", rows.meta, chunk=250, save_seconds=0, progress=False, nlist=16, pq_m=4)
     os._exit(0)
 
 
-@pytest.mark.parametrize("kill_at", [1, 4, 9])
+@pytest.mark.parametrize("kill_at", [1, 4, 9, 13])  # writing lists.npy, the first part; after progress at rows 0, 250
 def test_a_killed_build_resumes_to_the_same_index_bytes(kill_at, vectors, tmp_path):
     emb = write_embeddings(tmp_path / "emb", vectors)
-    rows = EmbeddingRows(emb)
-    build_streaming(rows, tmp_path / "ref", "ivfpq", rows.meta, chunk=250, save_seconds=0, progress=False, nlist=16, pq_m=4)
+    assert run_forked(_build, str(emb), str(tmp_path / "ref"), {}, timeout=120) == 0  # trained on one thread, as below
     env = {KILL_AT: str(kill_at), WRITE_TRACE: str(tmp_path / "trace")}
-    assert run_forked(_build, str(emb), str(tmp_path / "out"), env, timeout=120) == -9 and (tmp_path / ".build-out" / "progress.json").exists() == (kill_at > 2)
-    build_streaming(rows, tmp_path / "out", "ivfpq", rows.meta, chunk=250, save_seconds=0, progress=False, nlist=16, pq_m=4)
+    assert run_forked(_build, str(emb), str(tmp_path / "out"), env, timeout=120) == -9 and (tmp_path / ".build-out" / "progress.json").exists() == (kill_at > 6)
+    assert run_forked(_build, str(emb), str(tmp_path / "out"), {}, timeout=120) == 0  # resumes (OPQ trains per thread count)
     assert (tmp_path / "out" / "index.faiss").read_bytes() == (tmp_path / "ref" / "index.faiss").read_bytes()
     assert not (tmp_path / ".build-out").exists()
 
@@ -94,3 +94,20 @@ def test_unusable_shards_are_refused_in_one_line(vectors, tmp_path):
     shard.unlink()
     with pytest.raises(DenseprError, match="shard 1 of 3 is missing"):
         EmbeddingRows(emb)
+
+
+@pytest.mark.parametrize("kind", ["ivfopq", "ivfsq8"])
+def test_presized_ivf_lists_give_the_bytes_of_plain_adds(vectors, tmp_path, kind):
+    """Lists sized before they are filled: the same file as the trained quantiser's ``add`` of every row, per shard."""
+    import faiss
+
+    from densepr.index.faiss_index import build_faiss, shard_ranges
+
+    rows = EmbeddingRows(write_embeddings(tmp_path / "emb", vectors))
+    build_streaming(rows, tmp_path / "out", kind, rows.meta, shards=2, chunk=700, progress=False, nlist=16, pq_m=4)
+    sample = rows.take(np.sort(np.random.default_rng(0).choice(3000, size=3000, replace=False)))
+    template = build_faiss(sample, kind, add=False, total=3000, nlist=16, pq_m=4)
+    for i, (a, b) in enumerate(shard_ranges(3000, 2)):
+        plain = faiss.clone_index(template)
+        plain.add(rows.read(a, b))
+        assert (tmp_path / "out" / f"index-{i:03d}.faiss").read_bytes() == faiss.serialize_index(plain).tobytes()

@@ -116,17 +116,6 @@ def _failed_write(exc: BaseException, path: Path) -> OSError | None:
     return None
 
 
-def read_ids(path: str | os.PathLike, expected: int | None) -> list[str]:
-    """An index's ``ids.txt``, one passage id a line; refused in one line when missing or not ``expected`` long."""
-    path = Path(path)
-    if not path.is_file():
-        raise DenseprError(f"{path}: missing; build the index again")
-    ids = path.read_text(encoding="utf-8").splitlines()
-    if expected is not None and len(ids) != expected:
-        raise DenseprError(f"{path}: {len(ids)} ids where the index holds {expected}; build the index again")
-    return ids
-
-
 def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
     """Write ``obj`` as JSON, atomically."""
     with atomic_open(path, "w", encoding="utf-8") as fh:

@@ -117,7 +117,6 @@ def build_index(*, embeddings: str | Path | None = None, out: str | Path | None 
     trained quantiser, searched in parallel and merged exactly. ``explain``: return the plan and build nothing (for
     ``embeddings``, or for ``size`` vectors of ``dim``). ``verify``: check the shards' checksums, not only sizes."""
     from densepr.dense.embedding_rows import EmbeddingRows, IdLookup
-    from densepr.index.faiss_index import DenseIndex
     from densepr.index.planner import parse_bytes, plan, recall_card
     from densepr.index.streaming import build_streaming
     from densepr.vector_checks import check_vectors
@@ -139,8 +138,8 @@ def build_index(*, embeddings: str | Path | None = None, out: str | Path | None 
         log.info("planned %s %s: ~%.2f GB (%s)", type, params, chosen.bytes / 1e9, chosen.reason)
     if not 1 <= shards <= len(rows):
         raise DenseprError(f"--shards must be between 1 and the number of vectors ({len(rows)}), not {shards}")
-    info = build_streaming(rows, out, type, provenance, shards=shards, progress=progress, **params)
-    index = DenseIndex.load(out)
+    index = build_streaming(rows, out, type, provenance, shards=shards, progress=progress, **params)
+    info = index.meta
     if chosen is not None:
         card = recall_card(index, rows, recall_target)
         card.update(plan=chosen.to_dict(), build_seconds=info["build_seconds"], build_peak_rss_mb=info["build_peak_rss_mb"])

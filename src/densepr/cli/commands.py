@@ -97,8 +97,15 @@ def serve(a: o.ServeOptions, spec: SearchSpec, quiet: bool) -> None:
 
     reader = a.reader or default_reader()  # with no index given: the default corpus and the shipped reader
     app = create_app(default_spec(spec, progress=not quiet), reader=reader, docs=a.docs, max_pending=a.max_pending,
+                     max_queue_wait=a.max_queue_wait,
                      api_key=a.api_key or os.environ.get("DENSEPR_API_KEY") or None)
     uvicorn.run(app, host=a.host, port=a.port, log_level="warning" if quiet else "info")
+
+
+def shard_worker(a: o.ShardWorkerOptions, quiet: bool) -> None:
+    from densepr.index.remote import serve_shards
+
+    serve_shards(a.name, a.rank, a.world_size)
 
 
 def tune_hybrid(a: o.TuneHybridOptions, spec: SearchSpec, quiet: bool) -> None:

@@ -108,8 +108,18 @@ class ServeOptions:
     api_key: str | None = opt(None, help="require this key on POST requests (Authorization: Bearer KEY or X-API-Key); "
                                          "default: the DENSEPR_API_KEY environment variable, else none")
     docs: bool = opt(True, help="serve the interactive API docs at /docs and /redoc")
-    max_pending: int = opt(32, help="requests in flight beyond which a POST is answered at once with 429 and "
-                                    "Retry-After: 1 (a bounded queue: the accepted ones keep their latency)")
+    max_pending: int = opt(256, help="requests in flight beyond which a POST is answered at once with 429 and "
+                                     "Retry-After: 1 (a bounded queue: the accepted ones keep their latency)")
+    max_queue_wait: float = opt(0.5, help="also shed (429) when the requests in flight would take longer than this many "
+                                          "seconds at the rate the server answered them over the last 2 s (32 are "
+                                          "always admitted)")
+
+
+@dataclass(kw_only=True)
+class ShardWorkerOptions:
+    name: str = opt(required=True, help="this worker's name, as the coordinator's --shard-workers lists it (e.g. shard0)")
+    rank: int = opt(required=True, help="this worker's RPC rank: 1 + its place in --shard-workers (the coordinator is 0)")
+    world_size: int = opt(required=True, help="the shards + 1 (the coordinator)")
 
 
 @dataclass(kw_only=True)

@@ -1,4 +1,5 @@
-"""FAISS inner-product indexes over passage vectors: exact, HNSW, IVF-PQ, IVF-SQ8 and 8-bit scalar quantised.
+"""FAISS inner-product indexes over passage vectors: exact, HNSW (over full or 8-bit vectors), 8- and 4-bit scalar
+quantised, IVF-SQ8, IVF-PQ and OPQ + IVF-PQ.
 
 Saved as ``INDEX_DIR/index.faiss`` + ``ids.txt`` (row → passage id) + ``meta.json`` (type, dim,
 model, passages file and fingerprint).
@@ -16,7 +17,8 @@ import faiss
 import numpy as np
 
 from densepr.errors import DenseprError
-from densepr.fileio import atomic_folder, atomic_open, check_manifest, read_ids, read_json, write_json, write_manifest
+from densepr.fileio import atomic_folder, atomic_open, check_manifest, read_json, write_json, write_manifest
+from densepr.passage_ids import read_ids
 from densepr.index import INDEX_TYPES
 from densepr.index.planner import ivf_lists
 
@@ -52,15 +54,19 @@ def build_faiss(vectors: np.ndarray, kind: str = "flat", hnsw_m: int = 32, ef_co
     elif kind == "hnsw":
         index = faiss.IndexHNSWFlat(dim, hnsw_m, ip)
         index.hnsw.efConstruction = ef_construction
-    elif kind == "sq8":
-        index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, ip)
+    elif kind == "hnswsq8":
+        index = cast(Any, faiss).IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, hnsw_m, ip)
+        index.hnsw.efConstruction = ef_construction
+    elif kind in ("sq8", "sq4"):
+        index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit if kind == "sq8" else faiss.ScalarQuantizer.QT_4bit, ip)
     else:
-        nlist = nlist or ivf_lists(total or n)
+        nlist = nlist or ivf_lists(total or n, dim)
         coarse = f"IVF{nlist}_HNSW32" if (total or n) * nlist * dim > COARSE_FLAT_LIMIT else f"IVF{nlist}"
         pq_m = pq_m or _pq_subquantizers(dim)
-        if kind == "ivfpq" and dim % pq_m:
+        if kind != "ivfsq8" and dim % pq_m:
             raise DenseprError(f"--pq-m {pq_m} must divide the vector dimension {dim}")
-        index = faiss.index_factory(dim, f"{coarse},SQ8" if kind == "ivfsq8" else f"{coarse},PQ{pq_m}", ip)
+        rotation = f"OPQ{pq_m}," if kind == "ivfopq" else ""  # learnt rotation balancing the PQ sub-vectors
+        index = faiss.index_factory(dim, f"{coarse},SQ8" if kind == "ivfsq8" else f"{rotation}{coarse},PQ{pq_m}", ip)
     if kind.startswith("ivf"):  # probe 1/16 of the lists unless --nprobe says otherwise (FAISS saves it)
         faiss.extract_index_ivf(index).nprobe = max(8, faiss.extract_index_ivf(index).nlist // 16)
     if not index.is_trained:
@@ -106,7 +112,7 @@ class DenseIndex:
     >>> scores, rows = index.search(query_vectors, k=100)         # doctest: +SKIP
     """
 
-    def __init__(self, index: faiss.Index | list[faiss.Index], ids: list[str], meta: dict):
+    def __init__(self, index: faiss.Index | list[faiss.Index], ids: Sequence[str], meta: dict):
         self.parts = index if isinstance(index, list) else [index]  # one FAISS index per shard (kept alive here)
         self.index = _join(self.parts)
         if self.index.ntotal != len(ids):
@@ -114,7 +120,7 @@ class DenseIndex:
         self.ids, self.meta = ids, meta
 
     @classmethod
-    def build(cls, vectors: np.ndarray, ids: list[str], kind: str = "flat", meta: dict | None = None, shards: int = 1,
+    def build(cls, vectors: np.ndarray, ids: Sequence[str], kind: str = "flat", meta: dict | None = None, shards: int = 1,
               **params) -> DenseIndex:
         """Index ``vectors`` (row i is passage ``ids[i]``); ``shards > 1`` splits the rows over that many FAISS indexes
         sharing one trained quantiser, saved as files of their own and searched in parallel threads."""
@@ -137,7 +143,7 @@ class DenseIndex:
         for part in self.parts:
             if nprobe is not None and self.meta["type"].startswith("ivf"):
                 faiss.extract_index_ivf(part).nprobe = nprobe
-            if ef_search is not None and self.meta["type"] == "hnsw":
+            if ef_search is not None and self.meta["type"].startswith("hnsw"):
                 cast(Any, part).hnsw.efSearch = ef_search
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -148,7 +154,7 @@ class DenseIndex:
                                f"was it built with another model (index model: {self.meta.get('model')!r})?")
         return self.index.search(queries, min(k, len(self.ids)))
 
-    def vectors(self, rows: Sequence[int]) -> np.ndarray:
+    def vectors(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
         """The stored vectors of ``rows`` (exact for flat indexes, decoded for compressed ones)."""
         wanted = np.asarray(rows, dtype=np.int64)
         try:

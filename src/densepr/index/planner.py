@@ -1,7 +1,7 @@
 """Choose an index for a RAM budget, and measure what it gives: the plan before building, the recall card after.
 
 >>> plan(21_000_000, 768, parse_bytes("8GB")).kind
-'ivfpq'
+'ivfopq'
 >>> plan(14_885, 384, parse_bytes("1GB")).kind
 'flat'
 """
@@ -18,6 +18,7 @@ import numpy as np
 
 from densepr.errors import DenseprError
 
+TRAIN_ROWS, TRAIN_BYTES = 200_000, 1 << 28
 ID_BYTES = 16  # RAM counted per passage id (ids.txt's text; Python's per-string overhead is not counted)
 SEARCH_FLOPS = 8e9  # float operations a second assumed for search on 2 CPU cores (a planning figure, not a measurement)
 UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
@@ -31,9 +32,16 @@ def parse_bytes(text: str) -> int:
     return int(float(m.group(1)) * UNITS[m.group(2).upper()])
 
 
-def ivf_lists(n: int) -> int:
-    """About 4·sqrt(n) lists, with at least 39 training points each."""
-    return max(1, min(int(4 * math.sqrt(n)), n // 39))
+def train_rows(n: int, dim: int) -> int:
+    """Rows a quantiser (IVF centroids, PQ or SQ codebooks) trains on: at most 200,000, and 256 MB as float32
+    (FAISS copies the sample once more, as residuals)."""
+    return min(n, TRAIN_ROWS, TRAIN_BYTES // (4 * dim))
+
+
+def ivf_lists(n: int, dim: int) -> int:
+    """About 4·sqrt(n) lists, with at least 39 rows of the training sample each (FAISS's minimum for k-means):
+    4,000 at 1M x 384, 4,481 at 21M x 384, 2,240 at 21M x 768."""
+    return max(1, min(int(4 * math.sqrt(n)), train_rows(n, dim) // 39))
 
 
 @dataclass
@@ -52,35 +60,42 @@ class Plan:
 
 
 def predicted_bytes(kind: str, n: int, dim: int, hnsw_m: int = 32, nlist: int = 0, pq_m: int = 0) -> int:
-    """RAM of a FAISS index of ``n`` ``dim``-d vectors (codes, lists, graph links, centroids) plus its ids."""
-    codes = {"flat": 4 * dim, "hnsw": 4 * dim + 2 * hnsw_m * 4 * 1.05, "sq8": dim, "ivfsq8": dim + 8, "ivfpq": pq_m + 8}[kind]
-    fixed = (nlist * dim * 4 if kind.startswith("ivf") else 0) + (256 * dim * 4 if kind == "ivfpq" else 0)
+    """RAM of a FAISS index of ``n`` ``dim``-d vectors (codes, lists, graph links, centroids, rotation) plus its ids."""
+    links = 2 * hnsw_m * 4 * 1.05
+    codes = {"flat": 4 * dim, "hnsw": 4 * dim + links, "hnswsq8": dim + links, "sq8": dim, "sq4": dim / 2,
+             "ivfsq8": dim + 8, "ivfpq": pq_m + 8, "ivfopq": pq_m + 8}[kind]
+    fixed = (nlist * dim * 4 if kind.startswith("ivf") else 0) + (256 * dim * 4 if kind in ("ivfpq", "ivfopq") else 0) \
+        + (dim * dim * 4 if kind == "ivfopq" else 0)
     return int(n * (codes + ID_BYTES) + fixed)
 
 
-def _search_ms(kind: str, n: int, dim: int, nlist: int = 0, nprobe: int = 0) -> float:
-    scanned = {"flat": n, "sq8": n, "hnsw": 20 * math.log2(max(n, 2)) * 32}.get(kind, n * nprobe / max(nlist, 1) + nlist)
-    return 1000 * 2 * scanned * dim / SEARCH_FLOPS
+def _search_ms(kind: str, n: int, dim: int, nlist: int = 0, nprobe: int = 0, pq_m: int = 0) -> float:
+    graph = 20 * math.log2(max(n, 2)) * 32
+    scanned = {"flat": n, "sq8": n, "sq4": n, "hnsw": graph, "hnswsq8": graph}.get(kind, n * nprobe / max(nlist, 1))
+    per_code = pq_m or dim  # a PQ code costs a table look-up per byte, any other vector a multiply-add per dimension
+    return 1000 * 2 * (scanned * per_code + nlist * dim) / SEARCH_FLOPS
 
 
 def plan(n: int, dim: int, budget: int, latency_ms: float | None = None) -> Plan:
     """The most exact index that fits ``budget`` bytes (and, if given, ``latency_ms`` per query).
 
-    Preference: flat (exact) > HNSW (fast, near exact) > SQ8 (exact search over 8-bit codes) > IVF-SQ8 > IVF-PQ with
-    the most bytes per vector that fit (``dim/2`` … 8). Search time is predicted for IVF at ``nprobe = 64`` (what
-    recall@100 ≈ 0.95 took at 1M vectors); the recall card then measures and tunes it.
+    Preference: flat (exact) > HNSW (fast, near exact) > HNSW over 8-bit codes > SQ8 (exact search over 8-bit codes)
+    > IVF-SQ8 > SQ4 > OPQ + IVF-PQ with the most bytes per vector that fit (``dim/2`` … 8; the learnt rotation gave
+    recall@100 0.74 vs 0.67 at 24 bytes, 0.84 vs 0.79 at 48, on 300k MiniLM-derived vectors). Search time is
+    predicted for IVF at ``nprobe = 64`` (what recall@100 ≈ 0.95 took at 1M vectors); the recall card then measures
+    and tunes it.
     """
     if n < 1 or dim < 1:
         raise DenseprError(f"nothing to plan for {n} vectors of dimension {dim}")
-    nlist = ivf_lists(n)
+    nlist = ivf_lists(n, dim)
     pq_ms = dict.fromkeys(m for m in (dim // 2, dim // 4, dim // 8, dim // 16, 8) if m >= 1 and dim % m == 0)
-    candidates: list[tuple[str, dict[str, int]]] = [("flat", {}), ("hnsw", {"hnsw_m": 32}), ("sq8", {}),
-                                                    ("ivfsq8", {"nlist": nlist})]
-    candidates += [("ivfpq", {"nlist": nlist, "pq_m": m}) for m in pq_ms]
+    candidates: list[tuple[str, dict[str, int]]] = [("flat", {}), ("hnsw", {"hnsw_m": 32}), ("hnswsq8", {"hnsw_m": 32}),
+                                                    ("sq8", {}), ("ivfsq8", {"nlist": nlist}), ("sq4", {})]
+    candidates += [("ivfopq", {"nlist": nlist, "pq_m": m}) for m in pq_ms]
     rejected = []
     for kind, params in candidates:
         size = predicted_bytes(kind, n, dim, **params)
-        ms = _search_ms(kind, n, dim, params.get("nlist", 0), min(64, params.get("nlist", 0)))
+        ms = _search_ms(kind, n, dim, params.get("nlist", 0), min(64, params.get("nlist", 0)), params.get("pq_m", 0))
         label = f"{kind}{params or ''}"
         if size > budget:
             rejected.append(f"{label}: {size / 1e9:.2f} GB > budget {budget / 1e9:.2f} GB")
@@ -91,7 +106,7 @@ def plan(n: int, dim: int, budget: int, latency_ms: float | None = None) -> Plan
                         + (f" and {latency_ms:g} ms" if latency_ms is not None else ""), rejected)
     raise DenseprError(f"no index of {n:,} {dim}-d vectors fits {budget / 1e9:.2f} GB"
                        + (f" and {latency_ms:g} ms" if latency_ms is not None else "")
-                       + f": the smallest needs {predicted_bytes('ivfpq', n, dim, nlist=nlist, pq_m=8) / 1e9:.2f} GB")
+                       + f": the smallest needs {predicted_bytes('ivfopq', n, dim, nlist=nlist, pq_m=8) / 1e9:.2f} GB")
 
 
 def probe_queries(rows: Any, count: int = 1000, seed: int = 0) -> np.ndarray:
@@ -102,17 +117,22 @@ def probe_queries(rows: Any, count: int = 1000, seed: int = 0) -> np.ndarray:
     return np.ascontiguousarray((np.asarray(rows[a], np.float32) + np.asarray(rows[b], np.float32)) / 2)
 
 
-def exact_top_k(rows: Any, queries: np.ndarray, k: int, chunk: int = 65_536) -> np.ndarray:
+def exact_top_k(rows: Any, queries: np.ndarray, k: int, chunk: int = 16_384) -> np.ndarray:
     """Exact inner-product top-k row numbers for ``queries``, ``chunk`` rows at a time (an array, or an
-    ``EmbeddingRows`` reading them from disk): the ground truth of a recall card, without a flat copy in memory."""
+    ``EmbeddingRows`` reading them from disk): the ground truth of a recall card, without a flat copy in memory.
+    Each block's own top-k is merged into the best so far, so memory stays at one block's scores."""
     best_scores = np.full((len(queries), 0), -np.inf, dtype=np.float32)
     best_rows = np.empty((len(queries), 0), dtype=np.int64)
     for first in range(0, len(rows), chunk):
-        block = np.asarray(rows[first : first + chunk], dtype=np.float32)
-        scores = np.concatenate([best_scores, queries @ block.T], axis=1)
-        numbers = np.concatenate([best_rows, np.broadcast_to(np.arange(first, first + len(block)), (len(queries), len(block)))], axis=1)
-        keep = np.argpartition(-scores, min(k, scores.shape[1]) - 1, axis=1)[:, :k] if scores.shape[1] > k else \
-            np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+        scores = queries @ np.asarray(rows[first : first + chunk], dtype=np.float32).T
+        numbers = np.arange(first, first + scores.shape[1])
+        if scores.shape[1] > k:
+            keep = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+            scores, numbers = np.take_along_axis(scores, keep, 1), numbers[keep]
+        else:
+            numbers = np.broadcast_to(numbers, scores.shape)
+        scores, numbers = np.concatenate([best_scores, scores], 1), np.concatenate([best_rows, numbers], 1)
+        keep = np.argpartition(-scores, k - 1, axis=1)[:, :k] if scores.shape[1] > k else np.argsort(-scores, axis=1)
         best_scores, best_rows = np.take_along_axis(scores, keep, 1), np.take_along_axis(numbers, keep, 1)
     order = np.lexsort((best_rows, -best_scores), axis=1)  # by score, ties by row (as FAISS's flat search)
     return np.take_along_axis(best_rows, order, 1)
@@ -128,7 +148,7 @@ def recall_card(index: Any, rows: Any, recall_target: float = 0.95, queries: int
     k = min(k, len(rows))
     kind, trials = index.meta["type"], []
     exact = index.search(q, k)[1] if kind == "flat" else exact_top_k(rows, q, k)  # a flat index is exact already
-    knob = "nprobe" if kind.startswith("ivf") else "ef_search" if kind == "hnsw" else None
+    knob = "nprobe" if kind.startswith("ivf") else "ef_search" if kind.startswith("hnsw") else None
     settings: list[Any] = [16, 32, 64, 128, 256, 512] if knob == "ef_search" else [None]
     if knob == "nprobe":
         from faiss import extract_index_ivf

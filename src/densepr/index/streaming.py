@@ -2,7 +2,8 @@
 killed build resumes from its last saved progress to the same index bytes as an uninterrupted one.
 
 The quantiser (IVF centroids, PQ or SQ codebooks) trains on a sample of rows; the rows are then added chunk by chunk,
-read with plain file reads (no memory map, so no page of the shards stays resident). Progress (the partial FAISS
+read with plain file reads (no memory map, so no page of the shards stays resident). IVF lists are sized to their rows
+before they are filled (:mod:`densepr.index.presized_lists`). Progress (the partial FAISS
 files and the rows added) is saved beside the output every ``save_seconds``.
 """
 
@@ -21,12 +22,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from densepr.errors import DenseprError
-from densepr.fileio import atomic_folder, read_json, write_json, write_manifest
-from densepr.index.faiss_index import build_faiss, index_files, shard_ranges, write_faiss
-from densepr.index.planner import ivf_lists
+from densepr.fileio import atomic_folder, read_json, save_npy, write_json, write_manifest
+from densepr.index.faiss_index import DenseIndex, build_faiss, index_files, shard_ranges, write_faiss
+from densepr.index.planner import ivf_lists, train_rows
+from densepr.index.presized_lists import ListFiller, assign_lists
+from densepr.passage_ids import read_ids
 
 log = logging.getLogger(__name__)
-TRAIN_BYTES = 1 << 28  # the training sample's float32 rows take at most 256 MB (FAISS copies it once more, as residuals)
 
 
 class Rows(Protocol):
@@ -50,8 +52,9 @@ def peak_rss_mb() -> float:
 
 def build_streaming(rows: Rows, out: str | Path, kind: str, meta: dict, shards: int = 1, chunk: int = 32_768,
                     save_seconds: float = 60.0, train_size: int = 200_000, seed: int = 0, progress: bool = True,
-                    **params: Any) -> dict:
-    """Build an index folder of ``kind`` over ``rows`` without holding them in memory; returns its ``meta.json``.
+                    **params: Any) -> DenseIndex:
+    """Build an index folder of ``kind`` over ``rows`` without holding them in memory; returns the index it wrote
+    (the built parts, not a second copy read back).
 
     Resumes from ``.build-<name>/`` beside ``out`` when a build with the same settings and rows was killed."""
     out = Path(out)
@@ -59,32 +62,42 @@ def build_streaming(rows: Rows, out: str | Path, kind: str, meta: dict, shards: 
     if n == 0:
         raise DenseprError("no vectors to index")
     if kind.startswith("ivf"):
-        params.setdefault("nlist", ivf_lists(n))
+        params.setdefault("nlist", ivf_lists(n, dim))
     work = out.parent / f".build-{out.name}"
     settings = {"kind": kind, "params": params, "shards": shards, "rows": n, "dim": dim, "seed": seed,
                 "train_size": train_size, "embeddings": {k: meta.get(k) for k in ("model", "passages_fingerprint")},
                 "shard_bytes": [f[0].stat().st_size for f in rows.files]}
     started = time.perf_counter()
+    ranges = shard_ranges(n, shards)
     done, parts = _resume(work, settings, shards)
     if parts is None:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         trained = kind not in ("flat", "hnsw")  # the others learn centroids, codebooks or ranges from a sample
-        size = min(n, train_size, TRAIN_BYTES // (4 * dim))
+        size = min(train_size, train_rows(n, dim))
         sample = rows.take(np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))) if trained else rows.read(0, 1)
         template = build_faiss(sample, kind, seed=seed, add=False, total=n, **params)
         if trained:
             log.info("trained the %s quantiser on %d of %d rows in %.1fs", kind, len(sample), n, time.perf_counter() - started)
         del sample
         parts = [faiss.clone_index(template) for _ in range(shards)]
-    ranges = shard_ranges(n, shards)
+        if kind.startswith("ivf"):  # each row's list first, then lists sized to their rows (no spare capacity)
+            assigning = tqdm(rows.chunks(0, chunk), total=-(-n // chunk), unit="chunk", desc="assign IVF lists",
+                             disable=not progress)
+            save_npy(work / "lists.npy", assign_lists(template, assigning, n))
+            ListFiller(parts, ranges, np.load(work / "lists.npy")).size_lists(parts)
+            _save_progress(work, parts, settings, 0)
+    filler = ListFiller(parts, ranges, np.load(work / "lists.npy"), done) if kind.startswith("ivf") else None
     last_save = time.monotonic()
     bar = tqdm(total=n, initial=done, unit="vec", desc=f"index {out.name}", disable=not progress)
     for first, block in rows.chunks(done, chunk):
-        for part, (a, b) in zip(parts, ranges):
-            lo, hi = max(a, first), min(b, first + len(block))
-            if lo < hi:
-                part.add(block[lo - first : hi - first])
+        if filler is not None:
+            filler.add(first, block)
+        else:
+            for part, (a, b) in zip(parts, ranges):
+                lo, hi = max(a, first), min(b, first + len(block))
+                if lo < hi:
+                    part.add(block[lo - first : hi - first])
         done = first + len(block)
         bar.update(len(block))
         if done < n and time.monotonic() - last_save > save_seconds:
@@ -103,7 +116,7 @@ def build_streaming(rows: Rows, out: str | Path, kind: str, meta: dict, shards: 
         write_json(tmp / "meta.json", info)
         write_manifest(tmp)
     shutil.rmtree(work, ignore_errors=True)
-    return info
+    return DenseIndex(parts, read_ids(out / "ids.txt", n), info)
 
 
 def _resume(work: Path, settings: dict, shards: int) -> tuple[int, list[faiss.Index] | None]:
@@ -117,7 +130,9 @@ def _resume(work: Path, settings: dict, shards: int) -> tuple[int, list[faiss.In
             log.info("%s holds a build with other settings or rows: starting again", work)
             return 0, None
         parts = [faiss.read_index(str(work / name)) for name in saved["files"]]
-    except (DenseprError, RuntimeError, KeyError) as exc:
+        if settings["kind"].startswith("ivf") and len(np.load(work / "lists.npy", mmap_mode="r")) != settings["rows"]:
+            raise DenseprError("lists.npy does not cover the rows")
+    except (DenseprError, RuntimeError, KeyError, OSError, ValueError) as exc:
         log.warning("%s: unusable saved progress (%s): starting again", work, str(exc).splitlines()[0])
         return 0, None
     log.info("resuming the build at row %d of %d", saved["done"], settings["rows"])

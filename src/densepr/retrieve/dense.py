@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -11,6 +12,9 @@ from densepr.dense.biencoder import BiEncoder
 from densepr.errors import DenseprError
 from densepr.hits import Hit
 from densepr.index.faiss_index import DenseIndex
+
+if TYPE_CHECKING:
+    from densepr.index.remote import RemoteShards
 
 
 class DenseRetriever:
@@ -20,14 +24,14 @@ class DenseRetriever:
     >>> retriever.search(["who wrote hamlet"], k=5)[0]              # doctest: +SKIP
     """
 
-    def __init__(self, model: BiEncoder, index: DenseIndex):
+    def __init__(self, model: BiEncoder, index: DenseIndex | RemoteShards):
         if model.dim != index.dim:
             raise DenseprError(f"model {model.name!r} makes {model.dim}-d vectors but the index holds {index.dim}-d vectors "
                                f"(built with {index.meta.get('model')!r}); pass the index's --model")
         self.model, self.index = model, index
 
     @property
-    def ids(self) -> list[str]:
+    def ids(self) -> Sequence[str]:
         return self.index.ids
 
     @property
@@ -36,10 +40,20 @@ class DenseRetriever:
 
     @classmethod
     def load(cls, index_dir: str | Path, model: str | BiEncoder | None = None, question_model: str | None = None,
-             allow_model_mismatch: bool = False, verify: bool = False) -> DenseRetriever:
+             allow_model_mismatch: bool = False, verify: bool = False,
+             shard_workers: Sequence[str] | None = None) -> DenseRetriever:
         """Load an index folder and its question encoder (by default the model recorded in the index); ``verify``:
-        check every index file's checksum against the manifest."""
-        index = DenseIndex.load(index_dir, verify=verify)
+        check every index file's checksum against the manifest; ``shard_workers``: RPC workers that search its shards
+        (:mod:`densepr.index.remote`)."""
+        index: DenseIndex | RemoteShards
+        if shard_workers:
+            from densepr.fileio import check_manifest
+            from densepr.index.remote import RemoteShards
+
+            check_manifest(index_dir, checksums=verify)
+            index = RemoteShards.connect(index_dir, shard_workers)
+        else:
+            index = DenseIndex.load(index_dir, verify=verify)
         if isinstance(model, BiEncoder):
             encoder = model
         elif question_model:

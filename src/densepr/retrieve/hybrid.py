@@ -60,7 +60,7 @@ class HybridRetriever:
         self.depth, self.lam, self.normalize, self.fusion, self.rrf_k = depth, lam, normalize, fusion, rrf_k
 
     @property
-    def ids(self) -> list[str]:
+    def ids(self) -> Sequence[str]:
         return self.dense.ids
 
     @property

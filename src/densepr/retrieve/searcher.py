@@ -47,7 +47,7 @@ class Searcher:
         return self.spec.kind  # type: ignore[return-value]
 
     @property
-    def ids(self) -> list[str]:
+    def ids(self) -> Sequence[str]:
         return self.retriever.ids
 
     @property
@@ -135,8 +135,9 @@ def open_searcher(spec: SearchSpec | None = None, /, **options: Any) -> Searcher
     spec = dataclasses.replace(spec or SearchSpec(), **options).resolved()
     dense = None
     if spec.dense_dir:
+        workers = spec.shard_workers.split(",") if spec.shard_workers else None
         dense = DenseRetriever.load(spec.dense_dir, model=spec.model, allow_model_mismatch=spec.allow_model_mismatch,
-                                    verify=spec.verify)
+                                    verify=spec.verify, shard_workers=workers)
         dense.index.configure(nprobe=spec.nprobe, ef_search=spec.ef_search)
     bm25 = BM25Retriever.load(spec.bm25_dir, verify=spec.verify) if spec.bm25_dir else None
     retriever: Retriever

@@ -48,6 +48,9 @@ class SearchSpec(BackendOptions):
     rrf_k: int = opt(RRF_K, help="hybrid: the k of reciprocal rank fusion, 1/(k + rank) (default 60)")
     nprobe: int | None = opt(None, help="IVF lists to probe (default: the index's)")
     ef_search: int | None = opt(None, help="HNSW search breadth (default: the index's)")
+    shard_workers: str | None = opt(None, help="search the index's shards in these RPC workers, one per shard, comma-separated "
+                                               "(started with 'densepr shard-worker'; MASTER_ADDR/MASTER_PORT name this "
+                                               "machine): the same ranking as searching them here")
     verify: bool = opt(False, help="check every index file's checksum against its manifest when loading (sizes are always "
                                    "checked; a flipped byte changes no size)")
 

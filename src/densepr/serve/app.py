@@ -21,6 +21,7 @@ from densepr.backends.choice import serving_backend
 from densepr.errors import DenseprError
 from densepr.hardware import default_device
 from densepr.retrieve.spec import SearchSpec
+from densepr.serve.admission import Admission
 from densepr.serve.page import PAGE
 from densepr.serve.schemas import (AnswerResponse, AskRequest, ErrorBody, Health, IndexInfo, ReaderAnswer, SearchRequest,
                                     SearchResponse)
@@ -31,19 +32,23 @@ _ERRORS: dict[int | str, dict[str, Any]] = {400: {"model": ErrorBody, "descripti
 
 
 MAX_BODY_BYTES = 1 << 20  # 64 questions of 1,000 characters fit many times over
+ALWAYS_ADMITTED = 32  # requests in flight admitted whatever the recent rate (the fixed bound of densepr 0.2)
 
 
 def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = None, max_batch: int = 64,
                max_wait: float = 0.005, api_key: str | None = None, docs: bool = True,
-               max_body_bytes: int = MAX_BODY_BYTES, max_pending: int = 32, **spec_options: Any) -> FastAPI:
+               max_body_bytes: int = MAX_BODY_BYTES, max_pending: int = 256, max_queue_wait: float = 0.5,
+               **spec_options: Any) -> FastAPI:
     """A service over the retriever a :class:`SearchSpec` describes (``spec_options`` override its fields).
 
     A hybrid spec (a dense and a BM25 index) serves hybrid, dense and BM25 search; ``reader`` is a folder from
     ``densepr train-reader`` that makes ``/ask`` answer. Dense questions arriving within ``max_wait`` seconds are
     encoded together (at most ``max_batch``). With ``api_key``, POST requests need ``Authorization: Bearer KEY`` (or
     ``X-API-Key: KEY``); ``docs=False`` turns off ``/docs`` and ``/redoc``. Bodies over ``max_body_bytes`` are refused
-    (413) before they are read. Beyond ``max_pending`` requests in flight, a POST is shed at once with 429 and
-    ``Retry-After: 1`` rather than queued behind the others (whose wait it would lengthen). Raises
+    (413) before they are read. A POST is shed at once with 429 and ``Retry-After: 1``, rather than queued behind the
+    others (whose wait it would lengthen), when the requests in flight would take over ``max_queue_wait`` seconds at
+    the rate the server has been finishing them (32 are always admitted), or number ``max_pending``
+    (:mod:`densepr.serve.admission`). Raises
     :class:`DenseprError` for unusable folders.
 
     >>> app = create_app(index="flat/", bm25_index="bm25/")    # doctest: +SKIP
@@ -72,16 +77,16 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
                   docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
                   description="Dense Passage Retrieval search service: dense, BM25 and hybrid retrieval.")
 
-    pending = 0
+    gate = Admission(min(ALWAYS_ADMITTED, max_pending), max_pending, max_queue_wait)
 
     @app.middleware("http")
     async def _guard(request: Request, call_next: Any) -> Any:
         """The API key, the body-size limit and load shedding, checked before the body is read."""
-        nonlocal pending
         if request.method == "POST":
-            if pending >= max_pending:
+            refusal = gate.refusal(time.monotonic())
+            if refusal is not None:
                 return JSONResponse(status_code=429, headers={"Retry-After": "1"},
-                                    content={"detail": f"busy: {pending} requests in flight; retry in a second"})
+                                    content={"detail": f"busy: {refusal}; retry in a second"})
             if api_key is not None:
                 given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
                 if not secrets.compare_digest(given.encode(), api_key.encode()):
@@ -90,11 +95,11 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
             if length is None or not length.isdigit() or int(length) > max_body_bytes:
                 return JSONResponse(status_code=413 if length and length.isdigit() else 411,
                                     content={"detail": f"a request body needs a Content-Length of at most {max_body_bytes} bytes"})
-            pending += 1
+            gate.start()
             try:
                 return await call_next(request)
             finally:
-                pending -= 1
+                gate.finish(time.monotonic())
         return await call_next(request)
     app.state.service = service
     reader_name = None if answerer is None else Path(answerer.base_model).name or "reader"

@@ -20,7 +20,8 @@ import Stemmer  # noqa: E402
 
 from densepr.corpus.passages import PassageStore
 from densepr.errors import DenseprError
-from densepr.fileio import atomic_folder, check_manifest, read_ids, read_json, write_json, write_manifest
+from densepr.fileio import atomic_folder, check_manifest, read_json, write_json, write_manifest
+from densepr.passage_ids import read_ids
 from densepr.hits import Hit
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ class BM25Retriever:
     >>> bm25.search(["who wrote hamlet"], k=5)[0][0].score       # doctest: +SKIP
     """
 
-    def __init__(self, model: bm25s.BM25, ids: list[str], meta: dict):
+    def __init__(self, model: bm25s.BM25, ids: Sequence[str], meta: dict):
         self.model, self.ids, self.meta = model, ids, meta
         self._stemmer = Stemmer.Stemmer(meta["stemmer"]) if meta.get("stemmer") else None
 
