@@ -19,7 +19,7 @@ import numpy as np
 from densepr.errors import DenseprError
 
 TRAIN_ROWS, TRAIN_BYTES = 200_000, 1 << 28
-ID_BYTES = 16  # RAM counted per passage id (ids.txt's text; Python's per-string overhead is not counted)
+ID_BYTES = 16  # RAM counted per passage id: its text in ids.txt and an 8-byte offset (densepr.passage_ids)
 SEARCH_FLOPS = 8e9  # float operations a second assumed for search on 2 CPU cores (a planning figure, not a measurement)
 UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 
