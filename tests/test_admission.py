@@ -44,3 +44,14 @@ def test_old_completions_leave_the_window():
     assert gate.rate(2.0) == 200
     assert gate.rate(10.0) is None  # 8 s later nothing finished within the last 2 s
     assert _admitted(gate, 10.0) == 4
+
+
+def test_bad_shedding_options_are_one_line_errors(tmp_path):
+    import pytest
+
+    from densepr.errors import DenseprError
+    from densepr.serve.app import create_app
+
+    for options in ({"max_pending": 0}, {"max_queue_wait": -1.0}, {"max_queue_wait": float("nan")}):
+        with pytest.raises(DenseprError, match="--max-pending must be >= 1 and --max-queue-wait >= 0"):
+            create_app(index=str(tmp_path), **options)

@@ -54,6 +54,8 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
     >>> app = create_app(index="flat/", bm25_index="bm25/")    # doctest: +SKIP
     >>> uvicorn.run(app, host="127.0.0.1", port=8000)           # doctest: +SKIP
     """
+    if max_pending < 1 or not max_queue_wait >= 0:
+        raise DenseprError(f"--max-pending must be >= 1 and --max-queue-wait >= 0 (got {max_pending}, {max_queue_wait})")
     spec = dataclasses.replace(spec or SearchSpec(), **spec_options)
     backend, precision = serving_backend(spec.backend, spec.precision, gpu=default_device() == "cuda")
     if (backend, precision) != (spec.backend, spec.precision):
