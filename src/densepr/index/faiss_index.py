@@ -30,6 +30,10 @@ def _pq_subquantizers(dim: int) -> int:
     return max(m for m in range(1, dim // 4 + 1) if dim % m == 0) if dim >= 4 else dim
 
 
+# Rows the OPQ rotation trains on (FAISS's default: 65,536). FAISS's OPQ training with 24 sub-quantizers of 384 dims
+# peaked at 2,166 MB on 65,536 rows and 578 MB on 16,384; recall@100 on 300k MiniLM-derived vectors went from 0.743 to
+# 0.737 (OPQ24,IVF1000,PQ24, nprobe 64) and the build from 140 s to 59 s.
+OPQ_TRAIN_ROWS = 16_384
 COARSE_FLAT_LIMIT = 1e14  # rows x lists x dims beyond which IVF assigns through an HNSW graph of the centroids
 
 
@@ -67,6 +71,9 @@ def build_faiss(vectors: np.ndarray, kind: str = "flat", hnsw_m: int = 32, ef_co
             raise DenseprError(f"--pq-m {pq_m} must divide the vector dimension {dim}")
         rotation = f"OPQ{pq_m}," if kind == "ivfopq" else ""  # learnt rotation balancing the PQ sub-vectors
         index = faiss.index_factory(dim, f"{coarse},SQ8" if kind == "ivfsq8" else f"{rotation}{coarse},PQ{pq_m}", ip)
+        if kind == "ivfopq":
+            opq: Any = faiss.downcast_VectorTransform(cast(Any, index).chain.at(0))
+            opq.max_train_points = OPQ_TRAIN_ROWS
     if kind.startswith("ivf"):  # probe 1/16 of the lists unless --nprobe says otherwise (FAISS saves it)
         faiss.extract_index_ivf(index).nprobe = max(8, faiss.extract_index_ivf(index).nlist // 16)
     if not index.is_trained:
