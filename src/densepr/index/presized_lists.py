@@ -43,16 +43,16 @@ class ListFiller:
     """Writes rows' codes into IVF parts whose lists were sized for them (one part a shard of contiguous rows)."""
 
     def __init__(self, parts: list[faiss.Index], ranges: list[tuple[int, int]], lists: np.ndarray, done: int = 0):
-        self.ranges, self.lists = ranges, lists
+        self.parts, self.ranges, self.lists = parts, ranges, lists
         self.transforms, ivf = ivf_parts(parts[0])
         self.ivfs = [ivf_parts(part)[1] for part in parts]
         self.nlist, self.code_size = ivf.nlist, ivf.code_size
         self.filled = [np.bincount(lists[a : max(a, min(b, done))], minlength=self.nlist).astype(np.int64)
                        for a, b in ranges]  # rows already written to each list of each part
 
-    def size_lists(self, parts: list[faiss.Index]) -> None:
+    def size_lists(self) -> None:
         """Size every list of every (empty) part to its rows; the parts then count all their rows."""
-        for part, ivf, (a, b) in zip(parts, self.ivfs, self.ranges):
+        for part, ivf, (a, b) in zip(self.parts, self.ivfs, self.ranges):
             for list_no, count in enumerate(np.bincount(self.lists[a:b], minlength=self.nlist).tolist()):
                 ivf.invlists.resize(list_no, count)
             ivf.ntotal = part.ntotal = b - a

@@ -70,6 +70,7 @@ def build_streaming(rows: Rows, out: str | Path, kind: str, meta: dict, shards: 
     started = time.perf_counter()
     ranges = shard_ranges(n, shards)
     done, parts = _resume(work, settings, shards)
+    lists = np.empty(0, dtype=np.int32)  # each row's IVF list (IVF kinds)
     if parts is None:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
@@ -84,10 +85,13 @@ def build_streaming(rows: Rows, out: str | Path, kind: str, meta: dict, shards: 
         if kind.startswith("ivf"):  # each row's list first, then lists sized to their rows (no spare capacity)
             assigning = tqdm(rows.chunks(0, chunk), total=-(-n // chunk), unit="chunk", desc="assign IVF lists",
                              disable=not progress)
-            save_npy(work / "lists.npy", assign_lists(template, assigning, n))
-            ListFiller(parts, ranges, np.load(work / "lists.npy")).size_lists(parts)
+            lists = assign_lists(template, assigning, n)
+            save_npy(work / "lists.npy", lists)
+            ListFiller(parts, ranges, lists).size_lists()
             _save_progress(work, parts, settings, 0)
-    filler = ListFiller(parts, ranges, np.load(work / "lists.npy"), done) if kind.startswith("ivf") else None
+    elif kind.startswith("ivf"):
+        lists = np.load(work / "lists.npy")
+    filler = ListFiller(parts, ranges, lists, done) if kind.startswith("ivf") else None
     last_save = time.monotonic()
     bar = tqdm(total=n, initial=done, unit="vec", desc=f"index {out.name}", disable=not progress)
     for first, block in rows.chunks(done, chunk):
