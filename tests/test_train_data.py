@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -12,7 +13,7 @@ from densepr.evaluate.answers import has_answer
 from densepr.pipeline import build_bm25, make_passages
 from densepr.questions import Question, read_questions
 from densepr.retrieve.searcher import open_searcher
-from densepr.train import build_training_data, read_training_data, squad_gold_rows, write_training_data
+from densepr.train import TrainingExample, build_training_data, read_training_data, squad_gold_rows, write_training_data
 
 from conftest import free_port, shared
 
@@ -131,6 +132,47 @@ def test_mined_negatives_come_from_the_dense_retriever(tiny_bert, squad_corpus, 
     mined, audit = mine_hard_negatives(examples, dense, keep=2, margin=-1e9, progress=False)  # every passage is above
     assert audit["kept"] == 0 and audit["examples_unchanged"] == len(examples) and audit["skipped_margin"] > 0
     assert [ex.hard_negatives for ex in mined] == [ex.hard_negatives for ex in examples]  # old negatives kept
+
+    # keep_old: the mined negatives come first, then the old ones not mined again, each once
+    only, _ = mine_hard_negatives(examples, dense, keep=2, margin=None, progress=False)
+    both, _ = mine_hard_negatives(examples, dense, keep=2, margin=None, progress=False, keep_old=True)
+    for before, new, after in zip(examples, only, both):
+        mined = [p.id for p in new.hard_negatives]
+        assert [p.id for p in after.hard_negatives] == mined + [p.id for p in before.hard_negatives if p.id not in mined]
+
+
+def test_mining_matches_answers_as_each_example_says(tiny_bert, squad_corpus, tmp_path):
+    """A regex-matched set (CuratedTREC) is mined with regex even when the call's default is string matching."""
+    from densepr.pipeline import build_index, encode
+    from densepr.train import mine_hard_negatives
+
+    path, store, bm25 = squad_corpus
+    encode(passages=store.path, out=tmp_path / "emb", model=str(tiny_bert), progress=False)
+    build_index(embeddings=tmp_path / "emb", out=tmp_path / "idx")
+    dense = open_searcher(index=str(tmp_path / "idx"))
+    regex = r"Dan[a-z]be"  # matches "Danube" as a pattern, never as a string
+    holders = {store[r].id for r in range(len(store)) if has_answer([regex], store[r].text, "regex")}
+    assert holders
+    positive = store[0] if store[0].id not in holders else store[1]
+    as_string = TrainingExample("which river?", [regex], [positive])
+    as_regex = dataclasses.replace(as_string, match="regex")
+    (by_string, by_regex), audit = mine_hard_negatives([as_string, as_regex], dense, keep=len(store), margin=None,
+                                                       progress=False)
+    assert holders & {p.id for p in by_string.hard_negatives}
+    assert not holders & {p.id for p in by_regex.hard_negatives} and audit["skipped_answer"] == len(holders - {positive.id})
+
+
+def test_build_train_records_each_examples_answer_match(squad_corpus, tmp_path):
+    _, _, bm25 = squad_corpus
+    examples, _ = build_training_data([Question("minster in ulm", [r"minst[a-z]r"])], bm25, match="regex", progress=False)
+    assert [ex.match for ex in examples] == ["regex"]
+    write_training_data(tmp_path / "t.json", examples)
+    assert json.loads((tmp_path / "t.json").read_text())[0]["answer_match"] == "regex"
+    assert read_training_data(tmp_path / "t.json")[0].match == "regex"
+    entry = {**examples[0].to_dpr(), "answer_match": "fuzzy"}
+    (tmp_path / "bad.json").write_text(json.dumps([entry]))
+    with pytest.raises(DenseprError, match="answer_match must be one of string, regex"):
+        read_training_data(tmp_path / "bad.json")
 
 
 def test_cli_build_train_train_and_encode_with_checkpoint(tiny_bert, squad_corpus, tmp_path, capsys):

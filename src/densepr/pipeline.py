@@ -267,7 +267,7 @@ def train(*, train: str | Path | Sequence[str | Path], config: TrainConfig, mode
 
 
 def mine(*, train: str | Path | Sequence[str | Path], spec: SearchSpec, out: str | Path, depth: int = 100, keep: int = 30,
-         match: str = "string", margin: float = 0.0, progress: bool = True) -> dict[str, int]:
+         match: str = "string", margin: float = 0.0, keep_old: bool = False, progress: bool = True) -> dict[str, int]:
     """Re-mine hard negatives of training files (see :func:`read_training_sets`) with a retriever (a dense index built
     with the model to mine with) into one file; returns the false-negative audit (see
     :func:`densepr.train.mine_hard_negatives`)."""
@@ -275,7 +275,7 @@ def mine(*, train: str | Path | Sequence[str | Path], spec: SearchSpec, out: str
     from densepr.train import mine_hard_negatives, write_training_data
 
     examples, audit = mine_hard_negatives(read_training_sets(train), open_searcher(spec), depth, keep, match, margin,
-                                          progress)
+                                          progress, keep_old)
     write_training_data(out, examples)
     log.info("mined %d hard negatives for %d examples; skipped as likely false negatives: %d holding an answer, %d "
              "scoring above the positive by more than %g; %d examples kept their old negatives", audit["kept"],

@@ -28,7 +28,7 @@ AUDIT_FILE = "mine_audit.json"
 
 def self_train(*, train: str | Path | Sequence[str | Path], passages: str | Path, config: TrainConfig, rounds: int = 1,
                model: str | None = None, dev: str | Path | None = None, depth: int = 100, keep: int = 30,
-               match: str = "string", margin: float = 0.0, progress: bool = True) -> dict[str, Any]:
+               match: str = "string", margin: float = 0.0, keep_old: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train, then ``rounds`` times: encode, index, mine, train from the last model. The final model is
     ``<config.out>/round-<rounds>/model/final``. Returns each round's training figures and mining audit."""
     if rounds < 0:
@@ -56,7 +56,7 @@ def self_train(*, train: str | Path | Sequence[str | Path], passages: str | Path
                     pipeline.build_index(embeddings=folder / "emb", out=folder / "index")
                 spec = SearchSpec(kind="dense", index=str(folder / "index"), passages=str(passages))
                 write_json(audit_file, pipeline.mine(train=data, spec=spec, out=mined, depth=depth, keep=keep, match=match,
-                                                     margin=margin, progress=progress))
+                                                     margin=margin, keep_old=keep_old, progress=progress))
             entry["mine_audit"] = read_json(audit_file)
             data = mined
         report["rounds"].append(entry)

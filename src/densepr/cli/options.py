@@ -12,6 +12,7 @@ from densepr.index import INDEX_TYPES
 from densepr.options import opt
 
 MATCH_HELP = "answer matching: string (DPR's token match) or regex (answers are patterns, CuratedTREC)"
+MINE_MATCH_HELP = MATCH_HELP + "; for examples whose answer_match (written by build-train) does not say"
 
 
 @dataclass(kw_only=True)
@@ -159,9 +160,11 @@ class MiningOptions:
 
     depth: int = opt(100, help="passages searched per question")
     keep: int = opt(30, help="hard negatives kept per question")
-    match: str = opt("string", choices=MATCH_MODES, help=MATCH_HELP)
+    match: str = opt("string", choices=MATCH_MODES, help=MINE_MATCH_HELP)
     margin: float = opt(0.0, help="skip negatives scoring above the positive by more than this (likely false negatives; "
                                   "dense indexes only; a large value turns it off)")
+    keep_old: bool = opt(False, help="add the mined negatives to the old ones (DPR's BM25 + DPR negatives) instead of "
+                                     "replacing them")
 
 
 @dataclass(kw_only=True)

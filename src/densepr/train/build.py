@@ -81,7 +81,7 @@ def build_training_data(questions: list[Question], bm25: Searcher,
             for row in rng.choice(len(store), size=min(len(store), 3 * random_negatives), replace=False):
                 if len(randoms) < random_negatives and row not in excluded and not has_answer(q.answers, store[int(row)].text, match):
                     randoms.append(store[int(row)])
-            examples.append(TrainingExample(q.text, list(q.answers), [store[positive]], randoms, hard))
+            examples.append(TrainingExample(q.text, list(q.answers), [store[positive]], randoms, hard, match=match))
     bar.close()
     log.info("training examples: %d gold, %d distantly supervised, %d dropped (no answer in BM25 top %d)",
              stats["gold"], stats["distant"], stats["dropped"], depth)

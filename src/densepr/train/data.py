@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from densepr.corpus.passages import Passage
 from densepr.errors import DenseprError
+from densepr.evaluate.answers import MATCH_MODES
 from densepr.fileio import atomic_open, iter_json_list
 
 CTX_FIELDS = ("positive_ctxs", "negative_ctxs", "hard_negative_ctxs")
@@ -23,12 +24,15 @@ class TrainingExample:
     negatives: list[Passage] = field(default_factory=list)
     hard_negatives: list[Passage] = field(default_factory=list)
     dataset: str = ""  # the training set it comes from (DPR's "dataset" field)
+    match: str = ""  # how its answers match passages ("regex" for CuratedTREC); "" leaves it to the caller
 
     def to_dpr(self) -> dict:
         def ctx(p: Passage) -> dict:
             return {"title": p.title, "text": p.text, "passage_id": p.id}
 
         entry = {"dataset": self.dataset} if self.dataset else {}
+        if self.match:
+            entry["answer_match"] = self.match
         return {**entry, "question": self.question, "answers": self.answers, "positive_ctxs": [ctx(p) for p in self.positives],
                 "negative_ctxs": [ctx(p) for p in self.negatives], "hard_negative_ctxs": [ctx(p) for p in self.hard_negatives]}
 
@@ -57,8 +61,11 @@ def read_training_data(path: str | os.PathLike) -> list[TrainingExample]:
         if not isinstance(entry, dict) or not isinstance(entry.get("question"), str):
             raise DenseprError(f"{where}: needs a string 'question'")
         positives, negatives, hard = (_ctxs(entry, key, where, interned) for key in CTX_FIELDS)
+        match = str(entry.get("answer_match") or "")
+        if match and match not in MATCH_MODES:
+            raise DenseprError(f"{where}: answer_match must be one of {', '.join(MATCH_MODES)}, not {match!r}")
         ex = TrainingExample(entry["question"], list(entry.get("answers") or []), positives, negatives, hard,
-                             dataset=str(entry.get("dataset") or ""))
+                             dataset=str(entry.get("dataset") or ""), match=match)
         if ex.positives:
             examples.append(ex)
     if not examples:

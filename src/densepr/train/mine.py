@@ -28,15 +28,16 @@ def positive_scores(searcher: Searcher, vectors: np.ndarray, examples: Sequence[
 
 
 def mine_hard_negatives(examples: Sequence[TrainingExample], searcher: Searcher, depth: int = 100, keep: int = 30,
-                        match: str = "string", margin: float | None = 0.0,
-                        progress: bool = True) -> tuple[list[TrainingExample], dict[str, int]]:
+                        match: str = "string", margin: float | None = 0.0, progress: bool = True,
+                        keep_old: bool = False) -> tuple[list[TrainingExample], dict[str, int]]:
     """Copies of ``examples`` whose hard negatives are the searcher's top passages, less likely false negatives.
 
-    A retrieved passage is skipped when it is a positive, when it holds an answer string, or (a dense searcher,
-    ``margin`` not ``None``) when it scores above the question's positive by more than ``margin``: a passage the
-    trained model prefers to the labelled positive often answers the question too. An example left with no negative
-    keeps its old ones. Returns the examples and the audit: ``kept``, ``skipped_answer``, ``skipped_margin`` negatives
-    and ``examples_unchanged``.
+    A retrieved passage is skipped when it is a positive, when it holds an answer (matched as the example's
+    ``match`` says, else as ``match``), or (a dense searcher, ``margin`` not ``None``) when it scores above the
+    question's positive by more than ``margin``: a passage the trained model prefers to the labelled positive often
+    answers the question too. With ``keep_old`` the mined negatives join the old ones (DPR's BM25 + DPR negatives);
+    otherwise they replace them, and an example left with no negative keeps its old ones. Returns the examples and
+    the audit: ``kept``, ``skipped_answer``, ``skipped_margin`` negatives and ``examples_unchanged``.
     """
     out, store = [], searcher.store
     audit = {"examples": len(examples), "kept": 0, "skipped_answer": 0, "skipped_margin": 0, "examples_unchanged": 0}
@@ -57,7 +58,7 @@ def mine_hard_negatives(examples: Sequence[TrainingExample], searcher: Searcher,
                 p = store[hit.row]
                 if p.id in positive_ids:
                     continue
-                if has_answer(ex.answers, p.text, match):
+                if has_answer(ex.answers, p.text, ex.match or match):
                     audit["skipped_answer"] += 1
                 elif ceiling is not None and hit.score > ceiling:
                     audit["skipped_margin"] += 1
@@ -67,5 +68,8 @@ def mine_hard_negatives(examples: Sequence[TrainingExample], searcher: Searcher,
                         break
             audit["kept"] += len(hard)
             audit["examples_unchanged"] += not hard
+            if keep_old:
+                mined = {p.id for p in hard}
+                hard += [p for p in ex.hard_negatives if p.id not in mined]
             out.append(dataclasses.replace(ex, hard_negatives=hard or ex.hard_negatives))
     return out, audit
