@@ -96,13 +96,17 @@ def test_unusable_shards_are_refused_in_one_line(vectors, tmp_path):
         EmbeddingRows(emb)
 
 
-@pytest.mark.parametrize("kind", ["ivfopq", "ivfsq8"])
-def test_presized_ivf_lists_give_the_bytes_of_plain_adds(vectors, tmp_path, kind):
-    """Lists sized before they are filled: the same file as the trained quantiser's ``add`` of every row, per shard."""
+@pytest.mark.parametrize("kind,encode_rows", [("ivfopq", None), ("ivfopq", 97), ("ivfsq8", None)])
+def test_presized_ivf_lists_give_the_bytes_of_plain_adds(vectors, tmp_path, monkeypatch, kind, encode_rows):
+    """Lists sized before they are filled: the same file as the trained quantiser's ``add`` of every row, per shard,
+    also when the PQ codes are encoded in blocks smaller than a chunk (``encode_rows``)."""
     import faiss
 
+    from densepr.index import presized_lists
     from densepr.index.faiss_index import build_faiss, shard_ranges
 
+    if encode_rows:
+        monkeypatch.setattr(presized_lists, "pq_block_rows", lambda m, ksub: encode_rows)
     rows = EmbeddingRows(write_embeddings(tmp_path / "emb", vectors))
     build_streaming(rows, tmp_path / "out", kind, rows.meta, shards=2, chunk=700, progress=False, nlist=16, pq_m=4)
     sample = rows.take(np.sort(np.random.default_rng(0).choice(3000, size=3000, replace=False)))
@@ -111,3 +115,17 @@ def test_presized_ivf_lists_give_the_bytes_of_plain_adds(vectors, tmp_path, kind
         plain = faiss.clone_index(template)
         plain.add(rows.read(a, b))
         assert (tmp_path / "out" / f"index-{i:03d}.faiss").read_bytes() == faiss.serialize_index(plain).tobytes()
+
+
+def test_pq_rows_are_added_in_blocks_that_bound_faiss_encoding_table(vectors, monkeypatch):
+    """IVF-PQ adds rows in blocks of ``pq_block_rows`` (FAISS's PQ table is rows x M x 256 floats): same index bytes."""
+    import faiss
+
+    from densepr.index import faiss_index
+
+    assert faiss_index.pq_block_rows(24) * 24 * 256 * 4 <= faiss_index.PQ_TABLE_BYTES
+    assert faiss_index.pq_block_rows(24) < 32_768 and faiss_index.pq_block_rows(10_000) == 1024
+    whole = faiss_index.build_faiss(vectors, "ivfopq", nlist=16, pq_m=4)
+    monkeypatch.setattr(faiss_index, "pq_block_rows", lambda m: 97)
+    blocks = faiss_index.build_faiss(vectors, "ivfopq", nlist=16, pq_m=4)
+    assert faiss.serialize_index(blocks).tobytes() == faiss.serialize_index(whole).tobytes()

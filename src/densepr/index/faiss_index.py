@@ -34,6 +34,16 @@ def _pq_subquantizers(dim: int) -> int:
 # peaked at 2,166 MB on 65,536 rows and 578 MB on 16,384; recall@100 on 300k MiniLM-derived vectors went from 0.743 to
 # 0.737 (OPQ24,IVF1000,PQ24, nprobe 64) and the build from 140 s to 59 s.
 OPQ_TRAIN_ROWS = 16_384
+# FAISS's PQ encoder (ProductQuantizer::compute_codes) fills a float table of rows x sub-quantizers x 256 in one go
+# when sub-vectors have 16 dims or more: 805 MB for a 32,768-row block of PQ24 (adding 100k rows to an OPQ24,PQ24 index
+# peaked 1,055 MB above its input; in blocks of 4,096 rows, 339 MB, and no slower). Rows are encoded in blocks that
+# keep this table near PQ_TABLE_BYTES.
+PQ_TABLE_BYTES = 64 << 20
+
+
+def pq_block_rows(pq_m: int, ksub: int = 256) -> int:
+    """Rows to encode at once into a PQ of ``pq_m`` sub-quantizers of ``ksub`` centroids (see ``PQ_TABLE_BYTES``)."""
+    return max(1024, PQ_TABLE_BYTES // (pq_m * ksub * 4))
 COARSE_FLAT_LIMIT = 1e14  # rows x lists x dims beyond which IVF assigns through an HNSW graph of the centroids
 
 
@@ -80,8 +90,9 @@ def build_faiss(vectors: np.ndarray, kind: str = "flat", hnsw_m: int = 32, ef_co
         rng = np.random.default_rng(seed)
         sample = vectors[rng.choice(n, size=min(n, train_size), replace=False)] if n > train_size else vectors
         index.train(sample)
-    for start in range(0, n if add else 0, 100_000):
-        index.add(vectors[start : start + 100_000])
+    step = pq_block_rows(pq_m) if pq_m and kind in ("ivfpq", "ivfopq") else 100_000
+    for start in range(0, n if add else 0, step):
+        index.add(vectors[start : start + step])
     return index
 
 

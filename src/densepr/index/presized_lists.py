@@ -14,6 +14,8 @@ from typing import Any
 import faiss
 import numpy as np
 
+from densepr.index.faiss_index import pq_block_rows
+
 
 def ivf_parts(index: faiss.Index) -> tuple[list[Any], Any]:
     """An IVF index's input transforms (an OPQ rotation, say) and the IVF index under them."""
@@ -47,6 +49,8 @@ class ListFiller:
         self.transforms, ivf = ivf_parts(parts[0])
         self.ivfs = [ivf_parts(part)[1] for part in parts]
         self.nlist, self.code_size = ivf.nlist, ivf.code_size
+        pq = getattr(ivf, "pq", None)  # IVF-PQ (IVF-SQ8 has no PQ table to bound)
+        self.encode_rows = pq_block_rows(pq.M, pq.ksub) if pq is not None else len(lists) or 1
         self.filled = [np.bincount(lists[a : max(a, min(b, done))], minlength=self.nlist).astype(np.int64)
                        for a, b in ranges]  # rows already written to each list of each part
 
@@ -62,7 +66,10 @@ class ListFiller:
         lists = self.lists[first : first + len(block)].astype(np.int64)
         x = transformed(self.transforms, block)
         codes = np.empty((len(block), self.code_size), dtype=np.uint8)
-        self.ivfs[0].encode_vectors(len(block), faiss.swig_ptr(x), faiss.swig_ptr(lists), faiss.swig_ptr(codes))
+        for lo in range(0, len(block), self.encode_rows):  # bounded PQ encoding tables (faiss_index.PQ_TABLE_BYTES)
+            hi = lo + self.encode_rows
+            self.ivfs[0].encode_vectors(len(x[lo:hi]), faiss.swig_ptr(x[lo:hi]), faiss.swig_ptr(lists[lo:hi]),
+                                        faiss.swig_ptr(codes[lo:hi]))
         for ivf, filled, (a, b) in zip(self.ivfs, self.filled, self.ranges):
             lo, hi = max(a, first) - first, min(b, first + len(block)) - first
             if lo >= hi:
