@@ -32,8 +32,10 @@ def _pq_subquantizers(dim: int) -> int:
 
 # Rows the OPQ rotation trains on (FAISS's default: 65,536). FAISS's OPQ training with 24 sub-quantizers of 384 dims
 # peaked at 2,166 MB on 65,536 rows and 578 MB on 16,384; recall@100 on 300k MiniLM-derived vectors went from 0.743 to
-# 0.737 (OPQ24,IVF1000,PQ24, nprobe 64) and the build from 140 s to 59 s.
+# 0.737 (OPQ24,IVF1000,PQ24, nprobe 64) and the build from 140 s to 59 s. Most of that memory is the PQ encoding
+# table below, which FAISS's OPQ training fills over all its rows at once.
 OPQ_TRAIN_ROWS = 16_384
+COARSE_FLAT_LIMIT = 1e14  # rows x lists x dims beyond which IVF assigns through an HNSW graph of the centroids
 # FAISS's PQ encoder (ProductQuantizer::compute_codes) fills a float table of rows x sub-quantizers x 256 in one go
 # when sub-vectors have 16 dims or more: 805 MB for a 32,768-row block of PQ24 (adding 100k rows to an OPQ24,PQ24 index
 # peaked 1,055 MB above its input; in blocks of 4,096 rows, 339 MB, and no slower). Rows are encoded in blocks that
@@ -44,7 +46,6 @@ PQ_TABLE_BYTES = 64 << 20
 def pq_block_rows(pq_m: int, ksub: int = 256) -> int:
     """Rows to encode at once into a PQ of ``pq_m`` sub-quantizers of ``ksub`` centroids (see ``PQ_TABLE_BYTES``)."""
     return max(1024, PQ_TABLE_BYTES // (pq_m * ksub * 4))
-COARSE_FLAT_LIMIT = 1e14  # rows x lists x dims beyond which IVF assigns through an HNSW graph of the centroids
 
 
 def build_faiss(vectors: np.ndarray, kind: str = "flat", hnsw_m: int = 32, ef_construction: int = 200,

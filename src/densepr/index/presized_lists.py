@@ -49,8 +49,8 @@ class ListFiller:
         self.transforms, ivf = ivf_parts(parts[0])
         self.ivfs = [ivf_parts(part)[1] for part in parts]
         self.nlist, self.code_size = ivf.nlist, ivf.code_size
-        pq = getattr(ivf, "pq", None)  # IVF-PQ (IVF-SQ8 has no PQ table to bound)
-        self.encode_rows = pq_block_rows(pq.M, pq.ksub) if pq is not None else len(lists) or 1
+        pq = getattr(ivf, "pq", None)  # IVF-SQ8 has no PQ table to bound: a chunk is encoded at once
+        self.encode_rows = pq_block_rows(pq.M, pq.ksub) if pq is not None else max(1, len(lists))
         self.filled = [np.bincount(lists[a : max(a, min(b, done))], minlength=self.nlist).astype(np.int64)
                        for a, b in ranges]  # rows already written to each list of each part
 
