@@ -90,8 +90,8 @@ def main() -> None:
     parser.add_argument("--budgets", default="2GB,4GB,8GB")
     parser.add_argument("--work", help="where the synthesised vectors go (default: OUT/vectors-SIZE)")
     parser.add_argument("--out", default="benchmarks/out/planner")
-    parser.add_argument("--page", action="store_true", help="also write the report into benchmarks/RESULTS.md (its own "
-                                                           "section for sizes of 10M and over)")
+    parser.add_argument("--page", action="store_true", help="also write the report into benchmarks/RESULTS.md (a "
+                                                           "section per --size)")
     parser.add_argument("--keep", action="store_true", help="keep the budgets OUT/results.json measured already (at this "
                                                            "size) instead of building them again")
     args = parser.parse_args()
@@ -140,7 +140,7 @@ def main() -> None:
     if args.page:
         from benchmarks.report import write_page_section
 
-        write_page_section("planner" if args.size < 10_000_000 else "planner-at-scale", "\n".join(lines))
+        write_page_section(f"planner-{args.size}", "\n".join(lines))
     print("\n".join(lines))
 
 
