@@ -18,25 +18,15 @@ import argparse
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from densepr.hardware import peak_rss_mb
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def peak_mb() -> float:
-    """This process's peak RSS: ``VmHWM`` where Linux has it (``ru_maxrss`` keeps the parent's peak across a
-    spawn, which inflated the search-process figures of ``benchmarks.scale``), else ``ru_maxrss``."""
-    status = Path("/proc/self/status")
-    if status.is_file():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _passages(corpus: str, n: int):
@@ -68,7 +58,7 @@ def encode_densepr(corpus: str, n: int, runs: int, bf16: bool | None) -> dict:
         model.encode_passages(passages, bf16=bf16)
         times.append(time.perf_counter() - t)
     precision = "bf16" if (cpu_supports_bf16() if bf16 is None else bf16) else "fp32"
-    return {"passages_per_s": n / statistics.median(times), "precision": precision, "peak_mb": peak_mb()}
+    return {"passages_per_s": n / statistics.median(times), "precision": precision, "peak_mb": peak_rss_mb()}
 
 
 def encode_st(corpus: str, n: int, runs: int) -> dict:
@@ -86,7 +76,7 @@ def encode_st(corpus: str, n: int, runs: int) -> dict:
         t = time.perf_counter()
         model.encode(pairs)
         times.append(time.perf_counter() - t)
-    return {"passages_per_s": n / statistics.median(times), "peak_mb": peak_mb()}
+    return {"passages_per_s": n / statistics.median(times), "peak_mb": peak_rss_mb()}
 
 
 def question_latency(tool: str, n: int, runs: int) -> dict:
@@ -115,7 +105,7 @@ def question_latency(tool: str, n: int, runs: int) -> dict:
             times.append(1000 * (time.perf_counter() - t))
         p50.append(float(np.percentile(times, 50)))
         p95.append(float(np.percentile(times, 95)))
-    return {"p50_ms": statistics.median(p50), "p95_ms": statistics.median(p95), "peak_mb": peak_mb()}
+    return {"p50_ms": statistics.median(p50), "p95_ms": statistics.median(p95), "peak_mb": peak_rss_mb()}
 
 
 def bm25_tool(tool: str, corpus: str, n_queries: int, runs: int) -> dict:
@@ -162,7 +152,7 @@ def bm25_tool(tool: str, corpus: str, n_queries: int, runs: int) -> dict:
         search()
         searches.append(time.perf_counter() - t)
     return {"build_s": statistics.median(builds), "questions_per_s": len(questions) / statistics.median(searches),
-            "questions": len(questions), "runs": runs, "peak_mb": peak_mb()}
+            "questions": len(questions), "runs": runs, "peak_mb": peak_rss_mb()}
 
 
 def use_temurin_java() -> None:
@@ -235,7 +225,7 @@ def train_tool(tool: str, train_file: str, steps: int, batch: int) -> dict:
                                    callbacks=[StepClock()]).train()
     steps_s = [b - a for a, b in zip(ends, ends[1:])][2:]
     return {"questions_per_s": batch / statistics.median(steps_s), "step_s_median": statistics.median(steps_s),
-            "wall_s": time.perf_counter() - start, "peak_mb": peak_mb()}
+            "wall_s": time.perf_counter() - start, "peak_mb": peak_rss_mb()}
 
 
 def isolated(fn, *args) -> dict:

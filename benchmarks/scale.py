@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.peers import DATA, isolated, peak_mb
+from benchmarks.peers import DATA, isolated
+from densepr.hardware import peak_rss_mb
 
 
 def free_port() -> int:
@@ -98,20 +99,20 @@ def build_in_process(emb: str, out: str, kind: str) -> dict:
 
     start = time.perf_counter()
     index = build_index(emb, out, kind)
-    return {"build_s": time.perf_counter() - start, "peak_mb": peak_mb(), "vectors": len(index.ids)}
+    return {"build_s": time.perf_counter() - start, "peak_mb": peak_rss_mb(), "vectors": len(index.ids)}
 
 
 def search_in_process(index_dir: str, queries: np.ndarray, nprobe: int) -> dict:
     """Load an index folder and search; peak RSS of this process is the RAM the index needs."""
     import densepr
 
-    base = peak_mb()
+    base = peak_rss_mb()
     index = densepr.DenseIndex.load(index_dir)
     index.configure(nprobe=nprobe)
     start = time.perf_counter()
     _, rows = index.search(queries, 100)
     seconds = time.perf_counter() - start
-    return {"rows": rows, "queries_per_s": len(queries) / seconds, "peak_mb": peak_mb(), "python_baseline_mb": base,
+    return {"rows": rows, "queries_per_s": len(queries) / seconds, "peak_mb": peak_rss_mb(), "python_baseline_mb": base,
             "index_file_mb": sum(f.stat().st_size for f in Path(index_dir).iterdir()) / 2**20}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 from functools import cache
 from pathlib import Path
 
@@ -31,3 +32,15 @@ def use_bf16(device_type: str, requested: bool | None = None, precision: str | N
     if precision is not None:
         return precision == "bf16"
     return device_type == "cuda" or cpu_supports_bf16()
+
+
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """A process's peak resident memory in MB: Linux's ``VmHWM``, else (this process only) ``ru_maxrss``, which
+    Linux carries over from the parent's memory at fork, so that a child of a large process reads large."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

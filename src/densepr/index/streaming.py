@@ -10,7 +10,6 @@ files and the rows added) is saved beside the output every ``save_seconds``.
 from __future__ import annotations
 
 import logging
-import resource
 import shutil
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from tqdm.auto import tqdm
 
 from densepr.errors import DenseprError
 from densepr.fileio import atomic_folder, read_json, save_npy, write_json, write_manifest
+from densepr.hardware import peak_rss_mb
 from densepr.index.faiss_index import DenseIndex, build_faiss, index_files, shard_ranges, write_faiss
 from densepr.index.planner import ivf_lists, train_rows
 from densepr.index.presized_lists import ListFiller, assign_lists
@@ -43,11 +43,6 @@ class Rows(Protocol):
     def take(self, rows: np.ndarray) -> np.ndarray: ...
     def chunks(self, start: int = 0, size: int = 65_536) -> Iterator[tuple[int, np.ndarray]]: ...
     def ids(self) -> Iterator[str]: ...
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory so far."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def build_streaming(rows: Rows, out: str | Path, kind: str, meta: dict, shards: int = 1, chunk: int = 32_768,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import resource
 import shutil
 import time
 from contextlib import AbstractContextManager
@@ -24,7 +23,7 @@ from tqdm.auto import tqdm
 
 from densepr.errors import DenseprError
 from densepr.fileio import atomic_folder, check_manifest, write_manifest
-from densepr.hardware import use_bf16
+from densepr.hardware import peak_rss_mb, use_bf16
 from densepr.loop import distributed as dist
 from densepr.loop.config import LoopConfig
 
@@ -178,7 +177,7 @@ class TrainingLoop:
                 "loss_first": float(np.mean(losses[:window])) if losses else None,
                 "loss_last": float(np.mean(losses[-window:])) if losses else None,
                 "questions_per_second": steps_done * self.examples_per_step / max(seconds, 1e-9),
-                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "best": s["best"]}
+                "peak_rss_mb": peak_rss_mb(), "best": s["best"]}
 
     def _save(self, path: Path, state: dict[str, Any]) -> None:
         """Rank 0 writes ``path``; the others wait."""
