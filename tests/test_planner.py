@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -63,6 +64,20 @@ def test_cli_plans_builds_and_writes_the_card(tiny_indexes, tmp_path, capsys):
     assert "no index of" in capsys.readouterr().err
     assert main(["-q", "index", "--explain"]) == 2
     assert "--ram-budget" in capsys.readouterr().err
+
+
+def test_the_recall_card_can_measure_real_questions(tiny_indexes, questions_jsonl, tmp_path, capsys):
+    out = tmp_path / "carded"
+    assert main(["-q", "index", "--embeddings", str(tiny_indexes / "emb"), "--out", str(out), "--ram-budget", "1GB",
+                 "--card-questions", str(questions_jsonl)]) == 0
+    card = json.loads((out / "recall_card.json").read_text())
+    asked = sum(1 for line in Path(questions_jsonl).read_text().splitlines() if line.strip())
+    assert card["queries"] == asked and card["query_kind"] == f"questions of {questions_jsonl}"
+    assert card["chosen"][f"recall@{min(100, card['vectors'])}"] == 1.0  # flat: exact
+    capsys.readouterr()
+    assert main(["-q", "index", "--embeddings", str(tiny_indexes / "emb"), "--out", str(tmp_path / "x"),
+                 "--card-questions", str(questions_jsonl)]) == 2
+    assert "--card-questions goes with --ram-budget" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("kind", ["flat", "ivfsq8", "ivfopq", "hnsw", "hnswsq8"])

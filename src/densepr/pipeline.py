@@ -22,6 +22,8 @@ from densepr.retrieve.results import read_results, write_results
 from densepr.retrieve.spec import SearchSpec
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from densepr.index.faiss_index import DenseIndex
     from densepr.index.planner import Plan
     from densepr.read.config import ReaderConfig
@@ -106,14 +108,28 @@ def plan_index(*, embeddings: str | Path | None = None, ram_budget: str | None =
     return plan(size, dim, parse_bytes(ram_budget), latency_target)
 
 
+def _card_questions(path: str | Path, model: str, dim: int, count: int = 1000) -> np.ndarray:
+    """The vectors of (the first ``count``) questions of ``path`` from the embeddings' model: a recall card's queries."""
+    from densepr.dense.biencoder import BiEncoder
+
+    questions = read_questions(path)[:count]
+    if not questions:
+        raise DenseprError(f"{path}: no questions")
+    vectors = BiEncoder.load(model, lite=True).encode_questions([q.text for q in questions])
+    if vectors.shape[1] != dim:
+        raise DenseprError(f"{path}: the model {model} gives {vectors.shape[1]}-d question vectors; the index has {dim}")
+    return vectors
+
+
 def build_index(*, embeddings: str | Path | None = None, out: str | Path | None = None, type: str = "flat", hnsw_m: int = 32,
                 nlist: int | None = None, pq_m: int | None = None, shards: int = 1, ram_budget: str | None = None,
-                recall_target: float = 0.95,
+                recall_target: float = 0.95, card_questions: str | Path | None = None,
                 latency_target: float | None = None, explain: bool = False, size: int | None = None,
                 dim: int | None = None, verify: bool = False, progress: bool = True) -> DenseIndex | Plan:
     """Merge embedding shards into one FAISS index folder. With ``ram_budget``, the planner chooses the type and its
     parameters, and a recall card (``recall_card.json``: recall@10/100 and queries/s at each probe setting tried, and
-    the one kept) is measured and written into the folder. ``shards``: that many FAISS files over contiguous rows, one
+    the one kept) is measured and written into the folder, on the vectors of ``card_questions`` (a questions file,
+    encoded with the embeddings' model; up to 1,000) where given. ``shards``: that many FAISS files over contiguous rows, one
     trained quantiser, searched in parallel and merged exactly. ``explain``: return the plan and build nothing (for
     ``embeddings``, or for ``size`` vectors of ``dim``). ``verify``: check the shards' checksums, not only sizes."""
     from densepr.dense.embedding_rows import EmbeddingRows, IdLookup
@@ -138,10 +154,13 @@ def build_index(*, embeddings: str | Path | None = None, out: str | Path | None 
         log.info("planned %s %s: ~%.2f GB (%s)", type, params, chosen.bytes / 1e9, chosen.reason)
     if not 1 <= shards <= len(rows):
         raise DenseprError(f"--shards must be between 1 and the number of vectors ({len(rows)}), not {shards}")
+    if card_questions and chosen is None:
+        raise DenseprError("--card-questions goes with --ram-budget (the recall card is measured for a planned index)")
+    probes = _card_questions(card_questions, rows.meta["model"], rows.dim) if card_questions else 1000
     index = build_streaming(rows, out, type, provenance, shards=shards, progress=progress, **params)
     info = index.meta
     if chosen is not None:
-        card = recall_card(index, rows, recall_target)
+        card = recall_card(index, rows, recall_target, probes, query_kind=f"questions of {card_questions}")
         card.update(plan=chosen.to_dict(), build_seconds=info["build_seconds"], build_peak_rss_mb=info["build_peak_rss_mb"])
         index.save_card(out, card)
         log.info("recall card (%s): %s", type, card["chosen"])

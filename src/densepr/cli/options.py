@@ -59,6 +59,9 @@ class IndexOptions:
     ram_budget: str | None = opt(None, help="choose the index type and parameters for this RAM (e.g. 8GB), then "
                                             "measure its recall into recall_card.json (overrides --type)")
     recall_target: float = opt(0.95, help="with --ram-budget: the recall@100 the probe setting must reach")
+    card_questions: str | None = opt(None, help="with --ram-budget: a questions file whose vectors (from the embeddings' "
+                                                "model, up to 1,000) are the recall card's queries (default: midpoints of "
+                                                "pairs of indexed vectors)")
     latency_target: float | None = opt(None, help="with --ram-budget: predicted ms per query to stay under")
     explain: bool = opt(False, help="with --ram-budget: print the plan and build nothing")
     size: int | None = opt(None, help="with --explain and no --embeddings: the number of vectors to plan for")

@@ -138,13 +138,17 @@ def exact_top_k(rows: Any, queries: np.ndarray, k: int, chunk: int = 16_384) -> 
     return np.take_along_axis(best_rows, order, 1)
 
 
-def recall_card(index: Any, rows: Any, recall_target: float = 0.95, queries: int = 1000, k: int = 100,
-                plateau: float = 0.002) -> dict:
+def recall_card(index: Any, rows: Any, recall_target: float = 0.95, queries: int | np.ndarray = 1000, k: int = 100,
+                plateau: float = 0.002, query_kind: str = "question vectors") -> dict:
     """Recall@10/100 against exact search and queries/s for each probe setting tried, doubling it; sets the index to the
     smallest setting reaching ``recall_target`` at 100, or, where recall stops rising (by less than ``plateau`` a
     doubling: the codes, not the probing, limit it), to the setting before the plateau, and records it. ``rows``: the
-    indexed vectors, an array or an ``EmbeddingRows`` (read from disk)."""
-    q = probe_queries(rows, queries)
+    indexed vectors, an array or an ``EmbeddingRows`` (read from disk). ``queries``: query vectors (real questions',
+    named by ``query_kind``), or how many midpoints of random pairs of indexed vectors to use."""
+    if isinstance(queries, np.ndarray):
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+    else:
+        q, query_kind = probe_queries(rows, queries), "midpoints of random pairs of indexed vectors"
     k = min(k, len(rows))
     kind, trials = index.meta["type"], []
     exact = index.search(q, k)[1] if kind == "flat" else exact_top_k(rows, q, k)  # a flat index is exact already
@@ -175,6 +179,5 @@ def recall_card(index: Any, rows: Any, recall_target: float = 0.95, queries: int
     if knob:
         index.configure(**{knob: chosen[knob]})
         index.meta[knob] = chosen[knob]
-    return {"type": kind, "vectors": len(rows), "queries": len(q), "query_kind": "midpoints of random pairs of indexed "
-            "vectors", "recall_target": recall_target, "trials": trials, "chosen": chosen,
+    return {"type": kind, "vectors": len(rows), "queries": len(q), "query_kind": query_kind, "recall_target": recall_target, "trials": trials, "chosen": chosen,
             "met_target": chosen[f"recall@{k}"] >= recall_target}
