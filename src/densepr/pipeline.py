@@ -108,16 +108,13 @@ def plan_index(*, embeddings: str | Path | None = None, ram_budget: str | None =
     return plan(size, dim, parse_bytes(ram_budget), latency_target)
 
 
-def _card_questions(path: str | Path, model: str, dim: int, count: int = 1000) -> np.ndarray:
-    """The vectors of (the first ``count``) questions of ``path`` from the embeddings' model: a recall card's queries."""
+def _question_vectors(questions: list, model: str, dim: int, source: str | Path) -> np.ndarray:
+    """The vectors of ``questions`` from the embeddings' model: a recall card's queries."""
     from densepr.dense.biencoder import BiEncoder
 
-    questions = read_questions(path)[:count]
-    if not questions:
-        raise DenseprError(f"{path}: no questions")
     vectors = BiEncoder.load(model, lite=True).encode_questions([q.text for q in questions])
     if vectors.shape[1] != dim:
-        raise DenseprError(f"{path}: the model {model} gives {vectors.shape[1]}-d question vectors; the index has {dim}")
+        raise DenseprError(f"{source}: the model {model} gives {vectors.shape[1]}-d question vectors; the index has {dim}")
     return vectors
 
 
@@ -129,8 +126,8 @@ def build_index(*, embeddings: str | Path | None = None, out: str | Path | None 
     """Merge embedding shards into one FAISS index folder. With ``ram_budget``, the planner chooses the type and its
     parameters, and a recall card (``recall_card.json``: recall@10/100 and queries/s at each probe setting tried, and
     the one kept) is measured and written into the folder, on the vectors of ``card_questions`` (a questions file,
-    encoded with the embeddings' model; up to 1,000) where given. ``shards``: that many FAISS files over contiguous rows, one
-    trained quantiser, searched in parallel and merged exactly. ``explain``: return the plan and build nothing (for
+    encoded with the embeddings' model; up to 1,000) where given. ``shards``: that many FAISS files over contiguous
+    rows, one trained quantiser, searched in parallel and merged exactly. ``explain``: return the plan and build nothing (for
     ``embeddings``, or for ``size`` vectors of ``dim``). ``verify``: check the shards' checksums, not only sizes."""
     from densepr.dense.embedding_rows import EmbeddingRows, IdLookup
     from densepr.index.planner import parse_bytes, plan, recall_card
@@ -156,10 +153,13 @@ def build_index(*, embeddings: str | Path | None = None, out: str | Path | None 
         raise DenseprError(f"--shards must be between 1 and the number of vectors ({len(rows)}), not {shards}")
     if card_questions and chosen is None:
         raise DenseprError("--card-questions goes with --ram-budget (the recall card is measured for a planned index)")
-    probes = _card_questions(card_questions, rows.meta["model"], rows.dim) if card_questions else 1000
+    asked = read_questions(card_questions)[:1000] if card_questions else []  # read (and checked) before the build
+    if card_questions and not asked:
+        raise DenseprError(f"{card_questions}: no questions")
     index = build_streaming(rows, out, type, provenance, shards=shards, progress=progress, **params)
     info = index.meta
-    if chosen is not None:
+    if chosen is not None:  # questions are encoded after the build, so that the model is not in its peak memory
+        probes = _question_vectors(asked, rows.meta["model"], rows.dim, str(card_questions)) if asked else 1000
         card = recall_card(index, rows, recall_target, probes, query_kind=f"questions of {card_questions}")
         card.update(plan=chosen.to_dict(), build_seconds=info["build_seconds"], build_peak_rss_mb=info["build_peak_rss_mb"])
         index.save_card(out, card)

@@ -179,5 +179,6 @@ def recall_card(index: Any, rows: Any, recall_target: float = 0.95, queries: int
     if knob:
         index.configure(**{knob: chosen[knob]})
         index.meta[knob] = chosen[knob]
-    return {"type": kind, "vectors": len(rows), "queries": len(q), "query_kind": query_kind, "recall_target": recall_target, "trials": trials, "chosen": chosen,
+    return {"type": kind, "vectors": len(rows), "queries": len(q), "query_kind": query_kind,
+            "recall_target": recall_target, "trials": trials, "chosen": chosen,
             "met_target": chosen[f"recall@{k}"] >= recall_target}
