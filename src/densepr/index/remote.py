@@ -59,7 +59,7 @@ class ShardWorker:
 
     def __init__(self, folder: str, shard: int, nprobe: int | None = None, ef_search: int | None = None):
         self.index = DenseIndex.load(folder, shard=shard)
-        self.index.configure(nprobe=nprobe, ef_search=ef_search)
+        self.configure(nprobe, ef_search)
         self.first_row = int(self.index.meta.get("first_row", 0))
 
     def configure(self, nprobe: int | None, ef_search: int | None) -> None:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from collections import deque
 
+ALWAYS_ADMITTED = 32  # requests in flight a server admits whatever its recent rate (the fixed bound of densepr 0.2)
+
 
 class Admission:
     """Counts the requests in flight and the recent completions; :meth:`refusal` says why a new one is shed."""

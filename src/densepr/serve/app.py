@@ -21,7 +21,7 @@ from densepr.backends.choice import serving_backend
 from densepr.errors import DenseprError
 from densepr.hardware import default_device
 from densepr.retrieve.spec import SearchSpec
-from densepr.serve.admission import Admission
+from densepr.serve.admission import ALWAYS_ADMITTED, Admission
 from densepr.serve.page import PAGE
 from densepr.serve.schemas import (AnswerResponse, AskRequest, ErrorBody, Health, IndexInfo, ReaderAnswer, SearchRequest,
                                     SearchResponse)
@@ -32,7 +32,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {400: {"model": ErrorBody, "descripti
 
 
 MAX_BODY_BYTES = 1 << 20  # 64 questions of 1,000 characters fit many times over
-ALWAYS_ADMITTED = 32  # requests in flight admitted whatever the recent rate (the fixed bound of densepr 0.2)
 
 
 def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = None, max_batch: int = 64,
