@@ -157,8 +157,8 @@ def markdown(report: dict) -> str:
              (f"{report['machine']['cpus']} CPUs ({report['machine']['cpu']}); client and server on the same machine; "
               f"{report['passages']:,} passages; k = {report['k']}, {report['requests_per_retriever']} requests per phase, "
               f"at most {report['max_seconds']} s in all; the server sheds (429, Retry-After: 1; the client waits it out) "
-              f"beyond {report['max_pending']} requests in flight, or beyond {ALWAYS_ADMITTED} when those would take over its "
-              "--max-queue-wait (0.5 s unless --serve-option says otherwise) at its recent rate."), "",
+              f"beyond {report['max_pending']} requests in flight, or beyond {ALWAYS_ADMITTED} when those would take "
+              "over its --max-queue-wait (0.5 s unless --serve-option says otherwise) at its recent rate."), "",
              "| retriever | clients | answered | shed (429) | errors | seconds | answered/s | p50 ms | p90 ms | p99 ms | "
              "max ms | mean dense batch | server RSS MB (max) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
