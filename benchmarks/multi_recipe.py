@@ -10,7 +10,8 @@ all-mpnet-base-v2 on a GPU), the start model's own zero-shot accuracy is a row t
 - SQuAD dev: by article (``benchmarks.train_mini_wiki.split_squad``: every 4th article held out), gold positives;
 - NQ-open dev (even-numbered lines; the odd ones stay the reader card's test), EfficientQA dev, CuratedTREC train
   (regex answers) and WebQuestions train: by question, line i to test when i % 5 == 0, to dev when i % 5 == 1,
-  else to training (distant supervision over the mini-Wikipedia).
+  else to training (distant supervision over the mini-Wikipedia; ``--dense-positives``: BM25's top 100, then the
+  start model's).
 
 Then the project's own commands: one ``build-train`` over the five training files (CuratedTREC's examples record
 regex matching, which mining then uses), ``self-train`` (train, encode, index, mine with the false-negative audit,
@@ -85,6 +86,9 @@ def main() -> None:
     parser.add_argument("--batching", default="per-source")
     parser.add_argument("--lams", default="1,3,10,20,30,50,100")
     parser.add_argument("--keep-old-negatives", action="store_true", help="mined negatives join the BM25 ones")
+    parser.add_argument("--dense-positives", action="store_true",
+                        help="distant supervision also searches the start model's zero-shot index for positives")
+    parser.add_argument("--attention-dropout", type=float, default=0.0)
     parser.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps")
     parser.add_argument("--model", default=None, help="start model (default: the default model)")
     parser.add_argument("--data", default=str(DATA), help="the shared data folder")
@@ -98,14 +102,19 @@ def main() -> None:
     report: dict = {"config": vars(args), "seconds": {}, "device": device_name()}
     began = time.perf_counter()
 
+    start = out / "start" / "index" if args.model else corpus / "flat"
+    if args.model and not (start / "meta.json").is_file():
+        pipeline.encode(passages=psgs, out=start.parent / "emb", model=args.model, progress=False)
+        pipeline.build_index(embeddings=start.parent / "emb", out=start)
     train_file = out / "train.json"
     if not train_file.is_file():
         report["build_train"] = pipeline.build_train(questions=[s["train"] for s in splits.values()],
                                                      match=[match[n] for n in splits], passages=psgs, bm25=corpus / "bm25",
-                                                     out=train_file)
+                                                     out=train_file, dense_index=start if args.dense_positives else None)
     report["seconds"]["build_train"] = round(time.perf_counter() - began, 1)
     config = TrainConfig(out=str(out / "run"), max_steps=args.max_steps, epochs=1000, batch_size=args.batch_size, lr=args.lr,
-                         warmup_steps=10, save_every=args.save_every, sampling=args.sampling, batching=args.batching)
+                         warmup_steps=10, save_every=args.save_every, sampling=args.sampling, batching=args.batching,
+                         attention_dropout=args.attention_dropout)
     report["self_train"] = self_train(train=train_file, passages=psgs, config=config, rounds=args.rounds, model=args.model,
                                       keep_old=args.keep_old_negatives, progress=False)
     report["seconds"]["self_train"] = round(time.perf_counter() - began, 1)
@@ -118,11 +127,7 @@ def main() -> None:
     if (corpus / "flat" / "meta.json").is_file():
         searchers["zero-shot"] = densepr.open_searcher(index=str(corpus / "flat"))
     if args.model:
-        start = out / "start"
-        if not (start / "index" / "meta.json").is_file():
-            pipeline.encode(passages=psgs, out=start / "emb", model=args.model, progress=False)
-            pipeline.build_index(embeddings=start / "emb", out=start / "index")
-        searchers["start zero-shot"] = densepr.open_searcher(index=str(start / "index"))
+        searchers["start zero-shot"] = densepr.open_searcher(index=str(start))
     searchers["trained"] = densepr.open_searcher(index=str(out / "run" / "round-0" / "index"))
     searchers["trained+mined"] = densepr.open_searcher(index=str(final / "index"))
     tests = {name: densepr.read_questions(split["test"]) for name, split in splits.items()}

@@ -169,7 +169,7 @@ def pyserini_available() -> bool:
     return proc.returncode == 0
 
 
-def train_tool(tool: str, train_file: str, steps: int, batch: int) -> dict:
+def train_tool(tool: str, train_file: str, steps: int, batch: int, fp32: bool = False) -> dict:
     """Steady-state training throughput: median time between consecutive optimiser steps (tokenisation,
     forward, backward, clipping, AdamW), skipping the first two; model loading and saving are not timed.
     ``densepr`` trains DPR's two towers, ``densepr_shared`` one tower for both sides (as sentence-transformers)."""
@@ -187,7 +187,8 @@ def train_tool(tool: str, train_file: str, steps: int, batch: int) -> dict:
 
         model = DualEncoderModel(BiEncoder.load("default"), shared=tool == "densepr_shared")
         trainer = TrainingLoop(DualEncoderTask(model, examples, TrainConfig(out=out, batch_size=batch, max_steps=steps,
-                                                                            save_every=0, warmup_steps=2)))
+                                                                            save_every=0, warmup_steps=2,
+                                                                            bf16=False if fp32 else None)))
         model.train()
         order = epoch_order(len(examples), trainer.config.seed, 0)
         ends.append(time.perf_counter())
@@ -219,7 +220,7 @@ def train_tool(tool: str, train_file: str, steps: int, batch: int) -> dict:
                                   "positive": [f"{e.positives[0].title} {e.positives[0].text}" for e in examples],
                                   "negative": [f"{e.hard_negatives[0].title} {e.hard_negatives[0].text}" for e in examples]})
         args = SentenceTransformerTrainingArguments(output_dir=out, per_device_train_batch_size=batch, max_steps=steps,
-                                                    save_strategy="no", report_to=[], bf16=cpu_supports_bf16(), use_cpu=True,
+                                                    save_strategy="no", report_to=[], bf16=cpu_supports_bf16() and not fp32, use_cpu=True,
                                                     warmup_steps=2, dataloader_drop_last=True)
         SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=MultipleNegativesRankingLoss(model),
                                    callbacks=[StepClock()]).train()
@@ -243,6 +244,7 @@ def main() -> None:
     parser.add_argument("--passages", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--train-steps", type=int, default=8)
+    parser.add_argument("--train-fp32", action="store_true", help="train in fp32 (both tools), as on CPUs without bf16")
     parser.add_argument("--skip", default="", help="comma-separated sections to skip: encode,latency,bm25,train")
     parser.add_argument("--out", default="benchmarks/out/peers")
     args = parser.parse_args()
@@ -265,7 +267,7 @@ def main() -> None:
         r["bm25"] = {t: isolated(bm25_tool, t, args.corpus, 500 if t == "rank_bm25" else 3610, args.runs) for t in tools}
         print(r["bm25"], flush=True)
     if "train" not in skip and Path(args.train_file).is_file():
-        r["train"] = {t: isolated(train_tool, t, args.train_file, args.train_steps, 32)
+        r["train"] = {t: isolated(train_tool, t, args.train_file, args.train_steps, 32, args.train_fp32)
                       for t in ("densepr", "densepr_shared", "sentence_transformers")}
         print(r["train"], flush=True)
     write_json(out / "results.json", r)

@@ -51,12 +51,14 @@ def main() -> None:
     parser.add_argument("--train-file", default="benchmarks/out/train/train.json")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--fp32", action="store_true", help="no bf16 autocast (as on CPUs without bf16 units)")
     parser.add_argument("--out", default="benchmarks/out/profile_train")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     examples = read_training_data(args.train_file)[: (args.steps + 1) * args.batch_size]
-    config = TrainConfig(out=tempfile.mkdtemp(), batch_size=args.batch_size, save_every=0, warmup_steps=2)
+    config = TrainConfig(out=tempfile.mkdtemp(), batch_size=args.batch_size, save_every=0, warmup_steps=2,
+                         bf16=False if args.fp32 else None)
     trainer = TrainingLoop(DualEncoderTask(DualEncoderModel(BiEncoder.load("default")), examples, config))
     trainer.task.module.train()
     order = epoch_order(len(examples), config.seed, 0)

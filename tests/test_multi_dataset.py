@@ -65,7 +65,8 @@ def test_build_train_several_files_each_with_its_match_mode(squad_corpus, tmp_pa
                     + json.dumps({"question": "who wrote faust?", "answer": ["Goethe"]}) + "\n")
     report = build_train(questions=[path, trec], match=["string", "regex"], passages=store.path, bm25=tmp_path / "bm25",
                          out=tmp_path / "train.json", words=8)
-    assert report == {"squad": {"gold": 3, "distant": 0, "dropped": 0}, "trec": {"gold": 0, "distant": 1, "dropped": 1}}
+    assert report == {"squad": {"gold": 3, "distant": 0, "via_dense": 0, "dropped": 0},
+                      "trec": {"gold": 0, "distant": 1, "via_dense": 0, "dropped": 1}}
     examples = read_training_data(tmp_path / "train.json")
     assert [ex.dataset for ex in examples] == ["squad"] * 3 + ["trec"]
     assert "Danube" in examples[-1].positives[0].text  # the regex matched; as a string the pattern would not

@@ -95,11 +95,29 @@ def test_build_training_data_gold_distant_and_dropped(squad_corpus):
     questions = read_questions(path) + [Question("minster in ulm", ["minster"]), Question("unanswerable", ["zzz"])]
     examples, stats = build_training_data(questions, bm25, squad_gold_rows(path, store, 8), hard_negatives=3,
                                           random_negatives=2, progress=False)
-    assert stats == {"gold": 3, "distant": 1, "dropped": 1}
+    assert stats == {"gold": 3, "distant": 1, "via_dense": 0, "dropped": 1}
     for ex in examples:
         assert has_answer(ex.answers, ex.positives[0].text)
         assert all(not has_answer(ex.answers, p.text) for p in ex.hard_negatives + ex.negatives)
         assert ex.positives[0].id not in {p.id for p in ex.hard_negatives}
+
+
+def test_a_dense_index_finds_positives_bm25_missed(tiny_bert, squad_corpus, tmp_path):
+    from densepr.pipeline import build_index, encode
+
+    path, store, bm25 = squad_corpus
+    encode(passages=store.path, out=tmp_path / "emb", model=str(tiny_bert), progress=False)
+    build_index(embeddings=tmp_path / "emb", out=tmp_path / "idx")
+    dense = open_searcher(index=str(tmp_path / "idx"))
+    # no word of the question is in the corpus, so BM25 scores nothing; the dense top-len(store) is the whole corpus
+    questions = [Question("qqq xyz?", ["Seine"]), Question("minster in ulm", ["minster"]), Question("qqq", ["zzz"])]
+    alone, stats = build_training_data(questions, bm25, depth=len(store), progress=False)
+    assert stats == {"gold": 0, "distant": 1, "via_dense": 0, "dropped": 2}
+    examples, stats = build_training_data(questions, bm25, depth=len(store), dense=dense, progress=False)
+    assert stats == {"gold": 0, "distant": 2, "via_dense": 1, "dropped": 1}
+    assert [ex.question for ex in examples] == ["qqq xyz?", "minster in ulm"]
+    assert "Seine" in examples[0].positives[0].text and examples[1].positives == alone[0].positives
+    assert all(not has_answer(ex.answers, p.text) for ex in examples for p in ex.hard_negatives + ex.negatives)
 
 
 def test_mined_negatives_come_from_the_dense_retriever(tiny_bert, squad_corpus, tmp_path):

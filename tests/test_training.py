@@ -44,6 +44,26 @@ def test_separate_towers_start_equal_but_are_distinct(tiny_bert):
     assert all(torch.equal(q_params[n], p) for n, p in model.passage_encoder.named_parameters())
 
 
+def test_attention_dropout_is_set_apart_from_the_other_dropouts(tiny_bert, tmp_path):
+    examples = read_training_data(shared("dpr-format/nq-dev-sample.json"))
+
+    def dropouts(config: TrainConfig) -> dict[str, set[float]]:
+        model = _model(tiny_bert)
+        DualEncoderTask(model, examples, config)
+        found: dict[str, set[float]] = {"attention": set(), "other": set()}
+        for name, m in model.named_modules():
+            if isinstance(m, torch.nn.Dropout):
+                found["attention" if name.endswith("attention.self.dropout") else "other"].add(m.p)
+        return found
+
+    assert dropouts(TrainConfig(out=str(tmp_path), dropout=0.2)) == {"attention": {0.0}, "other": {0.2}}
+    assert dropouts(TrainConfig(out=str(tmp_path), attention_dropout=0.1)) == {"attention": {0.1}, "other": {0.1}}
+    model = _model(tiny_bert).train()  # no attention dropout: two passes differ only by the hidden dropouts, which are off
+    DualEncoderTask(model, examples, TrainConfig(out=str(tmp_path), dropout=0.0, attention_dropout=0.0))
+    q, _ = _batch(model, examples, [0, 1])
+    assert torch.equal(model.question_encoder(**q), model.question_encoder(**q))
+
+
 def _grads(model):
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 

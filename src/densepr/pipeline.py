@@ -207,10 +207,11 @@ def tune_hybrid(*, spec: SearchSpec, questions: str | Path, lams: Sequence[float
 
 def build_train(*, questions: str | Path | Sequence[str | Path], passages: str | Path, bm25: str | Path, out: str | Path,
                 match: str | Sequence[str] = "string", hard_negatives: int = 30, random_negatives: int = 10, depth: int = 100,
-                words: int = 100) -> dict[str, dict[str, int]]:
+                words: int = 100, dense_index: str | Path | None = None) -> dict[str, dict[str, int]]:
     """Write DPR training JSON for one or several question files (SQuAD files get gold positives); ``match``: one
-    mode for all, or one per file. With several files each example's ``dataset`` is its file's name. Returns
-    the gold / distant / dropped counts per file."""
+    mode for all, or one per file. With several files each example's ``dataset`` is its file's name. With
+    ``dense_index`` (over the same passages), a question without an answer in BM25's top ``depth`` takes its
+    positive from the dense top ``depth``. Returns the gold / distant / dropped counts per file."""
     from densepr.retrieve.searcher import open_searcher
     from densepr.train import build_training_data, squad_gold_rows, write_training_data
 
@@ -222,16 +223,17 @@ def build_train(*, questions: str | Path | Sequence[str | Path], passages: str |
         raise DenseprError(f"--match takes one mode, or one per question file ({len(files)}), not {len(modes)}")
     names = _set_names(files)
     searcher = open_searcher(SearchSpec(kind="bm25", index=str(bm25), passages=str(passages)))
+    dense = open_searcher(SearchSpec(kind="dense", index=str(dense_index), passages=str(passages))) if dense_index else None
     examples, report = [], {}
     for file, mode, name in zip(files, modes, names):
         gold = squad_gold_rows(file, searcher.store, words) if str(file).endswith(".json") else None
         built, report[name] = build_training_data(read_questions(file), searcher, gold, hard_negatives, random_negatives,
-                                                  depth, mode)
+                                                  depth, mode, dense=dense)
         examples += [dataclasses.replace(ex, dataset=name) for ex in built] if len(files) > 1 else built
     if len(files) > 1:
         for name, counts in report.items():
-            log.info("%s: kept %d (%d gold, %d distant), dropped %d", name, counts["gold"] + counts["distant"],
-                     counts["gold"], counts["distant"], counts["dropped"])
+            log.info("%s: kept %d (%d gold, %d distant, %d of them via the dense index), dropped %d", name,
+                     counts["gold"] + counts["distant"], counts["gold"], counts["distant"], counts["via_dense"], counts["dropped"])
     write_training_data(out, examples)
     return report
 

@@ -148,6 +148,8 @@ class BuildTrainOptions:
     random_negatives: int = opt(10, help="random negatives kept per question")
     depth: int = opt(100, help="BM25 depth searched for positives and negatives")
     words: int = opt(100, help="words per passage the corpus was split with")
+    dense_index: str | None = opt(None, help="a dense index over --passages: questions without an answer in BM25's "
+                                             "top --depth take their positive from its top --depth")
 
 
 @dataclass(kw_only=True)

@@ -50,32 +50,38 @@ def squad_gold_rows(squad_path: str | os.PathLike, store: PassageStore, words_pe
 
 def build_training_data(questions: list[Question], bm25: Searcher,
                         gold: dict[str, int] | None = None, hard_negatives: int = 30, random_negatives: int = 10,
-                        depth: int = 100, match: str = "string", seed: int = 0,
-                        progress: bool = True) -> tuple[list[TrainingExample], dict[str, int]]:
-    """DPR training examples and counts (``gold``, ``distant``, ``dropped`` questions).
+                        depth: int = 100, match: str = "string", seed: int = 0, progress: bool = True,
+                        dense: Searcher | None = None) -> tuple[list[TrainingExample], dict[str, int]]:
+    """DPR training examples and counts (``gold``, ``distant``, ``dropped`` questions; ``via_dense``: the distant
+    positives that only ``dense`` found).
 
     Positive: the gold passage where given, else the best BM25 passage (of the top ``depth``) holding an
-    answer; questions with neither are dropped. Hard negatives: top BM25 passages without an answer.
+    answer, else (with ``dense``, a dense searcher over the same passages) the best such passage of the dense
+    top ``depth``; questions with none are dropped. Hard negatives: top BM25 passages without an answer.
     """
     rng, store = np.random.default_rng(seed), bm25.store
     gold = gold or {}
-    stats = {"gold": 0, "distant": 0, "dropped": 0}
+    stats = {"gold": 0, "distant": 0, "via_dense": 0, "dropped": 0}
     examples = []
     batch = 256
     bar = tqdm(total=len(questions), desc="build-train", unit="q", disable=not progress)
     for start in range(0, len(questions), batch):
         chunk = questions[start : start + batch]
-        for q, hits in zip(chunk, bm25.search([q.text for q in chunk], k=depth)):
+        texts = [q.text for q in chunk]
+        dense_hits = dense.search(texts, k=depth) if dense is not None else [[] for _ in chunk]
+        for q, hits, extra in zip(chunk, bm25.search(texts, k=depth), dense_hits):
             bar.update(1)
             answer_rows = [h.row for h in hits if has_answer(q.answers, store[h.row].text, match)]
+            dense_rows = [h.row for h in extra if has_answer(q.answers, store[h.row].text, match)]
             if q.id in gold:
                 positive, stats["gold"] = gold[q.id], stats["gold"] + 1
-            elif answer_rows:
-                positive, stats["distant"] = answer_rows[0], stats["distant"] + 1
+            elif answer_rows or dense_rows:
+                positive, stats["distant"] = (answer_rows or dense_rows)[0], stats["distant"] + 1
+                stats["via_dense"] += not answer_rows
             else:
                 stats["dropped"] += 1
                 continue
-            excluded = set(answer_rows) | {positive}
+            excluded = set(answer_rows) | set(dense_rows) | {positive}
             hard = [store[h.row] for h in hits if h.row not in excluded][:hard_negatives]
             randoms: list[Passage] = []
             for row in rng.choice(len(store), size=min(len(store), 3 * random_negatives), replace=False):
@@ -83,6 +89,6 @@ def build_training_data(questions: list[Question], bm25: Searcher,
                     randoms.append(store[int(row)])
             examples.append(TrainingExample(q.text, list(q.answers), [store[positive]], randoms, hard, match=match))
     bar.close()
-    log.info("training examples: %d gold, %d distantly supervised, %d dropped (no answer in BM25 top %d)",
-             stats["gold"], stats["distant"], stats["dropped"], depth)
+    log.info("training examples: %d gold, %d distantly supervised (%d found by the dense index only), %d dropped "
+             "(no answer in the top %d)", stats["gold"], stats["distant"], stats["via_dense"], stats["dropped"], depth)
     return examples, stats

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from densepr.dense.encoder import Encoder
+from densepr.train.attention import use_training_attention
 from densepr.train.batches import make_batch
 from densepr.train.config import TrainConfig
 from densepr.train.data import TrainingExample
@@ -20,6 +21,16 @@ from densepr.train.model import DualEncoderModel
 from densepr.train.sampling import epoch_order, source_shares
 
 CARD_FILE = "training_card.json"
+
+
+def set_dropout(model: torch.nn.Module, hidden: float, attention: float) -> None:
+    """Every dropout to ``hidden``, except those of attention probabilities (a dropout beside query/key projections,
+    as in BERT's and MPNet's self-attention) to ``attention``."""
+    for parent in model.modules():
+        attention_block = any(hasattr(parent, name) for name in ("query", "q", "q_proj"))
+        for child in parent.children():
+            if isinstance(child, torch.nn.Dropout):
+                child.p = attention if attention_block else hidden
 
 
 def average_rank(model: DualEncoderModel, examples: list[TrainingExample], pool: int = 64) -> float:
@@ -56,9 +67,8 @@ class DualEncoderTask:
         self.datasets = sorted({ex.dataset for ex in examples})
         position = {name: i for i, name in enumerate(self.datasets)}
         self.sources = np.array([position[ex.dataset] for ex in examples], dtype=np.int64)
-        for m in model.modules():
-            if isinstance(m, torch.nn.Dropout):
-                m.p = config.dropout
+        set_dropout(model, config.dropout, config.attention_dropout)
+        use_training_attention(model)
 
     def __len__(self) -> int:
         return len(self.examples)
