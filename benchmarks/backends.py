@@ -5,7 +5,7 @@
 For the default model (all-MiniLM-L6-v2, max length 256, the machine's threads):
 
 - passage encoding (passages/s, ``--n`` mini-Wikipedia passages, medians of ``--runs`` interleaved runs) for densepr on
-  torch fp32 / torch bf16 / onnx fp32 / onnx int8, and for sentence-transformers ``encode()`` on its default (torch)
+  torch fp32 / torch bf16 / onnx fp32 / onnx int8 / openvino fp32 / openvino bf16 (where installed), and for sentence-transformers ``encode()`` on its default (torch)
   backend and, with ``--st-python`` (a Python whose sentence-transformers has ``optimum-onnx``: it needs transformers
   < 4.58), on its onnx backend in fp32 and dynamic int8;
 - agreement with densepr torch fp32 (cosine mean/min) and the agreement gate's verdict;
@@ -21,6 +21,7 @@ Writes ``results.json`` and ``report.md`` under ``--out``; ``--page`` also write
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import platform
 import statistics
@@ -34,6 +35,8 @@ import numpy as np
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 VARIANTS = [("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("onnx", "int8")]
+if importlib.util.find_spec("openvino") is not None:  # the optional extra: pip install 'densepr[openvino]'
+    VARIANTS += [("openvino", "fp32"), ("openvino", "bf16")]
 ST_SCRIPT = r"""
 import json, statistics, sys, time
 from sentence_transformers import SentenceTransformer
@@ -88,7 +91,7 @@ def st_encode(python: str, folder: str, pairs: list[list[str]], runs: int, onnx:
 
 
 def encoders(passages, runs: int) -> tuple[dict, dict]:
-    """densepr's four variants: passages/s (interleaved medians) and vectors."""
+    """densepr's variants: passages/s (interleaved medians) and vectors."""
     import densepr
     from densepr.backends.choice import Backend
     from densepr.dense.backend import attach_encoder

@@ -40,21 +40,39 @@ def vectors(encoder: Encoder, question: bool) -> np.ndarray:
     return encoder.embed([p.title for p in PASSAGES], [p.text for p in PASSAGES], bf16=False)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
+ENGINES = [("onnx", "fp32"), ("onnx", "int8"), ("openvino", "fp32"), ("openvino", "bf16")]
+
+
+def needs(engine: str) -> None:
+    pytest.importorskip("openvino" if engine == "openvino" else "onnxruntime")
+
+
+@pytest.mark.parametrize(("engine", "precision"), ENGINES)
 @pytest.mark.parametrize("layout", ["bert", "dpr"])
-def test_onnx_encoders_rank_as_torch(tmp_path, tiny_bert, tiny_dpr, layout, precision):
+def test_exported_encoders_rank_as_torch(tmp_path, tiny_bert, tiny_dpr, layout, engine, precision):
+    needs(engine)
     q_folder, p_folder = (tiny_bert, tiny_bert) if layout == "bert" else tiny_dpr
     question, passage = Encoder.from_pretrained(q_folder), Encoder.from_pretrained(p_folder)
     assert question.pooling == ("dpr" if layout == "dpr" else "cls")
     reference = vectors(question, True) @ vectors(passage, False).T
     for tower, is_question in ((question, True), (passage, False)):
-        placed = attach_encoder(tower, Backend("onnx", precision), PASSAGES, question=is_question, cache_near=tmp_path)
-        assert placed == Backend("onnx", precision) and tower.runner is not None
-        assert tower.backend() == f"onnx {precision}"
+        placed = attach_encoder(tower, Backend(engine, precision), PASSAGES, question=is_question, cache_near=tmp_path)
+        assert placed == Backend(engine, precision) and tower.runner is not None
+        assert tower.backend() == f"{engine} {precision}"
     scores = vectors(question, True) @ vectors(passage, False).T
     if precision == "fp32":
         assert np.allclose(scores, reference, atol=1e-4)
     assert (np.argsort(-scores, axis=1) == np.argsort(-reference, axis=1)).all()
+
+
+def test_one_export_serves_both_engines_with_their_own_agreement(tmp_path, tiny_bert):
+    needs("openvino")
+    encoder = Encoder.from_pretrained(tiny_bert)
+    attach_encoder(encoder, Backend("onnx", "fp32"), PASSAGES, cache_near=tmp_path)
+    attach_encoder(encoder, Backend("openvino", "bf16"), PASSAGES, cache_near=tmp_path)
+    [folder] = (tmp_path / ".densepr-onnx").iterdir()
+    meta = json.loads((folder / META).read_text())
+    assert {"agreement", "agreement_openvino_bf16"} <= set(meta) and meta["agreement"]["cosine_min"] > 0.9999
 
 
 def test_exports_are_cached_by_fingerprint_and_rebuilt_when_corrupt(tmp_path, tiny_bert, caplog):
@@ -126,16 +144,19 @@ def dpr_reader_folder(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
+@pytest.mark.parametrize(("engine", "precision"), ENGINES)
 @pytest.mark.parametrize("kind", ["densepr", "dpr"])
-def test_onnx_readers_pick_the_spans_torch_picks(tmp_path, reader_folder, dpr_reader_folder, kind, precision):
+def test_exported_readers_pick_the_spans_torch_picks(tmp_path, reader_folder, dpr_reader_folder, kind, engine, precision):
+    needs(engine)
     reader = Reader.load(reader_folder if kind == "densepr" else dpr_reader_folder)
     ctxs = [p.ctx() for p in PASSAGES]
     reference = [read_passages(reader, q, ctxs, bf16=False) for q in QUESTIONS]
-    placed = attach_reader(reader, Backend("onnx", precision), PASSAGES, cache_near=tmp_path)
-    [int8] = [json.loads((f / META).read_text()) for f in (tmp_path / ".densepr-onnx").iterdir() if f"-{precision}-" in f.name]
-    # a tiny random reader may well fail the gate in int8 (its logits are near ties): then onnx fp32 runs
-    assert placed == Backend("onnx", precision if passes_gate(int8["agreement"]) else "fp32")
+    placed = attach_reader(reader, Backend(engine, precision), PASSAGES, cache_near=tmp_path)
+    graph = "int8" if precision == "int8" else "fp32"
+    [meta] = [json.loads((f / META).read_text()) for f in (tmp_path / ".densepr-onnx").iterdir() if f"-{graph}-" in f.name]
+    agreement = meta["agreement" if engine == "onnx" else f"agreement_{engine}_{precision}"]
+    # a tiny random reader may well fail the gate in int8 or bf16 (its logits are near ties): then fp32 runs
+    assert placed == Backend(engine, precision if passes_gate(agreement) else "fp32") and reader.backend() == str(placed)
     got = [read_passages(reader, q, ctxs) for q in QUESTIONS]
     for mine, theirs in zip(got, reference):
         assert [r.selection for r in mine] == pytest.approx([r.selection for r in theirs], abs=1e-3 if placed.precision == "fp32" else 0.2)
@@ -158,20 +179,37 @@ def test_choose_rules_and_errors(monkeypatch):
     assert choose("auto") == Backend("torch", "bf16")
     monkeypatch.setattr(choice, "cpu_supports_bf16", lambda: False)
     assert choose("auto") == Backend("torch", "fp32")
+    assert choose("openvino") == Backend("openvino", "fp32") and choose("openvino", "bf16") == Backend("openvino", "bf16")
     for args, message in ((("auto", "int8"), "int8 runs on the onnx backend"), (("torch", "int8"), "runs fp32 or bf16"),
-                          (("onnx", "bf16"), "runs fp32 or int8"), (("tensorrt",), "unknown backend"),
-                          (("auto", "fp8"), "unknown precision")):
+                          (("onnx", "bf16"), "runs fp32 or int8"), (("openvino", "int8"), "runs fp32 or bf16"),
+                          (("tensorrt",), "unknown backend"), (("auto", "fp8"), "unknown precision")):
         with pytest.raises(DenseprError, match=message):
             choose(*args)
-    with pytest.raises(DenseprError, match="runs on CPU"):
-        choose("onnx", gpu=True)
+    for engine in ("onnx", "openvino"):
+        with pytest.raises(DenseprError, match=f"the {engine} backend runs on CPU"):
+            choose(engine, gpu=True)
+    monkeypatch.setattr(choice, "cpu_supports_bf16", lambda: True)
+    assert choose("openvino") == Backend("openvino", "bf16")
+    # long jobs on a bf16 CPU: OpenVINO bf16 where installed; one-shot commands and GPUs keep torch
+    monkeypatch.setattr(choice, "openvino_installed", lambda: True)
+    assert choose("auto", bulk=True) == Backend("openvino", "bf16") and choose("auto", int8=False, bulk=True) == Backend("openvino", "bf16")
+    assert choose("auto") == Backend("torch", "bf16") and choose("auto", gpu=True, bulk=True) == Backend("torch", "bf16")
+    assert choose("auto", "fp32", bulk=True) == Backend("torch", "fp32")
+    monkeypatch.setattr(choice, "openvino_installed", lambda: False)
+    assert choose("auto", bulk=True) == Backend("torch", "bf16")
+    monkeypatch.setattr(choice, "cpu_supports_bf16", lambda: False)
+    monkeypatch.setattr(choice, "openvino_installed", lambda: True)
+    assert choose("auto", bulk=True) == Backend("torch", "fp32")  # measured on bf16 CPUs only
 
 
-def test_missing_onnxruntime_is_one_clear_error(tmp_path, tiny_bert, monkeypatch):
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
+@pytest.mark.parametrize(("engine", "module"), [("onnx", "onnxruntime"), ("openvino", "openvino")])
+def test_a_missing_engine_is_one_clear_error(tmp_path, tiny_bert, monkeypatch, engine, module):
     encoder = Encoder.from_pretrained(tiny_bert)
-    with pytest.raises(DenseprError, match=r"pip install 'densepr\[onnx\]'"):
-        attach_encoder(encoder, Backend("onnx", "fp32"), PASSAGES, cache_near=tmp_path)
+    if engine == "onnx":
+        attach_encoder(encoder, Backend("onnx", "fp32"), PASSAGES, cache_near=tmp_path)  # a cached export: still refused
+    monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
+    with pytest.raises(DenseprError, match=rf"pip install 'densepr\[{engine}\]'"):
+        attach_encoder(encoder, Backend(engine, "fp32"), PASSAGES, cache_near=tmp_path)
 
 
 def test_cli_runs_and_names_the_backend(tmp_path, tiny_indexes, capsys):

@@ -82,7 +82,8 @@ def encode(*, passages: str | Path, out: str | Path, model: str | None = None, s
     store = PassageStore(passages)
     encoder = BiEncoder.load(model, lite=True)
     tower = encoder.passage_encoder
-    attach_encoder(tower, choose(backend, precision, gpu=next(tower.parameters()).is_cuda), sample_passages(store))
+    asked = choose(backend, precision, gpu=next(tower.parameters()).is_cuda, bulk=bf16 is not False)  # --no-bf16: no bf16 engine
+    attach_encoder(tower, asked, sample_passages(store))
     log.info("passage encoder: %s%s", tower.backend(bf16), " (auto)" if backend == "auto" else "")
     start = time.perf_counter()
     path = encode_passages(store, encoder, out, shard_id, num_shards, batch_size=batch_size, chunk_size=chunk_size,
@@ -354,7 +355,8 @@ def answer(*, results: str | Path, reader: str | Path, out: str | Path, ks: Sequ
 
     entries = read_results(results)
     model = Reader.load(reader, lite=True)
-    placed = attach_reader(model, choose(backend, precision, gpu=model.device.type == "cuda", int8=False), ctx_sample(entries))
+    placed = attach_reader(model, choose(backend, precision, gpu=model.device.type == "cuda", int8=False, bulk=bf16 is not False),
+                           ctx_sample(entries))
     start = time.perf_counter()
     predictions, summary = answer_results(model, entries, ks, batch_size, match, bf16, progress)
     summary["seconds_per_question"] = (time.perf_counter() - start) / len(entries)

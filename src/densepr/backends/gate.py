@@ -13,6 +13,7 @@ import numpy as np
 
 from densepr.backends.choice import Backend, passes_gate
 from densepr.backends.onnx import OnnxRunner
+from densepr.backends.openvino import OpenVinoRunner
 from densepr.corpus.passages import Passage, PassageStore
 
 log = logging.getLogger(__name__)
@@ -50,20 +51,26 @@ def agreement_of(runner: OnnxRunner, measure: Measure) -> dict[str, float]:
     return runner.agreement  # type: ignore[return-value]
 
 
-def place(kind: str, backend: Backend, build: Callable[[str], OnnxRunner], measure: Measure,
+def runner_class(backend: str) -> type[OnnxRunner]:
+    """The runner of an exported-graph backend ("onnx" or "openvino")."""
+    return OpenVinoRunner if backend == "openvino" else OnnxRunner
+
+
+def place(kind: str, backend: Backend, build: Callable[[Backend], OnnxRunner], measure: Measure,
           sample: int) -> tuple[Backend, OnnxRunner | None]:
-    """``backend`` and its runner; an exported graph failing the gate falls back to onnx fp32, then to torch fp32."""
+    """``backend`` and its runner; an exported graph failing the gate falls back to the same engine in fp32, then to
+    torch fp32."""
     if backend.name == "torch":
         return backend, None  # kept as given: its ``chosen`` tells an attach that auto picked it
     if not sample:
         log.warning("%s: no passages to check an exported graph against; running torch fp32", kind)
         return Backend("torch", "fp32"), None
     for precision in dict.fromkeys((backend.precision, "fp32")):
-        runner = build(precision)
+        tried = Backend(backend.name, precision)
+        runner = build(tried)
         agreement = agreement_of(runner, measure)
         if passes_gate(agreement):
-            log.debug("%s: onnx %s (agreement with torch fp32: %s)", kind, precision,
-                     ", ".join(f"{k} {v:.4f}" for k, v in agreement.items()))
-            return Backend("onnx", precision), runner
-        log.warning("%s: onnx %s disagrees with torch fp32 (%s); not used", kind, precision, agreement)
+            log.debug("%s: %s (agreement with torch fp32: %s)", kind, tried, ", ".join(f"{k} {v:.4f}" for k, v in agreement.items()))
+            return tried, runner
+        log.warning("%s: %s disagrees with torch fp32 (%s); not used", kind, tried, agreement)
     return Backend("torch", "fp32"), None

@@ -103,44 +103,62 @@ class OnnxRunner:
     >>> runner = OnnxRunner.build(encoder, sample, ["vectors"], "int8", key, Path("cache"))   # doctest: +SKIP
     """
 
-    def __init__(self, path: Path, threads: int | None = None):
-        ort = require_onnxruntime()
+    engine = "onnx"  # the backend's name; another engine over the same exported graphs subclasses this (OpenVINO)
+
+    def __init__(self, path: Path, precision: str = "fp32", threads: int | None = None):
+        self.path, self.precision = path, precision
+        self.open(path, threads or torch.get_num_threads())
+        meta = path.parent / META
+        self.agreement: dict[str, float] | None = json.loads(meta.read_text()).get(self.agreement_key) if meta.is_file() else None
+
+    @classmethod
+    def require(cls) -> Any:
+        """The engine's module, or a one-line error saying how to install it."""
+        return require_onnxruntime()
+
+    def open(self, path: Path, threads: int) -> None:
+        """Load the graph into the engine (raises the engine's own errors for a truncated or foreign graph)."""
+        ort = self.require()
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.intra_op_num_threads = threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
-        self.path = path
-        meta = path.parent / META
-        self.agreement: dict[str, float] | None = json.loads(meta.read_text()).get("agreement") if meta.is_file() else None
+
+    @property
+    def agreement_key(self) -> str:
+        """Where the export's metadata keeps this engine's agreement (one graph serves several engines/precisions)."""
+        return "agreement" if self.engine == "onnx" else f"agreement_{self.engine}_{self.precision}"
 
     def record_agreement(self, agreement: dict[str, float]) -> None:
         """Keep ``agreement`` (with torch fp32, measured once) in the export's metadata."""
         self.agreement = agreement
         meta = self.path.parent / META
-        write_json(meta, {**json.loads(meta.read_text()), "agreement": agreement})
+        write_json(meta, {**json.loads(meta.read_text()), self.agreement_key: agreement})
 
     @classmethod
     def build(cls, module: torch.nn.Module, sample: Mapping[str, torch.Tensor], outputs: Sequence[str], precision: str,
               key: str, root: Path) -> OnnxRunner:
-        """The runner of ``module`` at ``precision`` (fp32 or int8), exported into ``root/<key>-<precision>`` unless there."""
-        folder = root / f"{key}-{precision}-r{RECIPE}"
+        """The runner of ``module`` at ``precision``, its graph exported into ``root/<key>-<graph precision>`` unless
+        there (int8 graphs are quantised; any other precision runs the fp32 graph)."""
+        cls.require()
+        graph = "int8" if precision == "int8" else "fp32"
+        folder = root / f"{key}-{graph}-r{RECIPE}"
         if (folder / META).is_file():
             try:
-                return cls(folder / GRAPH)
-            except Exception as exc:  # onnxruntime raises its own types for truncated or foreign graphs
+                return cls(folder / GRAPH, precision)
+            except Exception as exc:  # the engines raise their own types for truncated or foreign graphs
                 log.warning("%s: cannot load the exported graph (%s); exporting it again", folder, str(exc).splitlines()[0][:120])
-        log.info("exporting %s to ONNX (%s) -> %s", type(module).__name__, precision, folder)
+        log.info("exporting %s to ONNX (%s) -> %s", type(module).__name__, graph, folder)
         with atomic_folder(folder) as tmp:
             export_graph(module, sample, outputs, tmp / "fp32.onnx")
-            if precision == "int8":
+            if graph == "int8":
                 quantize_int8(tmp / "fp32.onnx", tmp / GRAPH)
                 (tmp / "fp32.onnx").unlink()
             else:
                 (tmp / "fp32.onnx").rename(tmp / GRAPH)
-            write_json(tmp / META, {"key": key, "precision": precision, "recipe": RECIPE, "opset": OPSET, "torch": torch.__version__,
-                                    "onnxruntime": require_onnxruntime().__version__})
-        return cls(folder / GRAPH)
+            write_json(tmp / META, {"key": key, "precision": graph, "recipe": RECIPE, "opset": OPSET, "torch": torch.__version__})
+        return cls(folder / GRAPH, precision)
 
     def __call__(self, tensors: Mapping[str, np.ndarray | torch.Tensor]) -> list[np.ndarray]:
         feed = {k: np.asarray(tensors[k], dtype=np.int64) for k in self.inputs}

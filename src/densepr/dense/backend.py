@@ -1,4 +1,4 @@
-"""Run an encoder tower on a backend: torch, or its ONNX export checked against torch fp32.
+"""Run an encoder tower on a backend: torch, or its ONNX export (on ONNX Runtime or OpenVINO) checked against torch fp32.
 
 >>> attach_encoder(encoder, choose("auto"), sample_passages(store), question=True)   # doctest: +SKIP
 Backend(name='onnx', precision='int8')
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from densepr.backends.choice import Backend
-from densepr.backends.gate import place, question_like
+from densepr.backends.gate import place, question_like, runner_class
 from densepr.backends.onnx import OnnxRunner, cache_root, module_fingerprint
 from densepr.corpus.passages import Passage
 from densepr.dense.encoder import Encoder
@@ -24,12 +24,12 @@ def attach_encoder(encoder: Encoder, backend: Backend, passages: Sequence[Passag
     corpus's own, the agreement sample (as titles/texts for a passage tower, question-shaped for a question tower)."""
     texts, pairs = (question_like(passages), None) if question else ([p.title for p in passages], [p.text for p in passages])
 
-    def build(precision: str) -> OnnxRunner:
+    def build(backend: Backend) -> OnnxRunner:
         sample = dict(encoder.tokenizer.pad(encoder.tokenize(["a", *texts[:1]], None if pairs is None else ["b", *pairs[:1]]),
                                             return_tensors="pt"))
         settings = {"kind": "encoder", "pooling": encoder.pooling, "normalize": encoder.normalize}
-        return OnnxRunner.build(encoder, sample, ["vectors"], precision, module_fingerprint(encoder, settings),
-                                cache_root(cache_near or encoder.source))
+        return runner_class(backend.name).build(encoder, sample, ["vectors"], backend.precision,
+                                                module_fingerprint(encoder, settings), cache_root(cache_near or encoder.source))
 
     def measure(runner: OnnxRunner) -> dict[str, float]:
         encoder.runner, encoder.precision = None, "fp32"

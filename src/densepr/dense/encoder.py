@@ -148,9 +148,9 @@ class Encoder(torch.nn.Module):
         return int(getattr(cfg, "projection_dim", 0) or cfg.hidden_size)
 
     def backend(self, bf16: bool | None = None) -> str:
-        """What computes the vectors: ``torch fp32``, ``torch bf16`` or ``onnx <precision>`` (``bf16`` as :meth:`embed`)."""
+        """What computes the vectors: ``torch fp32``, ``torch bf16`` or ``<onnx|openvino> <precision>`` (``bf16`` as :meth:`embed`)."""
         if self.runner is not None:
-            return f"onnx {self.precision}"
+            return f"{getattr(self.runner, 'engine', 'onnx')} {self.precision}"
         device = next(self.model.parameters()).device
         if not use_bf16(device.type, bf16, self.precision):
             return "torch fp32"

@@ -1,4 +1,4 @@
-"""Run the reader on a backend: torch, or its ONNX export checked against torch fp32.
+"""Run the reader on a backend: torch, or its ONNX export (on ONNX Runtime or OpenVINO) checked against torch fp32.
 
 >>> attach_reader(reader, choose("auto"), sample_passages(store))   # doctest: +SKIP
 Backend(name='onnx', precision='int8')
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from densepr.backends.choice import Backend
-from densepr.backends.gate import place, question_like
+from densepr.backends.gate import place, question_like, runner_class
 from densepr.backends.onnx import OnnxRunner, cache_root, module_fingerprint
 from densepr.corpus.passages import Passage
 from densepr.read.model import Reader
@@ -26,11 +26,11 @@ def attach_reader(reader: Reader, backend: Backend, passages: Sequence[Passage],
     ctxs: list[Mapping[str, Any]] = [p.ctx() for p in passages]
     questions = question_like(passages)
 
-    def build(precision: str) -> OnnxRunner:
+    def build(backend: Backend) -> OnnxRunner:
         sample = dict(reader.encode(["a", questions[0]], [{"title": "t", "text": "b"}, ctxs[0]]).tensors)
         settings = {"kind": "reader", "input_format": reader.input_format}
-        return OnnxRunner.build(reader, sample, ["start", "end", "select"], precision, module_fingerprint(reader, settings),
-                                cache_root(cache_near or reader.source))
+        return runner_class(backend.name).build(reader, sample, ["start", "end", "select"], backend.precision,
+                                                module_fingerprint(reader, settings), cache_root(cache_near or reader.source))
 
     def measure(runner: OnnxRunner) -> dict[str, float]:
         batch = reader.encode(questions, ctxs)

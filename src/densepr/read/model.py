@@ -151,9 +151,9 @@ class Reader(torch.nn.Module):
         return next(self.parameters()).device
 
     def backend(self) -> str:
-        """What computes the logits: ``torch fp32``, ``torch bf16`` or ``onnx <precision>``."""
+        """What computes the logits: ``torch fp32``, ``torch bf16`` or ``<onnx|openvino> <precision>``."""
         if self.runner is not None:
-            return f"onnx {self.precision}"
+            return f"{getattr(self.runner, 'engine', 'onnx')} {self.precision}"
         return "torch bf16" if use_bf16(self.device.type, None, self.precision) else "torch fp32"
 
     def encode(self, questions: Sequence[str], ctxs: Sequence[Mapping[str, Any]]) -> PassageBatch:
