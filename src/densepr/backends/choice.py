@@ -43,7 +43,8 @@ class BackendOptions:
     """The options every command that runs a model shares."""
 
     backend: str = opt("auto", choices=BACKENDS, help="inference backend: auto picks torch bf16 on GPUs and CPUs with bf16 "
-                       "units, ONNX Runtime int8 elsewhere when it is installed (pip install 'densepr[onnx]'), else torch fp32")
+                       "units (OpenVINO bf16 for encode and qa there, when installed: pip install 'densepr[openvino]'), "
+                       "ONNX Runtime int8 elsewhere when it is installed (pip install 'densepr[onnx]'), else torch fp32")
     precision: str | None = opt(None, choices=PRECISIONS, help="fp32, bf16 (torch, openvino) or int8 (onnx); default: the backend's "
                                 "best here. An exported graph runs only if it agrees with torch fp32 on the corpus's passages")
 
