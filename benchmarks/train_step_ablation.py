@@ -2,11 +2,13 @@
 
     python -m benchmarks.train_step_ablation [--train-file benchmarks/out/train/train.json] [--steps 8] [--fp32]
 
-Settings, one step of each in turn (same model, the same batches in the same order):
+Settings, one step of each in turn (the same model; every setting runs the same batches):
 
-- ``old``: attention-probability dropout 0.1 (as the hidden dropouts) and transformers' ``sdpa`` attention;
+- ``old``: attention-probability dropout 0.1 (as the hidden dropouts), transformers' ``sdpa`` attention, the passages
+  of a step padded as one batch;
 - ``no attention dropout``: 0 there, so CPU attention takes the fused (flash) kernel;
-- ``densepr``: that, plus fused attention in fp32 under bf16 autocast (:mod:`densepr.train.attention`), the default.
+- ``fp32 attention``: that, plus fused attention in fp32 under bf16 autocast (:mod:`densepr.train.attention`);
+- ``densepr``: that, plus the passages encoded in ``LENGTH_GROUPS`` groups of similar length (the default).
 
 Medians skip each setting's first step. Writes ``results.json`` and ``report.md`` under ``--out``.
 """
@@ -26,12 +28,15 @@ from densepr.fileio import write_json
 from densepr.hardware import use_bf16
 from densepr.loop import TrainingLoop, epoch_order
 from densepr.train import DualEncoderModel, DualEncoderTask, TrainConfig, read_training_data
+from densepr.train import model as model_module
 from densepr.train.attention import NAME
+from densepr.train.model import LENGTH_GROUPS
 from densepr.train.task import set_dropout
 
 from benchmarks.backends import cpu
 
-SETTINGS = {"old": (0.1, "sdpa"), "no attention dropout": (0.0, "sdpa"), "densepr": (0.0, NAME)}
+SETTINGS = {"old": (0.1, "sdpa", 1), "no attention dropout": (0.0, "sdpa", 1), "fp32 attention": (0.0, NAME, 1),
+            "densepr": (0.0, NAME, LENGTH_GROUPS)}
 
 
 def main() -> None:
@@ -43,7 +48,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/out/train_step_ablation")
     args = parser.parse_args()
     batch, rounds = args.batch_size, args.steps
-    examples = read_training_data(args.train_file)[: len(SETTINGS) * rounds * batch]
+    examples = read_training_data(args.train_file)[: rounds * batch]
     model = DualEncoderModel(BiEncoder.load("default"))
     config = TrainConfig(out=tempfile.mkdtemp(), batch_size=batch, save_every=0, warmup_steps=2, bf16=False if args.fp32 else None)
     trainer = TrainingLoop(DualEncoderTask(model, examples, config))
@@ -53,12 +58,14 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in SETTINGS}
     for step in range(len(SETTINGS) * rounds):
         name = list(SETTINGS)[step % len(SETTINGS)]
-        attention_dropout, implementation = SETTINGS[name]
+        attention_dropout, implementation, groups = SETTINGS[name]
         set_dropout(model, config.dropout, attention_dropout)
+        model_module.LENGTH_GROUPS = groups
         for c in configs:
             c._attn_implementation = implementation
         start = time.perf_counter()
-        trainer.step(order[step * batch : (step + 1) * batch], 0)
+        first = (step // len(SETTINGS)) * batch  # every setting runs the same batches
+        trainer.step(order[first : first + batch], 0)
         times[name].append(time.perf_counter() - start)
     medians = {name: statistics.median(ts[1:]) for name, ts in times.items()}
     precision = "bf16" if use_bf16("cpu", config.bf16) else "fp32"

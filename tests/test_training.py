@@ -64,6 +64,23 @@ def test_attention_dropout_is_set_apart_from_the_other_dropouts(tiny_bert, tmp_p
     assert torch.equal(model.question_encoder(**q), model.question_encoder(**q))
 
 
+def test_passages_encoded_in_length_groups_match_one_padded_batch(tiny_bert):
+    from densepr.train import model as model_module
+
+    from densepr.corpus.passages import Passage
+    from densepr.train.data import TrainingExample
+
+    examples = [TrainingExample(f"question {i}", ["a"], [Passage(f"p{i}", "word " * (3 + 9 * i), "T")], [],
+                                [Passage(f"h{i}", "other " * (40 - 7 * i), "H")]) for i in range(5)]
+    model = _model(tiny_bert).eval()
+    _, p = _batch(model, examples, [0, 1, 2, 3, 4], hard=1)
+    lengths = p["attention_mask"].sum(1)
+    assert lengths.min() < lengths.max()  # the groups really are padded differently
+    grouped = model.encode_passages(p)
+    assert torch.allclose(grouped, model.passage_encoder(**p), atol=1e-5)
+    assert model_module.LENGTH_GROUPS > 1 and len(lengths) >= 2 * model_module.LENGTH_GROUPS
+
+
 def _grads(model):
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 

@@ -24,6 +24,12 @@ def similarity(q: torch.Tensor, p: torch.Tensor, kind: str = "dot") -> torch.Ten
     raise DenseprError(f"unknown similarity {kind!r}; choose from {', '.join(SIMILARITIES)}")
 
 
+# Passages are encoded in this many groups of similar length: less padding. With 2 groups against 1, a CPU training step
+# (MiniLM, batch 32, one hard negative; 2-core Xeon) took 1.09x less time in fp32 with torch capped to AVX2 and 1.06x
+# in bf16 (benchmarks/train_step_ablation.py); a first probe gave 1.16x and 1.32x (4 groups: 1.17x and 1.26x).
+LENGTH_GROUPS = 2
+
+
 class DualEncoderModel(torch.nn.Module):
     """Question and passage towers trained with DPR's loss.
 
@@ -52,7 +58,16 @@ class DualEncoderModel(torch.nn.Module):
         return self.question_encoder(**batch)
 
     def encode_passages(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.passage_encoder(**batch)
+        """The passages' vectors; on a CPU in ``LENGTH_GROUPS`` groups of similar length (each padded to its own longest)."""
+        mask = batch["attention_mask"]
+        if mask.device.type != "cpu" or mask.size(0) < 2 * LENGTH_GROUPS:  # measured on CPUs only
+            return self.passage_encoder(**batch)
+        order = torch.argsort(mask.sum(1), stable=True)
+        parts = []
+        for rows in order.chunk(LENGTH_GROUPS):
+            columns = mask[rows].any(0)  # the group's non-padding positions (left or right padding alike)
+            parts.append(self.passage_encoder(**{k: v[rows][:, columns] for k, v in batch.items()}))
+        return torch.cat(parts)[torch.argsort(order)]
 
     def loss(self, q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         """NLL of each question's positive among all passages of all processes."""
