@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--keep-old-negatives", action="store_true", help="mined negatives join the BM25 ones")
     parser.add_argument("--dense-positives", action="store_true",
                         help="distant supervision also searches the start model's zero-shot index for positives")
-    parser.add_argument("--attention-dropout", type=float, default=0.0)
+    parser.add_argument("--attention-dropout", type=float, default=TrainConfig.attention_dropout)
     parser.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps")
     parser.add_argument("--model", default=None, help="start model (default: the default model)")
     parser.add_argument("--data", default=str(DATA), help="the shared data folder")

@@ -28,7 +28,6 @@ from densepr.fileio import write_json
 from densepr.hardware import use_bf16
 from densepr.loop import TrainingLoop, epoch_order
 from densepr.train import DualEncoderModel, DualEncoderTask, TrainConfig, read_training_data
-from densepr.train import model as model_module
 from densepr.train.attention import NAME
 from densepr.train.model import LENGTH_GROUPS
 from densepr.train.task import set_dropout
@@ -60,7 +59,7 @@ def main() -> None:
         name = list(SETTINGS)[step % len(SETTINGS)]
         attention_dropout, implementation, groups = SETTINGS[name]
         set_dropout(model, config.dropout, attention_dropout)
-        model_module.LENGTH_GROUPS = groups
+        model.length_groups = groups
         for c in configs:
             c._attn_implementation = implementation
         start = time.perf_counter()

@@ -65,8 +65,6 @@ def test_attention_dropout_is_set_apart_from_the_other_dropouts(tiny_bert, tmp_p
 
 
 def test_passages_encoded_in_length_groups_match_one_padded_batch(tiny_bert):
-    from densepr.train import model as model_module
-
     from densepr.corpus.passages import Passage
     from densepr.train.data import TrainingExample
 
@@ -78,7 +76,7 @@ def test_passages_encoded_in_length_groups_match_one_padded_batch(tiny_bert):
     assert lengths.min() < lengths.max()  # the groups really are padded differently
     grouped = model.encode_passages(p)
     assert torch.allclose(grouped, model.passage_encoder(**p), atol=1e-5)
-    assert model_module.LENGTH_GROUPS > 1 and len(lengths) >= 2 * model_module.LENGTH_GROUPS
+    assert model.length_groups > 1 and len(lengths) >= 2 * model.length_groups
 
 
 def _grads(model):

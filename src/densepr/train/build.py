@@ -68,20 +68,26 @@ def build_training_data(questions: list[Question], bm25: Searcher,
     for start in range(0, len(questions), batch):
         chunk = questions[start : start + batch]
         texts = [q.text for q in chunk]
-        dense_hits = dense.search(texts, k=depth) if dense is not None else [[] for _ in chunk]
-        for q, hits, extra in zip(chunk, bm25.search(texts, k=depth), dense_hits):
+        hits_of = bm25.search(texts, k=depth)
+        answer_rows_of = [[h.row for h in hits if has_answer(q.answers, store[h.row].text, match)] for q, hits in zip(chunk, hits_of)]
+        missed = [i for i, q in enumerate(chunk) if q.id not in gold and not answer_rows_of[i]]
+        dense_positive: dict[int, int] = {}  # only the questions BM25 left without a positive are searched again
+        if dense is not None and missed:
+            for i, extra in zip(missed, dense.search([texts[i] for i in missed], k=depth)):
+                found = [h.row for h in extra if has_answer(chunk[i].answers, store[h.row].text, match)]
+                if found:
+                    dense_positive[i] = found[0]
+        for i, (q, hits, answer_rows) in enumerate(zip(chunk, hits_of, answer_rows_of)):
             bar.update(1)
-            answer_rows = [h.row for h in hits if has_answer(q.answers, store[h.row].text, match)]
-            dense_rows = [h.row for h in extra if has_answer(q.answers, store[h.row].text, match)]
             if q.id in gold:
                 positive, stats["gold"] = gold[q.id], stats["gold"] + 1
-            elif answer_rows or dense_rows:
-                positive, stats["distant"] = (answer_rows or dense_rows)[0], stats["distant"] + 1
+            elif answer_rows or i in dense_positive:
+                positive, stats["distant"] = answer_rows[0] if answer_rows else dense_positive[i], stats["distant"] + 1
                 stats["via_dense"] += not answer_rows
             else:
                 stats["dropped"] += 1
                 continue
-            excluded = set(answer_rows) | set(dense_rows) | {positive}
+            excluded = set(answer_rows) | {positive}
             hard = [store[h.row] for h in hits if h.row not in excluded][:hard_negatives]
             randoms: list[Passage] = []
             for row in rng.choice(len(store), size=min(len(store), 3 * random_negatives), replace=False):

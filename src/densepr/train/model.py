@@ -50,6 +50,7 @@ class DualEncoderModel(torch.nn.Module):
         unit = similarity == "cosine" or self.question_encoder.normalize
         self.similarity = similarity
         self.temperature = temperature if temperature is not None else (0.05 if unit else 1.0)
+        self.length_groups = LENGTH_GROUPS
 
     def biencoder(self, name: str = "") -> BiEncoder:
         return BiEncoder(self.question_encoder, self.passage_encoder, name=name)
@@ -58,13 +59,13 @@ class DualEncoderModel(torch.nn.Module):
         return self.question_encoder(**batch)
 
     def encode_passages(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The passages' vectors; on a CPU in ``LENGTH_GROUPS`` groups of similar length (each padded to its own longest)."""
+        """The passages' vectors; on a CPU in ``length_groups`` groups of similar length (each padded to its own longest)."""
         mask = batch["attention_mask"]
-        if mask.device.type != "cpu" or mask.size(0) < 2 * LENGTH_GROUPS:  # measured on CPUs only
+        if mask.device.type != "cpu" or mask.size(0) < 2 * self.length_groups:  # measured on CPUs only
             return self.passage_encoder(**batch)
         order = torch.argsort(mask.sum(1), stable=True)
         parts = []
-        for rows in order.chunk(LENGTH_GROUPS):
+        for rows in order.chunk(self.length_groups):
             columns = mask[rows].any(0)  # the group's non-padding positions (left or right padding alike)
             parts.append(self.passage_encoder(**{k: v[rows][:, columns] for k, v in batch.items()}))
         return torch.cat(parts)[torch.argsort(order)]
