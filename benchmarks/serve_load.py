@@ -2,7 +2,7 @@
 
     python -m benchmarks.serve_load --index benchmarks/out/retrieval/flat [--bm25-index benchmarks/out/retrieval/bm25]
         [--retrievers dense,bm25,hybrid] [--requests 500] [--concurrency 16,64] [--k 10] [--max-seconds 60]
-        [--soak-seconds 600] [--questions NQ-open.dev.jsonl] [--out benchmarks/out/serve]
+        [--soak-seconds 600] [--questions NQ-open.dev.jsonl] [--out benchmarks/out/serve] [--page]
 
 Starts the server as a subprocess on a free 127.0.0.1 port (loopback only), then fires ``--requests`` single-question
 ``/search`` requests per retriever and concurrency from this process with that many threads (one HTTP client each).
@@ -10,7 +10,9 @@ A request shed with 429 is counted as shed, and its client waits the ``Retry-Aft
 does. The whole load is bounded by ``--max-seconds`` (shared evenly between the phases; a phase stops early when its
 share is spent). The server's resident memory is sampled every second. ``--soak-seconds``: afterwards, load the first
 retriever at the highest concurrency for that long and report the RSS curve after the first fifth (the warm-up).
-Writes ``serve_load.json`` and ``serve_load.md`` under ``--out``, and the server's log as ``server.log``.
+Give a concurrency more than once (``16,64,16,64``) to see run-to-run noise. Writes ``serve_load.json`` and
+``serve_load.md`` under ``--out``, and the server's log as ``server.log``; ``--page`` also writes the report into
+``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -84,6 +86,12 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """A process's user + system CPU time so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_phase(base: str, retriever: str, questions: list[str], n: int, concurrency: int, k: int, seconds: float,
               server_pid: int, sample_every: float = 1.0) -> dict:
     """``n`` requests from ``concurrency`` threads, stopping at ``seconds``; latencies of the answered ones, the shed
@@ -153,21 +161,24 @@ def soak_summary(rss: list[tuple[float, float]], warmup_share: float = 0.2) -> d
 
 
 def markdown(report: dict) -> str:
-    lines = ["# `densepr serve` load test", "",
-             (f"{report['machine']['cpus']} CPUs ({report['machine']['cpu']}); client and server on the same machine; "
+    cpu = report["machine"]
+    lines = [f"# `densepr serve` load test, {report['date']}", "",
+             f"CPU: {cpu['model']}, flags {' '.join(cpu['flags'])}, {cpu['cpus']} cores. Command: `{report['command']}`.", "",
+             (f"Client and server on the same machine; "
               f"{report['passages']:,} passages; k = {report['k']}, {report['requests_per_retriever']} requests per phase, "
               f"at most {report['max_seconds']} s in all; the server sheds (429, Retry-After: 1; the client waits it out) "
               f"beyond {report['max_pending']} requests in flight, or beyond {ALWAYS_ADMITTED} when those would take "
               "over its --max-queue-wait (0.5 s unless --serve-option says otherwise) at its recent rate."), "",
              "| retriever | clients | answered | shed (429) | errors | seconds | answered/s | p50 ms | p90 ms | p99 ms | "
-             "max ms | mean dense batch | server RSS MB (max) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "max ms | mean batch | server RSS MB (max) | CPU ms per answer: server / client |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for p in report["phases"]:
         lat = p["latency_ms"]
         top = max((mb for _, mb in p["rss_mb"]), default=float("nan"))
         lines.append(f"| {p['retriever']} | {p['concurrency']} | {p['ok']} | {p['shed_429']} | {p['errors']} | {p['seconds']} | "
                      f"{p['requests_per_second']} | {lat['p50']} | {lat['p90']} | {lat['p99']} | {lat['max']} | "
-                     f"{p.get('mean_dense_batch', '-')} | {top:.0f} |")
+                     f"{p.get('mean_batch', '-')} | {top:.0f} | {p.get('server_cpu_ms_per_answer', '-')} / "
+                     f"{p.get('client_cpu_ms_per_answer', '-')} |")
     soak = report.get("soak")
     if soak:
         s, p = soak["summary"], soak["phase"]
@@ -195,6 +206,7 @@ def main() -> None:
     parser.add_argument("--startup-seconds", type=float, default=180, help="how long to wait for the server to load")
     parser.add_argument("--questions", help="question file (densepr.read_questions formats; default: 24 built-in)")
     parser.add_argument("--out", default="benchmarks/out/serve")
+    parser.add_argument("--page", action="store_true", help="also write the report into benchmarks/RESULTS.md")
     parser.add_argument("--serve-option", action="append", default=[], metavar="ARG",
                         help="an argument passed on to densepr serve (repeat: --serve-option=--backend --serve-option=onnx)")
     args = parser.parse_args()
@@ -242,24 +254,36 @@ def main() -> None:
             server.kill()
             server.wait()
 
-    report = {"machine": {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version()},
+    from benchmarks.backends import cpu
+
+    report = {"machine": {**cpu(), "cpus": os.cpu_count(), "python": platform.python_version()},
+              "date": time.strftime("%Y-%m-%d", time.gmtime()), "command": "python -m benchmarks.serve_load " + " ".join(sys.argv[1:]),
               "server": " ".join(server.args[2:]) if isinstance(server.args, list) else str(server.args),
               "startup_seconds": round(startup, 1), "passages": health["passages"], "indexes": health["indexes"],
               "questions": len(questions), "requests_per_retriever": args.requests, "max_pending": args.max_pending,
               "k": args.k, "max_seconds": args.max_seconds, "phases": phases, "soak": soak}
     write_json(out / "serve_load.json", report)
-    (out / "serve_load.md").write_text(markdown(report), encoding="utf-8")
-    print(markdown(report))
+    text = markdown(report)
+    (out / "serve_load.md").write_text(text, encoding="utf-8")
+    if args.page:
+        from benchmarks.report import write_page_section
+
+        write_page_section("serve-load", text)
+    print(text)
 
 
 def measured(base: str, retriever: str, questions: list[str], n: int, clients: int, k: int, seconds: float,
              server_pid: int, sample_every: float = 1.0) -> dict:
-    """:func:`run_phase`, with the server's mean dense batch over the phase."""
+    """:func:`run_phase`, with the server's mean batch and the CPU time server and client spent per answer."""
     before = httpx.get(base + "/health").json()["batching"]
+    server_cpu, client_cpu = cpu_seconds(server_pid), cpu_seconds(os.getpid())
     phase = run_phase(base, retriever, questions, n, clients, k, seconds, server_pid, sample_every)
+    answered = max(phase["ok"], 1)
+    phase["server_cpu_ms_per_answer"] = round(1000 * (cpu_seconds(server_pid) - server_cpu) / answered, 2)
+    phase["client_cpu_ms_per_answer"] = round(1000 * (cpu_seconds(os.getpid()) - client_cpu) / answered, 2)
     after = httpx.get(base + "/health").json()["batching"]
     if after and after["batches"] > before["batches"]:
-        phase["mean_dense_batch"] = round((after["questions"] - before["questions"]) / (after["batches"] - before["batches"]), 2)
+        phase["mean_batch"] = round((after["questions"] - before["questions"]) / (after["batches"] - before["batches"]), 2)
     return phase
 
 

@@ -9,7 +9,7 @@ from densepr.corpus.passages import PassageStore
 from densepr.dense.biencoder import BiEncoder
 from densepr.dense.passage_encoding import encode_passages, load_embeddings, shard_range
 from densepr.errors import DenseprError
-from densepr.index.faiss_index import INDEX_TYPES, DenseIndex
+from densepr.index.faiss_index import INDEX_TYPES, DenseIndex, build_faiss
 
 
 def test_shard_ranges_cover_rows_once():
@@ -130,3 +130,32 @@ def test_index_rejects_wrong_dimension_queries():
         index.search(np.ones((1, 3), np.float32), 2)
     scores, rows = index.search(np.eye(4, dtype=np.float32)[:1], 10)
     assert rows.shape == (1, 4) and rows[0, 0] == 0
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_flat_search_gives_faiss_rows_and_scores(shards, monkeypatch):
+    """Exact search runs in numpy (index.exact); in small score blocks and across shards it returns FAISS's top k."""
+    from densepr.index import exact
+
+    monkeypatch.setattr(exact, "SCORE_BLOCK_BYTES", 4 * 5 * 700)  # 5 queries: blocks of 1,024 rows
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(2500, 16)).astype(np.float32)
+    index = DenseIndex.build(vectors, [str(i) for i in range(2500)], kind="flat", shards=shards)
+    queries = rng.normal(size=(5, 16)).astype(np.float32)
+    for k in (1, 10, 1500, 2500, 9999):
+        scores, rows = index.search(queries, k)
+        want_scores, want_rows = index.index.search(queries, min(k, 2500))  # FAISS's own flat search
+        assert rows.shape == want_rows.shape == (5, min(k, 2500)) and np.allclose(scores, want_scores, atol=1e-4)
+        assert np.allclose(np.take_along_axis(queries @ vectors.T, rows, axis=1), scores, atol=1e-4)
+        assert np.all(np.diff(scores, axis=1) <= 0) and all(len(set(r)) == len(r) for r in rows)
+        if k <= 10:  # deeper down, scores a float rounding apart may swap
+            assert np.array_equal(rows, want_rows)
+    assert index.search(queries[:0], 3)[1].shape == (0, 3)
+    assert exact.MAX_QUERIES > len(queries)  # so the numpy path is what ran
+    ties = DenseIndex.build(rng.integers(0, 3, size=(2500, 4)).astype(np.float32), [str(i) for i in range(2500)], shards=shards)
+    few = rng.integers(0, 3, size=(5, 4)).astype(np.float32)
+    scores, rows = ties.search(few, 2500)  # equal scores abound: ordered by row, so any k gives a prefix of this
+    assert all(np.all(np.diff(r[s == s[0]]) > 0) for s, r in zip(scores, rows))
+    for k in (1, 7, 300):
+        assert np.array_equal(ties.search(few, k)[1], rows[:, :k])
+    assert exact.flat_vectors(build_faiss(vectors, "hnsw")) is None  # other index types search with FAISS

@@ -258,13 +258,7 @@ def test_page_is_self_contained(client):
 def test_concurrent_dense_requests_are_batched(index):
     app = create_app(index=str(index / "flat"), max_wait=0.05, backend="torch")
     questions = [f"{QUESTIONS[i % 3]} {i}" for i in range(12)]
-
-    async def fire() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            return await asyncio.gather(*(c.post("/search", json={"question": q, "k": 7}) for q in questions))
-
-    responses = asyncio.run(fire())
+    responses = _fire(app, [{"question": q, "k": 7} for q in questions])
     assert all(r.status_code == 200 for r in responses)
     stats = app.state.service.batcher.stats
     assert stats.items == 12 and stats.batches < 12 and stats.largest > 1
@@ -273,6 +267,25 @@ def test_concurrent_dense_requests_are_batched(index):
         got = {p["id"]: p["score"] for p in r.json()["results"][0]["passages"]}
         assert r.json()["results"][0]["question"] == q
         assert got == pytest.approx({dense.ids[h.row]: h.score for h in hits}, abs=1e-4)
+
+
+def test_a_batch_of_mixed_retrievers_and_ks_answers_each_as_alone(index):
+    """Requests batched together (one encoding call, one search per retriever and k) get what each gets alone."""
+    app = create_app(index=str(index / "flat"), bm25_index=str(index / "bm25"), max_wait=0.05, backend="torch")
+    bodies = [{"question": QUESTIONS[i % 3], "k": 2 + i % 4, "retriever": ("dense", "bm25", "hybrid")[i % 3]} for i in range(12)]
+    bodies.append({"question": QUESTIONS[0], "retriever": "nope"})  # refused on its own (422), the others unharmed
+    together = _fire(app, bodies)
+    assert app.state.service.batcher.stats.batches < 12
+    alone = [_fire(app, [{**body, "k": 7}])[0] for body in bodies]  # every passage (7), each request alone
+    assert together[-1].status_code == alone[-1].status_code == 422
+    for body, r, single in zip(bodies[:-1], together, alone, strict=False):
+        assert r.status_code == 200, r.text
+        got, every = r.json()["results"][0]["passages"], single.json()["results"][0]["passages"]
+        want = every[: body["k"]]
+        # the same scores; ids in an order those scores allow (the random tiny BERT ties passages within 1e-5)
+        assert [p["score"] for p in got] == pytest.approx([p["score"] for p in want], abs=1e-4)
+        scores = {p["id"]: p["score"] for p in every}
+        assert [p["score"] for p in got] == pytest.approx([scores[p["id"]] for p in got], abs=1e-4)
 
 
 def _record(calls: list[list[str]], delay: float = 0.0):
@@ -417,12 +430,14 @@ def _slowed(app, monkeypatch, seconds: float) -> None:
     monkeypatch.setattr(service, "search", slow)
 
 
-def _fire(app, n: int) -> list[httpx.Response]:
-    """``n`` searches sent to ``app`` at once."""
+def _fire(app, searches: int | list[dict]) -> list[httpx.Response]:
+    """Searches sent to ``app`` at once: these bodies, or this many of one question."""
+    bodies = [{"question": QUESTIONS[0]}] * searches if isinstance(searches, int) else searches
+
     async def fire() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            return await asyncio.gather(*(c.post("/search", json={"question": QUESTIONS[0]}) for _ in range(n)))
+            return await asyncio.gather(*(c.post("/search", json=body) for body in bodies))
 
     return asyncio.run(fire())
 

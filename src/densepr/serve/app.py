@@ -156,7 +156,7 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
                 part = service.searcher.part(name)
                 indexes[name] = IndexInfo(path=Path(str(part.spec.dense_dir or part.spec.bm25_dir)).name, size=len(part.ids),
                                           model=part.meta.get("model"), type=part.meta.get("type", name))
-        batching = service.batcher.stats.as_dict() if service.batcher else {}
+        batching = service.batcher.stats.as_dict()
         dense = service.searcher.dense
         backends = {"question_encoder": dense.model.question_encoder.backend()} if dense is not None else {}
         if answerer is not None:

@@ -1,4 +1,4 @@
-"""An asyncio micro-batcher: questions arriving within a few milliseconds are encoded in one call."""
+"""An asyncio micro-batcher: requests arriving within a few milliseconds are served by one call."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
-import numpy as np
+T = TypeVar("T")
 
 
 @dataclass
 class _Request:
-    items: list[str]
+    items: list[Any]
     future: asyncio.Future = field(repr=False)
 
 
@@ -29,9 +30,10 @@ class BatchStats:
                 "mean_size": round(self.items / self.batches, 2) if self.batches else 0.0}
 
 
-class MicroBatcher:
+class MicroBatcher(Generic[T]):
     """Collects :meth:`submit` calls for up to ``max_wait`` seconds (or ``max_batch`` items) and runs
-    the blocking ``fn`` once on all their items in a worker thread; each caller gets its own rows back.
+    the blocking ``fn`` once on all their items in a worker thread; each caller gets its own rows back
+    (``fn`` returns one row per item: an array's rows or a list's elements).
 
     One batch runs at a time, so ``fn`` is never called concurrently; requests arriving meanwhile
     form the next batch. A request is never split; one larger than ``max_batch`` runs alone.
@@ -40,7 +42,7 @@ class MicroBatcher:
     >>> vectors = await batcher.submit(["who wrote hamlet"])       # doctest: +SKIP
     """
 
-    def __init__(self, fn: Callable[[list[str]], np.ndarray], max_batch: int = 64, max_wait: float = 0.005):
+    def __init__(self, fn: Callable[[list[T]], Sequence[Any]], max_batch: int = 64, max_wait: float = 0.005):
         if max_batch < 1 or max_wait < 0:
             raise ValueError("max_batch must be >= 1 and max_wait >= 0")
         self.fn, self.max_batch, self.max_wait = fn, max_batch, max_wait
@@ -49,7 +51,7 @@ class MicroBatcher:
         self._worker: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def submit(self, items: Sequence[str]) -> np.ndarray:
+    async def submit(self, items: Sequence[T]) -> Any:
         """Rows of ``fn(batch)`` for ``items``, in order."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._worker is None or self._worker.done():
