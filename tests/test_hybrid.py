@@ -9,7 +9,7 @@ import pytest
 
 from densepr.cli.main import main
 from densepr.errors import DenseprError
-from densepr.hits import Hit
+from densepr.hits import Hit, Ranked
 from densepr.retrieve.hybrid import HybridRetriever, linear_fusion, rrf_fusion
 
 
@@ -175,3 +175,16 @@ def test_cli_hybrid_errors_are_one_line(indexes, capsys, questions_jsonl, tmp_pa
         code, _, err = run(capsys, *argv)
         assert code == 2 and message in err and err.count("\n") == 1, (argv, err)
     assert not (tmp_path / "x.json").exists()
+
+
+def test_fusion_on_arrays_equals_fusion_on_hits_and_ranks_are_each_lists_positions(hybrid_factory):
+    hybrid = hybrid_factory(depth=5)
+    for question in ["where was einstein born", "what river flows through paris"]:
+        c = hybrid.candidates([question])[0]
+        assert isinstance(c.bm25_list, Ranked) and c.bm25 == hybrid.bm25.search([question], k=5)[0]
+        assert linear_fusion(c.bm25_list, c.dense_list, 1.1, 7) == linear_fusion(c.bm25, c.dense, 1.1, 7)
+        assert rrf_fusion(c.bm25_list, c.dense_list, 7) == rrf_fusion(c.bm25, c.dense, 7)
+        fused = [h.row for h in hybrid.fuse(c, k=7)]
+        by_hand = {row: {name: [h.row for h in hits].index(row) + 1 for name, hits in (("bm25", c.bm25), ("dense", c.dense))
+                         if row in [h.row for h in hits]} for row in fused}
+        assert c.ranks(fused) == by_hand and all(by_hand.values())

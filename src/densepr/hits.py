@@ -1,9 +1,12 @@
-"""Typed retrieval records: a hit (passage row + score) and DPR's result-file entries."""
+"""Typed retrieval records: a hit (passage row + score), a ranked list as arrays, and DPR's result-file entries."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import NamedTuple, TypedDict
 
+import numpy as np
 from typing_extensions import NotRequired
 
 
@@ -12,6 +15,30 @@ class Hit(NamedTuple):
 
     row: int
     score: float
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One question's ranked list as arrays (passage rows, scores; best first): what fusion works on, without a
+    :class:`Hit` object per candidate (a hybrid's lists are 2,000 deep)."""
+
+    rows: np.ndarray
+    scores: np.ndarray
+
+    @classmethod
+    def of(cls, hits: Sequence[Hit] | Ranked) -> Ranked:
+        """``hits`` as arrays (a :class:`Ranked` as it is)."""
+        if isinstance(hits, Ranked):
+            return hits
+        return cls(np.fromiter((h.row for h in hits), dtype=np.int64, count=len(hits)),
+                   np.fromiter((h.score for h in hits), dtype=np.float64, count=len(hits)))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def hits(self, limit: int | None = None) -> list[Hit]:
+        """The first ``limit`` (default: all) as :class:`Hit` records."""
+        return [Hit(r, s) for r, s in zip(self.rows[:limit].tolist(), self.scores[:limit].tolist())]
 
 
 class PassageRecord(TypedDict):

@@ -10,7 +10,7 @@ import numpy as np
 
 from densepr.dense.biencoder import BiEncoder
 from densepr.errors import DenseprError
-from densepr.hits import Hit
+from densepr.hits import Hit, Ranked
 from densepr.index.faiss_index import DenseIndex
 
 if TYPE_CHECKING:
@@ -72,9 +72,14 @@ class DenseRetriever:
     def search(self, questions: Sequence[str], k: int = 100, vectors: np.ndarray | None = None,
                batch_size: int | None = None, progress: bool = False) -> list[list[Hit]]:
         """Top-k passages per question by inner product, best first (``vectors``: the questions, already encoded)."""
+        return [r.hits() for r in self.ranked(questions, k, vectors, batch_size, progress)]
+
+    def ranked(self, questions: Sequence[str], k: int = 100, vectors: np.ndarray | None = None,
+               batch_size: int | None = None, progress: bool = False) -> list[Ranked]:
+        """:meth:`search`'s lists as arrays."""
         if not len(questions):
             return []
         if vectors is None:
             vectors = self.encode(questions, batch_size=batch_size, progress=progress)
         scores, rows = self.index.search(vectors, k)
-        return [[Hit(int(r), float(s)) for r, s in zip(rr, ss) if r >= 0] for rr, ss in zip(rows, scores)]
+        return [Ranked(rr[rr >= 0], ss[rr >= 0]) for rr, ss in zip(rows, scores)]

@@ -14,7 +14,7 @@ from typing import Literal, TypeVar
 import numpy as np
 
 from densepr.errors import DenseprError
-from densepr.hits import Hit
+from densepr.hits import Hit, Ranked
 
 FUSIONS = ("linear", "rrf")
 NORMALIZATIONS = ("minmax", "zscore")
@@ -60,9 +60,10 @@ def rrf(lists_of_hits: Sequence[Iterable[K]], k: int = RRF_K) -> list[tuple[K, f
     return sorted(scores.items(), key=lambda item: (-item[1], order[item[0]]))
 
 
-def rrf_fusion(bm25_hits: Sequence[Hit], dense_hits: Sequence[Hit], k: int, rrf_k: int = RRF_K) -> list[Hit]:
+def rrf_fusion(bm25_hits: Sequence[Hit] | Ranked, dense_hits: Sequence[Hit] | Ranked, k: int,
+               rrf_k: int = RRF_K) -> list[Hit]:
     """Top ``k`` by reciprocal rank fusion of the two ranked lists (BM25's first on ties)."""
-    fused = rrf([[h.row for h in bm25_hits], [h.row for h in dense_hits]], k=rrf_k)
+    fused = rrf([Ranked.of(bm25_hits).rows.tolist(), Ranked.of(dense_hits).rows.tolist()], k=rrf_k)
     return [Hit(int(row), float(score)) for row, score in fused[:k]]
 
 
@@ -79,7 +80,7 @@ def _normalized(scores: np.ndarray, reference: np.ndarray, how: str | None) -> n
     raise DenseprError(f"unknown normalisation {how!r}; choose from {', '.join(NORMALIZATIONS)}")
 
 
-def linear_fusion(bm25_hits: Sequence[Hit], dense_hits: Sequence[Hit], lam: float, k: int,
+def linear_fusion(bm25_hits: Sequence[Hit] | Ranked, dense_hits: Sequence[Hit] | Ranked, lam: float, k: int,
                   normalize: str | None = None, bm25_fill: float | None = None) -> list[Hit]:
     """Top ``k`` of the union by ``bm25 + lam * dense``; a list missing a candidate lends it its minimum.
 
@@ -89,10 +90,9 @@ def linear_fusion(bm25_hits: Sequence[Hit], dense_hits: Sequence[Hit], lam: floa
     >>> linear_fusion([Hit(1, 10.0), Hit(2, 4.0)], [Hit(2, 0.9), Hit(3, 0.5)], lam=1.0, k=3)
     [Hit(row=1, score=10.5), Hit(row=2, score=4.9), Hit(row=3, score=4.5)]
     """
-    b_rows = np.fromiter((h.row for h in bm25_hits), dtype=np.int64, count=len(bm25_hits))
-    b_scores = np.fromiter((h.score for h in bm25_hits), dtype=np.float64, count=len(bm25_hits))
-    d_rows = np.fromiter((h.row for h in dense_hits), dtype=np.int64, count=len(dense_hits))
-    d_scores = np.fromiter((h.score for h in dense_hits), dtype=np.float64, count=len(dense_hits))
+    bm25, dense = Ranked.of(bm25_hits), Ranked.of(dense_hits)
+    b_rows, b_scores = bm25.rows, bm25.scores.astype(np.float64)
+    d_rows, d_scores = dense.rows, dense.scores.astype(np.float64)
     rows = np.union1d(b_rows, d_rows)
     if rows.size == 0:
         return []
@@ -104,4 +104,4 @@ def linear_fusion(bm25_hits: Sequence[Hit], dense_hits: Sequence[Hit], lam: floa
     d_full[np.searchsorted(rows, d_rows)] = d_scores
     fused = _normalized(b_full, b_scores, normalize) + lam * _normalized(d_full, d_scores, normalize)
     order = np.lexsort((rows, -fused))[:k]  # best first; ties by passage row
-    return [Hit(int(rows[i]), float(fused[i])) for i in order]
+    return Ranked(rows[order], fused[order]).hits()

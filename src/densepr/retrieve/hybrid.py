@@ -8,7 +8,7 @@ with the question, so the others' BM25 score is known to be 0 and is used instea
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from densepr.corpus.passages import PassageStore
 from densepr.errors import DenseprError
 from densepr.evaluate.metrics import top_k_accuracy
 from densepr.fileio import same_fingerprints
-from densepr.hits import Hit
+from densepr.hits import Hit, Ranked
 from densepr.questions import Question
 from densepr.retrieve.dense import DenseRetriever
 from densepr.retrieve.fusion import RRF_K, check_fusion, linear_fusion, rrf_fusion
@@ -24,19 +24,30 @@ from densepr.retrieve.results import build_results
 from densepr.sparse.bm25 import BM25Retriever
 
 
-class Candidates(NamedTuple):
-    """One question's hits from each retriever, searched ``depth`` deep."""
+@dataclass(frozen=True)
+class Candidates:
+    """One question's ranked lists from each retriever, searched ``depth`` deep."""
 
-    bm25: list[Hit]
-    dense: list[Hit]
+    bm25_list: Ranked
+    dense_list: Ranked
     depth: int
 
-    def ranks(self) -> dict[int, dict[str, int]]:
-        """Passage row → its rank (from 1) in each list holding it."""
+    @property
+    def bm25(self) -> list[Hit]:
+        return self.bm25_list.hits()
+
+    @property
+    def dense(self) -> list[Hit]:
+        return self.dense_list.hits()
+
+    def ranks(self, rows: Sequence[int]) -> dict[int, dict[str, int]]:
+        """Passage row (of ``rows``) → its rank (from 1) in each list holding it."""
+        wanted = np.asarray(rows, dtype=np.int64)
         out: dict[int, dict[str, int]] = {}
-        for name, hits in (("bm25", self.bm25), ("dense", self.dense)):
-            for rank, hit in enumerate(hits, 1):
-                out.setdefault(hit.row, {}).setdefault(name, rank)
+        for name, ranked in (("bm25", self.bm25_list), ("dense", self.dense_list)):
+            which, position = np.nonzero(ranked.rows[None, :] == wanted[:, None])
+            for i, rank in zip(which.tolist(), (position + 1).tolist()):
+                out.setdefault(int(wanted[i]), {}).setdefault(name, rank)
         return out
 
 
@@ -73,16 +84,16 @@ class HybridRetriever:
                    vectors: np.ndarray | None = None) -> list[Candidates]:
         """Both retrievers' top-``depth`` hits per question (what fusion re-ranks)."""
         depth = depth or self.depth
-        bm25 = self.bm25.search(questions, k=depth)
-        dense = self.dense.search(questions, k=depth, vectors=vectors)
+        bm25 = self.bm25.ranked(questions, k=depth)
+        dense = self.dense.ranked(questions, k=depth, vectors=vectors)
         return [Candidates(b, d, depth) for b, d in zip(bm25, dense)]
 
     def fuse(self, candidates: Candidates, k: int, lam: float | None = None) -> list[Hit]:
         """Top ``k`` of one question's candidates (``lam`` overrides the retriever's λ)."""
         if self.fusion == "rrf":
-            return rrf_fusion(candidates.bm25, candidates.dense, k, self.rrf_k)
-        exhaustive = len(candidates.bm25) < min(candidates.depth, len(self.ids))  # unlisted passages score 0
-        return linear_fusion(candidates.bm25, candidates.dense, self.lam if lam is None else lam, k, self.normalize,
+            return rrf_fusion(candidates.bm25_list, candidates.dense_list, k, self.rrf_k)
+        exhaustive = len(candidates.bm25_list) < min(candidates.depth, len(self.ids))  # unlisted passages score 0
+        return linear_fusion(candidates.bm25_list, candidates.dense_list, self.lam if lam is None else lam, k, self.normalize,
                              0.0 if exhaustive else None)
 
     def search_candidates(self, questions: Sequence[str], k: int = 100, vectors: np.ndarray | None = None,
@@ -119,7 +130,7 @@ def tune_lambda(hybrid: HybridRetriever, questions: Sequence[Question], store: P
         accuracy[lam] = top_k_accuracy(build_results(questions, hits, store, hybrid.ids, match), ks)
     keys = [str(k) for k in ks]
     best = max(lams, key=lambda lam: tuple(accuracy[lam][key] for key in keys))
-    parts = {name: top_k_accuracy(build_results(questions, [getattr(c, name)[: max(ks)] for c in candidates], store,
-                                                hybrid.ids, match), ks) for name in ("bm25", "dense")}
+    parts = {name: top_k_accuracy(build_results(questions, [getattr(c, f"{name}_list").hits(max(ks)) for c in candidates],
+                                                store, hybrid.ids, match), ks) for name in ("bm25", "dense")}
     gain = {key: accuracy[best][key] - max(parts["bm25"][key], parts["dense"][key]) for key in keys}
     return {"accuracy": accuracy, "best": best, "questions": len(questions), "parts": parts, "gain": gain}

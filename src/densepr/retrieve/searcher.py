@@ -96,7 +96,7 @@ class Searcher:
         if isinstance(self.retriever, HybridRetriever):
             with self._lock:
                 found = self.retriever.search_candidates(questions, k, vectors)
-            ranks = [candidates.ranks() for _, candidates in found]
+            ranks = [candidates.ranks([h.row for h in hits]) for hits, candidates in found]
             hits = [h for h, _ in found]
         else:
             hits, ranks = self.search(questions, k, vectors), [{} for _ in questions]

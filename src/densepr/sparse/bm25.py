@@ -22,7 +22,7 @@ from densepr.corpus.passages import PassageStore
 from densepr.errors import DenseprError
 from densepr.fileio import atomic_folder, check_manifest, read_json, write_json, write_manifest
 from densepr.passage_ids import read_ids
-from densepr.hits import Hit
+from densepr.hits import Hit, Ranked
 
 log = logging.getLogger(__name__)
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import: its index-building chatter
@@ -63,13 +63,17 @@ class BM25Retriever:
 
     def search(self, questions: Sequence[str], k: int = 100, threads: int = 0) -> list[list[Hit]]:
         """Top-k passages per question, best first; passages sharing no term with it are left out."""
+        return [r.hits() for r in self.ranked(questions, k, threads)]
+
+    def ranked(self, questions: Sequence[str], k: int = 100, threads: int = 0) -> list[Ranked]:
+        """:meth:`search`'s lists as arrays."""
         if not questions:
             return []
         k = min(k, len(self.ids))
         tokens = self._tokenize(questions, return_ids=False)
         rows, scores = self.model.retrieve(tokens, k=k, show_progress=False, n_threads=threads,
                                            backend_selection="numpy")
-        return [[Hit(int(r), float(s)) for r, s in zip(rr, ss) if s > 0] for rr, ss in zip(rows, scores)]
+        return [Ranked(np.asarray(rr, dtype=np.int64)[ss > 0], ss[ss > 0]) for rr, ss in zip(rows, scores)]
 
     def scores(self, question: str, rows: np.ndarray) -> np.ndarray:
         """BM25 scores of ``question`` for the given passage rows (0 where no term matches)."""
