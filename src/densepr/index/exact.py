@@ -1,19 +1,27 @@
 """Exact inner-product top-k over a flat index's own vectors, with numpy.
 
 FAISS's ``IndexFlatIP.search`` multiplies queries by 1,024-row blocks of the database and keeps a heap per query;
-one BLAS product per large block and a partial sort is faster at serving batch sizes. Measured with FAISS 1.15.1 over
-the 14,885 MiniLM vectors of the mini-Wikipedia, k = 10, 2 threads, median of 9-30 (FAISS -> numpy): 1 query 1.19 ->
-0.63 ms, 8 queries 4.54 -> 2.16 ms, 30: 15.6 -> 4.5 ms, 64: 33.3 -> 5.5 ms, 256: 132 -> 21 ms; but from 384 queries
-on FAISS changes method and wins (512: 24 -> 44 ms), so batches of ``MAX_QUERIES`` or more stay with FAISS. The rows
-and scores are FAISS's (scores to float rounding); equal scores are ordered by row.
+one BLAS product per large block and a partial sort is faster at serving batch sizes. Measured with FAISS 1.15.1 (2
+OpenMP threads) against this (1 BLAS thread) over the 14,885 MiniLM vectors of the mini-Wikipedia, k = 10, medians of
+9-21 calls in one process: 1 query 1.13 -> 1.02 ms, 8: 4.35 -> 3.75 ms, 30: 17.3 -> 7.1 ms, 64: 37.0 -> 10.9 ms,
+255: 141 -> 35 ms; from ~384 queries on FAISS changes method and wins (512: 24 ms against 44 ms on 2 BLAS threads), so
+batches of ``MAX_QUERIES`` or more stay with FAISS. The rows and scores are FAISS's (scores to float rounding); equal
+scores are ordered by row.
+
+The products run on one BLAS thread: OpenBLAS's idle threads keep spinning after a call, and on 2 cores they slowed
+what ran next. With 2 BLAS threads, one question's encoding (torch) right after a search took p50 104.6 ms instead of
+6.7 ms (``benchmarks/question_latency.py``), and a server answered 127 instead of 224 requests/s at 16 clients
+(``benchmarks/serve_load.py``).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import faiss
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 SCORE_BLOCK_BYTES = 64 << 20  # the queries x rows score block held at once
 MAX_QUERIES = 256  # larger batches: FAISS's own search
@@ -46,6 +54,11 @@ def _best(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.
     return best, best_rows
 
 
+@functools.cache
+def _threadpools() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
 def top_k(queries: np.ndarray, vectors: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` ``(scores, rows)`` of ``queries`` against the rows of ``vectors`` (shards, numbered on from one to
     the next), best first; ``k`` must be at most the total rows. Holds one score block and 2k candidates a query."""
@@ -53,12 +66,13 @@ def top_k(queries: np.ndarray, vectors: list[np.ndarray], k: int) -> tuple[np.nd
     block = max(1024, SCORE_BLOCK_BYTES // (4 * max(n, 1)))
     scores, rows = np.empty((n, 0), dtype=np.float32), np.empty((n, 0), dtype=np.int64)
     first = 0
-    for shard in vectors:
-        for start in range(0, len(shard), block):
-            part = shard[start : start + block]
-            part_rows = np.broadcast_to(np.arange(first + start, first + start + len(part)), (n, len(part)))
-            part_scores, part_rows = _best(queries @ part.T, part_rows, k)
-            scores, rows = _best(np.concatenate([scores, part_scores], axis=1), np.concatenate([rows, part_rows], axis=1), k)
-        first += len(shard)
+    with _threadpools().limit(limits=1, user_api="blas"):
+        for shard in vectors:
+            for start in range(0, len(shard), block):
+                part = shard[start : start + block]
+                part_rows = np.broadcast_to(np.arange(first + start, first + start + len(part)), (n, len(part)))
+                part_scores, part_rows = _best(queries @ part.T, part_rows, k)
+                scores, rows = _best(np.concatenate([scores, part_scores], axis=1), np.concatenate([rows, part_rows], axis=1), k)
+            first += len(shard)
     order = np.lexsort((rows, -scores), axis=1)  # best score first, equal scores by row
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(rows, order, axis=1)

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from threadpoolctl import ThreadpoolController
-
 from densepr.errors import DenseprError
 from densepr.evaluate.answers import has_answer
 from densepr.hits import ScoredPassage
@@ -41,7 +39,6 @@ class SearchService:
     def __init__(self, searcher: Searcher, max_batch: int = 64, max_wait: float = 0.005):
         self.searcher = searcher
         self.batcher: MicroBatcher[Query] = MicroBatcher(self._answer, max_batch=max_batch, max_wait=max_wait)
-        self._threads = ThreadpoolController()
 
     @classmethod
     def load(cls, spec: SearchSpec, **options: float) -> SearchService:
@@ -98,16 +95,13 @@ class SearchService:
         for i, q in enumerate(queries):
             groups.setdefault((q.kind, q.k), []).append(i)
         out: list[list[ScoredPassage] | Exception] = [[] for _ in queries]
-        # one BLAS thread: on 2 cores, BLAS threads spinning beside the encoder's cost more than they give (flat search
-        # of MiniLM batches: 16 clients 127 -> 224 answered/s, 64 clients 201 -> 263; benchmarks.serve_load)
-        with self._threads.limit(limits=1, user_api="blas"):
-            for (kind, k), members in groups.items():
-                rows = vectors[[row[i] for i in members]] if vectors is not None and kind != "bm25" else None
-                try:
-                    found: list[list[ScoredPassage] | Exception] = list(
-                        self.searcher.part(kind).passages([queries[i].text for i in members], k, rows))
-                except DenseprError as exc:
-                    found = [exc] * len(members)
-                for i, passages in zip(members, found, strict=True):
-                    out[i] = passages
+        for (kind, k), members in groups.items():
+            rows = vectors[[row[i] for i in members]] if vectors is not None and kind != "bm25" else None
+            try:
+                found: list[list[ScoredPassage] | Exception] = list(
+                    self.searcher.part(kind).passages([queries[i].text for i in members], k, rows))
+            except DenseprError as exc:
+                found = [exc] * len(members)
+            for i, passages in zip(members, found, strict=True):
+                out[i] = passages
         return out
