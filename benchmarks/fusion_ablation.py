@@ -81,8 +81,8 @@ def main() -> None:
         best_by = {how: max((s for s in settings() if (s[1] or "raw") == how), key=by_dev)
                    for how in ("raw", "zscore", "minmax", "rrf")}
         test = split["test"]
-        rows = {"bm25": accuracy(test, [c.bm25[:100] for c in cand["test"]], store, ids, match[name]),
-                "dense": accuracy(test, [c.dense[:100] for c in cand["test"]], store, ids, match[name]),
+        rows = {"bm25": accuracy(test, [c.bm25.hits(100) for c in cand["test"]], store, ids, match[name]),
+                "dense": accuracy(test, [c.dense.hits(100) for c in cand["test"]], store, ids, match[name]),
                 f"hybrid, recipe λ={global_lam[2]:g}": accuracy(test, fused(hybrid, cand["test"], global_lam), store, ids,
                                                                 match[name])}
         for how, s in best_by.items():

@@ -72,7 +72,7 @@ def heldout_retrieval(hybrid: HybridRetriever, questions: list, store, lam: floa
     for start in range(0, len(questions), chunk):
         part = questions[start : start + chunk]
         candidates = hybrid.candidates([q.text for q in part])
-        hits = {"bm25": [c.bm25[:100] for c in candidates], "dense": [c.dense[:100] for c in candidates],
+        hits = {"bm25": [c.bm25.hits(100) for c in candidates], "dense": [c.dense.hits(100) for c in candidates],
                 "hybrid": [hybrid.fuse(c, 100, lam=lam) for c in candidates],
                 "hybrid-rrf": [rrf.fuse(c, 100) for c in candidates]}
         for name in RETRIEVERS:

@@ -181,10 +181,10 @@ def test_fusion_on_arrays_equals_fusion_on_hits_and_ranks_are_each_lists_positio
     hybrid = hybrid_factory(depth=5)
     for question in ["where was einstein born", "what river flows through paris"]:
         c = hybrid.candidates([question])[0]
-        assert isinstance(c.bm25_list, Ranked) and c.bm25 == hybrid.bm25.search([question], k=5)[0]
-        assert linear_fusion(c.bm25_list, c.dense_list, 1.1, 7) == linear_fusion(c.bm25, c.dense, 1.1, 7)
-        assert rrf_fusion(c.bm25_list, c.dense_list, 7) == rrf_fusion(c.bm25, c.dense, 7)
+        assert isinstance(c.bm25, Ranked) and c.bm25.hits() == hybrid.bm25.search([question], k=5)[0]
+        assert linear_fusion(c.bm25, c.dense, 1.1, 7) == linear_fusion(c.bm25.hits(), c.dense.hits(), 1.1, 7)
+        assert rrf_fusion(c.bm25, c.dense, 7) == rrf_fusion(c.bm25.hits(), c.dense.hits(), 7)
         fused = [h.row for h in hybrid.fuse(c, k=7)]
-        by_hand = {row: {name: [h.row for h in hits].index(row) + 1 for name, hits in (("bm25", c.bm25), ("dense", c.dense))
-                         if row in [h.row for h in hits]} for row in fused}
+        lists = {"bm25": [h.row for h in c.bm25.hits()], "dense": [h.row for h in c.dense.hits()]}
+        by_hand = {row: {name: rows.index(row) + 1 for name, rows in lists.items() if row in rows} for row in fused}
         assert c.ranks(fused) == by_hand and all(by_hand.values())

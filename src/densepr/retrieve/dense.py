@@ -82,4 +82,4 @@ class DenseRetriever:
         if vectors is None:
             vectors = self.encode(questions, batch_size=batch_size, progress=progress)
         scores, rows = self.index.search(vectors, k)
-        return [Ranked(rr[rr >= 0], ss[rr >= 0]) for rr, ss in zip(rows, scores)]
+        return [Ranked(rr[rr >= 0], ss[rr >= 0]) for rr, ss in zip(rows, scores)]  # -1 pads when k > size

@@ -28,23 +28,15 @@ from densepr.sparse.bm25 import BM25Retriever
 class Candidates:
     """One question's ranked lists from each retriever, searched ``depth`` deep."""
 
-    bm25_list: Ranked
-    dense_list: Ranked
+    bm25: Ranked
+    dense: Ranked
     depth: int
-
-    @property
-    def bm25(self) -> list[Hit]:
-        return self.bm25_list.hits()
-
-    @property
-    def dense(self) -> list[Hit]:
-        return self.dense_list.hits()
 
     def ranks(self, rows: Sequence[int]) -> dict[int, dict[str, int]]:
         """Passage row (of ``rows``) → its rank (from 1) in each list holding it."""
         wanted = np.asarray(rows, dtype=np.int64)
         out: dict[int, dict[str, int]] = {}
-        for name, ranked in (("bm25", self.bm25_list), ("dense", self.dense_list)):
+        for name, ranked in (("bm25", self.bm25), ("dense", self.dense)):
             which, position = np.nonzero(ranked.rows[None, :] == wanted[:, None])
             for i, rank in zip(which.tolist(), (position + 1).tolist()):
                 out.setdefault(int(wanted[i]), {}).setdefault(name, rank)
@@ -91,9 +83,9 @@ class HybridRetriever:
     def fuse(self, candidates: Candidates, k: int, lam: float | None = None) -> list[Hit]:
         """Top ``k`` of one question's candidates (``lam`` overrides the retriever's λ)."""
         if self.fusion == "rrf":
-            return rrf_fusion(candidates.bm25_list, candidates.dense_list, k, self.rrf_k)
-        exhaustive = len(candidates.bm25_list) < min(candidates.depth, len(self.ids))  # unlisted passages score 0
-        return linear_fusion(candidates.bm25_list, candidates.dense_list, self.lam if lam is None else lam, k, self.normalize,
+            return rrf_fusion(candidates.bm25, candidates.dense, k, self.rrf_k)
+        exhaustive = len(candidates.bm25) < min(candidates.depth, len(self.ids))  # unlisted passages score 0
+        return linear_fusion(candidates.bm25, candidates.dense, self.lam if lam is None else lam, k, self.normalize,
                              0.0 if exhaustive else None)
 
     def search_candidates(self, questions: Sequence[str], k: int = 100, vectors: np.ndarray | None = None,
@@ -130,7 +122,7 @@ def tune_lambda(hybrid: HybridRetriever, questions: Sequence[Question], store: P
         accuracy[lam] = top_k_accuracy(build_results(questions, hits, store, hybrid.ids, match), ks)
     keys = [str(k) for k in ks]
     best = max(lams, key=lambda lam: tuple(accuracy[lam][key] for key in keys))
-    parts = {name: top_k_accuracy(build_results(questions, [getattr(c, f"{name}_list").hits(max(ks)) for c in candidates],
+    parts = {name: top_k_accuracy(build_results(questions, [getattr(c, name).hits(max(ks)) for c in candidates],
                                                 store, hybrid.ids, match), ks) for name in ("bm25", "dense")}
     gain = {key: accuracy[best][key] - max(parts["bm25"][key], parts["dense"][key]) for key in keys}
     return {"accuracy": accuracy, "best": best, "questions": len(questions), "parts": parts, "gain": gain}

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 from densepr.corpus.passages import Passage, PassageStore
 from densepr.evaluate.answers import has_answer
 from densepr.fileio import read_json
+from densepr.hits import Hit
 from densepr.questions import Question
 from densepr.retrieve.searcher import Searcher
 from densepr.train.data import TrainingExample
@@ -65,16 +66,20 @@ def build_training_data(questions: list[Question], bm25: Searcher,
     examples = []
     batch = 256
     bar = tqdm(total=len(questions), desc="build-train", unit="q", disable=not progress)
+
+    def rows_with_answer(q: Question, hits: list[Hit]) -> list[int]:
+        return [h.row for h in hits if has_answer(q.answers, store[h.row].text, match)]
+
     for start in range(0, len(questions), batch):
         chunk = questions[start : start + batch]
         texts = [q.text for q in chunk]
         hits_of = bm25.search(texts, k=depth)
-        answer_rows_of = [[h.row for h in hits if has_answer(q.answers, store[h.row].text, match)] for q, hits in zip(chunk, hits_of)]
+        answer_rows_of = [rows_with_answer(q, hits) for q, hits in zip(chunk, hits_of)]
         missed = [i for i, q in enumerate(chunk) if q.id not in gold and not answer_rows_of[i]]
         dense_positive: dict[int, int] = {}  # only the questions BM25 left without a positive are searched again
         if dense is not None and missed:
             for i, extra in zip(missed, dense.search([texts[i] for i in missed], k=depth)):
-                found = [h.row for h in extra if has_answer(chunk[i].answers, store[h.row].text, match)]
+                found = rows_with_answer(chunk[i], extra)
                 if found:
                     dense_positive[i] = found[0]
         for i, (q, hits, answer_rows) in enumerate(zip(chunk, hits_of, answer_rows_of)):
