@@ -101,6 +101,53 @@ def test_lite_towers_and_reader_compute_what_the_training_ones_do(tiny_bert, tmp
         assert torch.allclose(got, want, atol=1e-5)
 
 
+def test_a_lite_tower_encodes_bf16_batches_with_one_bf16_copy_of_its_weights(tiny_bert, monkeypatch):
+    lite, full = Encoder.from_pretrained(tiny_bert, lite=True), Encoder.from_pretrained(tiny_bert)
+    keys = set(lite.state_dict())
+    fp32 = lite.embed(TEXTS, bf16=False)
+    assert lite._bf16_model is None
+    bf16 = lite.embed(TEXTS, bf16=True)
+    copy = lite._bf16_model
+    assert copy is not None and copy.embeddings.word_embeddings.weight is lite.model.embeddings.word_embeddings.weight
+    assert {p.dtype for n, p in copy.named_parameters() if n != "embeddings.word_embeddings.weight"} == {torch.bfloat16}
+    assert {p.dtype for p in lite.parameters()} == {torch.float32} and set(lite.state_dict()) == keys  # not a submodule
+    cos = (fp32 * bf16).sum(1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(bf16, axis=1)
+    assert bf16.dtype == np.float32 and cos.min() > 0.99 and not np.array_equal(fp32, bf16)
+    lite.embed(TEXTS[:1], bf16=True)
+    assert lite._bf16_model is copy  # made once
+
+    # the CPU's default (bf16 units assumed): a lite tower runs even a lone short question in bf16, from its copy;
+    # a transformers tower keeps such a batch in fp32 (autocast is slower there)
+    monkeypatch.setattr("densepr.dense.encoder.use_bf16", lambda device, requested=None, precision=None:
+                        requested if requested is not None else True)
+    assert lite.backend() == "torch bf16" and full.backend().startswith("torch bf16 (fp32 under")
+    np.testing.assert_array_equal(lite.embed(TEXTS[:1]), lite.embed(TEXTS[:1], bf16=True))
+    np.testing.assert_array_equal(full.embed(TEXTS[:1]), full.embed(TEXTS[:1], bf16=False))
+
+
+def test_a_lite_reader_reads_bf16_with_one_bf16_copy_of_its_weights(tiny_bert, tmp_path):
+    from densepr.read.inference import read_passages
+
+    Reader.from_pretrained(str(tiny_bert)).save(tmp_path / "reader")
+    ctxs = [{"title": "Ulm", "text": "einstein was born in ulm in germany"}, {"title": "Paris", "text": "paris is in france"}]
+    lite = Reader.load(tmp_path / "reader", lite=True)
+    fp32 = read_passages(lite, "where was einstein born", ctxs, bf16=False)
+    assert lite._bf16_copy is None
+    bf16 = read_passages(lite, "where was einstein born", ctxs, bf16=True)
+    copy = lite._bf16_copy  # made by the first bf16 read, and kept
+    assert copy is not None and copy is lite.bf16_copy() and copy.tokenizer is lite.tokenizer
+    assert {p.dtype for n, p in copy.named_parameters() if "word_embeddings" not in n} == {torch.bfloat16}
+    assert {p.dtype for p in lite.parameters()} == {torch.float32}
+    assert lite._bf16_copy not in list(lite.modules())  # not a submodule: no second set of weights in state_dict()
+    batch = lite.encode(["where was einstein born"] * 2, ctxs)
+    with torch.inference_mode():
+        for want, got in zip(lite(**batch.tensors), copy(**batch.tensors)):
+            assert torch.allclose(got, want, atol=0.1, rtol=0.05)
+    assert [r.selection for r in bf16] == pytest.approx([r.selection for r in fp32], abs=0.1)
+    with pytest.raises(DenseprError, match="inference"):
+        Reader.load(tmp_path / "reader").bf16_copy()
+
+
 def test_answering_imports_no_transformers(tiny_bert, tmp_path):
     """The point of BertLite and TokenizerLite: an inference load imports no transformers (seconds of imports)."""
     Reader.from_pretrained(str(tiny_bert)).save(tmp_path / "reader")

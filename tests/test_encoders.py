@@ -55,6 +55,25 @@ def test_length_batches_cover_every_item_once_within_the_budget(budget):
     assert [b.stop - b.start for b in length_batches(lengths, 7, budget)][:-1] == [7] * 7
 
 
+def test_a_lone_fp32_text_runs_unpadded_and_batches_stay_aligned(tiny_bert):
+    from densepr.dense.encoder import PAD_MULTIPLE
+
+    enc = Encoder.from_pretrained(tiny_bert)
+    seen: list[int] = []
+    enc.model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["input_ids"].shape[1]), with_kwargs=True)
+    text = TEXTS[0]  # 4 words: [CLS] + 4 + [SEP], not a multiple of PAD_MULTIPLE
+    alone = enc.embed([text], bf16=False)
+    in_batch = enc.embed([text, TEXTS[1]], batch_size=2, bf16=False)
+    enc.embed([text], bf16=True)
+    length, longer = (len(ids) for ids in enc.tokenize([text, TEXTS[1]])["input_ids"])
+
+    def aligned(n: int) -> int:
+        return -(-n // PAD_MULTIPLE) * PAD_MULTIPLE
+
+    assert length % PAD_MULTIPLE and seen == [length, aligned(longer), aligned(length)]  # alone, batch, bf16
+    np.testing.assert_allclose(alone[0], in_batch[0], atol=1e-5)
+
+
 def test_bf16_agrees_with_fp32(tiny_bert):
     enc = Encoder.from_pretrained(tiny_bert)
     a, b = enc.embed(TEXTS, bf16=False), enc.embed(TEXTS, bf16=True)

@@ -13,12 +13,13 @@ torch.Size([2, 7, 384])
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import SimpleNamespace
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,23 @@ class BertOutput(NamedTuple):
 
     last_hidden_state: torch.Tensor
     pooler_output: torch.Tensor | None
+
+
+M = TypeVar("M", bound=nn.Module)
+
+
+def bf16_copy(module: M, share: Sequence[object] = ()) -> M:
+    """An inference copy of ``module`` with its parameters in bf16, each cast once (no fp32 copy is made), except the
+    word embeddings of the :class:`BertLite` models in it, which stay fp32 and shared: they are a lookup, and casting
+    them reads every row of the (memory-mapped) table in: 128 MB more resident memory for MiniLM's copy instead of 22 MB.
+    The objects in ``share`` (e.g. a tokenizer) are shared, not copied. On a CPU with bf16 units, running the copy
+    without autocast encoded passages 1.31-1.41x faster than fp32 weights under bf16 autocast, which casts every weight
+    on every call (cosine to fp32 0.99996 mean, 0.99992 min over 1,000 mini-Wikipedia passages; 2-core AMX Xeon)."""
+    kept = {id(m.embeddings.word_embeddings.weight) for m in module.modules() if isinstance(m, BertLite)}
+    memo: dict[int, object] = {id(p): p if id(p) in kept else nn.Parameter(p.detach().to(torch.bfloat16), requires_grad=False)
+                               for p in module.parameters()}
+    memo.update((id(o), o) for o in share)
+    return copy.deepcopy(module, memo).eval()
 
 
 # Modules are made empty on the meta device and ``load`` assigns the weights. Their random init is skipped: on meta
@@ -78,7 +96,8 @@ class _Embeddings(nn.Module):
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         x = self.word_embeddings(input_ids) + self.position_embeddings(positions)[None]
-        return self.LayerNorm(x + self.token_type_embeddings(token_type_ids))
+        x = x + self.token_type_embeddings(token_type_ids)
+        return self.LayerNorm(x.to(self.LayerNorm.weight.dtype))  # a bf16 copy keeps fp32 word embeddings
 
 
 class _SelfAttention(nn.Module):

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from densepr.dense.bert_lite import BertLite
+from densepr.dense.bert_lite import BertLite, bf16_copy
 from densepr.dense.loading import TowerSpec, resolve_model_path, tower_spec
 from densepr.dense.tokenizer_lite import BERT_TOKENIZERS, TokenizerLite, tokenizer_class
 from densepr.errors import DenseprError
@@ -80,10 +80,13 @@ def _load_transformers_model(spec: TowerSpec) -> PreTrainedModel:
 # Tokens per batch when no batch size is given. On a 2-core AVX2 CPU (fp32), budgets of 2,048 or 4,096 tokens and
 # fixed batches of 8 or 16 passages all encoded ~1.12x faster than batches of 64 (medians of 3, interleaved runs).
 CPU_BATCH_TOKENS = 16 * 256
-# Below this many tokens a batch runs fp32 when bf16 is only the CPU default: on a 2-core AMX Xeon one question took
-# 6.3 ms in fp32 and 8.3 in bf16, 8 questions (~95 tokens) 17.0 and 17.2, 16 questions (~192 tokens) 29.5 and 22.7.
+# Below this many tokens a batch under bf16 autocast runs fp32 when bf16 is only the CPU default: on a 2-core AMX Xeon
+# one question took 6.3 ms in fp32 and 8.3 in bf16, 8 questions (~95 tokens) 17.0 and 17.2, 16 questions (~192 tokens)
+# 29.5 and 22.7. A lite model runs bf16 from a bf16 copy of its weights instead, faster at every size (4.9 -> 4.2 ms,
+# 16.5 -> 9.7 ms, 27.8 -> 13.8 ms for 1, 8 and 16 NQ questions), so it takes bf16 for every batch.
 BF16_MIN_TOKENS = 128
 # Lengths padded to a multiple of this: fewer distinct shapes for the kernels cached per shape (oneDNN's, for bf16).
+# A lone text run in fp32 torch is not padded: a question of 11 tokens padded to 16 took 4.57 ms against 3.81 ms.
 # It was not enough for a server: torch bf16 still grew 13.7% in a 10-minute soak, as batch sizes kept varying, so
 # ``serve`` runs ONNX Runtime on bf16 CPUs (densepr.backends.choice.serving_backend).
 PAD_MULTIPLE = 8
@@ -124,6 +127,7 @@ class Encoder(torch.nn.Module):
         self.runner: Callable[[dict], list[np.ndarray]] | None = None  # an exported graph embed() runs instead (backends)
         self.precision: str | None = None  # "fp32" or "bf16" for torch (None: bf16 for batches of BF16_MIN_TOKENS or more
         #                                    where the CPU has bf16 units)
+        self._bf16_model: BertLite | None = None  # a lite model's bf16 copy for bf16 batches on CPU (plain attribute)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, pooling: str | None = None, max_length: int | None = None,
@@ -154,27 +158,41 @@ class Encoder(torch.nn.Module):
         device = next(self.model.parameters()).device
         if not use_bf16(device.type, bf16, self.precision):
             return "torch fp32"
-        small_fp32 = bf16 is None and self.precision is None and device.type == "cpu"
+        small_fp32 = bf16 is None and self.precision is None and device.type == "cpu" and not isinstance(self.model, BertLite)
         return f"torch bf16 (fp32 under {BF16_MIN_TOKENS} tokens)" if small_fp32 else "torch bf16"
 
     def _batch_bf16(self, bf16: bool, requested: bool | None, tokens: int, device: str) -> bool:
-        """bf16 for this batch: as asked, else (a default choice) only on GPUs or from :data:`BF16_MIN_TOKENS` tokens."""
-        return bf16 and (requested is not None or self.precision is not None or device != "cpu" or tokens >= BF16_MIN_TOKENS)
+        """bf16 for this batch: as asked, else (a default choice) on GPUs, for lite models (bf16 weights), or from
+        :data:`BF16_MIN_TOKENS` tokens."""
+        return bf16 and (requested is not None or self.precision is not None or device != "cpu"
+                         or isinstance(self.model, BertLite) or tokens >= BF16_MIN_TOKENS)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Pooled (and optionally L2-normalised) vectors of a tokenised batch."""
+        return self._vectors(self.model, input_ids, attention_mask, token_type_ids)
+
+    def _vectors(self, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
-        out = self.model(**kwargs)
+        out = model(**kwargs)
         if self.pooling == "dpr":
-            vectors = out.pooler_output
+            vectors = out.pooler_output.float()
         elif self.pooling == "cls":
-            vectors = out.last_hidden_state[:, 0]
+            vectors = out.last_hidden_state[:, 0].float()
         else:
-            mask = attention_mask.unsqueeze(-1).to(out.last_hidden_state.dtype)
-            vectors = (out.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            hidden, mask = out.last_hidden_state.float(), attention_mask.unsqueeze(-1).float()
+            vectors = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         return torch.nn.functional.normalize(vectors, dim=-1) if self.normalize else vectors
+
+    def _bf16_lite(self) -> BertLite | None:
+        """The bf16 copy of a lite model on CPU (made on first use), else ``None`` (autocast then)."""
+        if not isinstance(self.model, BertLite) or next(self.model.parameters()).device.type != "cpu":
+            return None
+        if self._bf16_model is None:
+            object.__setattr__(self, "_bf16_model", bf16_copy(self.model))
+        return self._bf16_model
 
     def tokenize(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> dict[str, list]:
         """Unpadded token ids; ``pairs`` makes ``[CLS] text [SEP] pair [SEP]`` inputs (DPR's title/text)."""
@@ -192,7 +210,8 @@ class Encoder(torch.nn.Module):
 
         ``batch_size=None`` fills each batch up to a token budget (:data:`CPU_BATCH_TOKENS` on CPU), so short
         questions go many at a time and long passages few; ``bf16=None`` uses bf16 autocast as :attr:`precision` says,
-        or, without one, where the CPU has native bf16 units for batches of :data:`BF16_MIN_TOKENS` tokens or more.
+        or, without one, where the CPU has native bf16 units (for batches of :data:`BF16_MIN_TOKENS` tokens or more
+        unless the model is lite: a lite model on CPU runs bf16 batches on a bf16 copy of its weights, without autocast).
         With a :attr:`runner` (see :mod:`densepr.backends`) the exported graph computes the vectors instead of torch.
         """
         if batch_size is not None and batch_size < 1:
@@ -218,13 +237,17 @@ class Encoder(torch.nn.Module):
         for rows in length_batches(lengths[order], batch_size, budget):
             idx = order[rows]
             rows_of: dict[str, list] = {k: [encoded[k][i] for i in idx] for k in keys}
-            batch = self.tokenizer.pad(rows_of, return_tensors="pt", pad_to_multiple_of=PAD_MULTIPLE)
+            padded_tokens = -(-int(lengths[idx].max()) // PAD_MULTIPLE) * PAD_MULTIPLE * len(idx)
+            in_bf16 = self.runner is None and self._batch_bf16(bf16, requested, padded_tokens, device.type)
+            lone_fp32 = len(idx) == 1 and self.runner is None and not in_bf16  # no shapes to align: not padded
+            batch = self.tokenizer.pad(rows_of, return_tensors="pt", pad_to_multiple_of=None if lone_fp32 else PAD_MULTIPLE)
             if self.runner is not None:
                 out[idx] = self.runner(dict(batch))[0]
             else:
-                tokens = batch["input_ids"].numel()
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self._batch_bf16(bf16, requested, tokens, device.type)):
-                    vectors = self(**{k: batch[k].to(device) for k in keys})
+                tensors = {k: batch[k].to(device) for k in keys}
+                lite_bf16 = self._bf16_lite() if in_bf16 else None
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=in_bf16 and lite_bf16 is None):
+                    vectors = self._vectors(lite_bf16, **tensors) if lite_bf16 is not None else self(**tensors)
                 out[idx] = vectors.float().cpu().numpy()
             bar.update(len(idx))
             if report is not None:

@@ -43,6 +43,8 @@ def read_passages(reader: Reader, question: str, ctxs: Sequence[Mapping[str, Any
         batch = reader.encode([question] * len(chunk), chunk)
         if reader.runner is not None:
             start, end, select = (torch.from_numpy(x) for x in reader.runner(batch.tensors))
+        elif enabled and device.type == "cpu" and reader.lite:  # its bf16 weights: no autocast casting them per call
+            start, end, select = reader.bf16_copy()(**batch.tensors)
         else:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled):
                 start, end, select = reader(**{k: v.to(device) for k, v in batch.tensors.items()})
