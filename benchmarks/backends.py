@@ -2,7 +2,8 @@
 
     python -m benchmarks.backends [--corpus benchmarks/out/retrieval] [--st-python /path/to/venv/bin/python]
 
-For the default model (all-MiniLM-L6-v2, max length 256, the machine's threads):
+For the default model (all-MiniLM-L6-v2, max length 256, the machine's threads), its towers and the default reader
+loaded for inference (``lite``) as the CLI and the service load them:
 
 - passage encoding (passages/s, ``--n`` mini-Wikipedia passages, medians of ``--runs`` interleaved runs) for densepr on
   torch fp32 / torch bf16 / onnx fp32 / onnx int8 / openvino fp32 / openvino bf16 (where installed), and for sentence-transformers ``encode()`` on its default (torch)
@@ -98,7 +99,7 @@ def encoders(passages, runs: int) -> tuple[dict, dict]:
 
     towers = {}
     for name, precision in VARIANTS:
-        tower = densepr.Encoder.from_pretrained("default")
+        tower = densepr.Encoder.from_pretrained("default", lite=True)
         placed = attach_encoder(tower, Backend(name, precision), passages[:64])
         towers[f"{name}-{precision}"] = (tower, str(placed))
     titles, texts = [p.title for p in passages], [p.text for p in passages]
@@ -157,7 +158,7 @@ def percentiles(times_ms: list[float]) -> dict:
 
 def latency(towers: dict, n: int) -> dict:
     """One question at a time: encode + flat search over the default corpus's index (k = 100); ``auto`` as
-    ``open_searcher`` sets the question encoder up (on bf16 CPUs: bf16 only for batches of 128 tokens or more)."""
+    ``open_searcher`` sets the question encoder up."""
     import densepr
     from densepr.quickstart import ensure_default_index
 
@@ -197,7 +198,7 @@ def reader_figures(n: int, bundle: Path | None) -> dict:
         evals = eval_sets(*unpack(bundle, Path("/tmp/reader_recipe_eval")))
     out = {}
     for name, precision in VARIANTS:
-        reader = Reader.load(default_reader())
+        reader = Reader.load(default_reader(), lite=True)
         ran = attach_reader(reader, Backend(name, precision), sample)
         read_passages(reader, questions[0], ctxs[:5])
         times = []
@@ -228,7 +229,7 @@ def default_corpus_seconds() -> dict:
     from densepr.backends.gate import sample_passages
     from densepr.dense.backend import attach_encoder
     store = default_store()
-    tower = densepr.Encoder.from_pretrained("default")
+    tower = densepr.Encoder.from_pretrained("default", lite=True)
     ran = attach_encoder(tower, choose("auto"), sample_passages(store))
     passages = list(store.iter_range(0, len(store)))
     t = time.perf_counter()
