@@ -82,8 +82,8 @@ def _load_transformers_model(spec: TowerSpec) -> PreTrainedModel:
 CPU_BATCH_TOKENS = 16 * 256
 # Below this many tokens a batch under bf16 autocast runs fp32 when bf16 is only the CPU default: on a 2-core AMX Xeon
 # one question took 6.3 ms in fp32 and 8.3 in bf16, 8 questions (~95 tokens) 17.0 and 17.2, 16 questions (~192 tokens)
-# 29.5 and 22.7. A lite model runs bf16 from a bf16 copy of its weights instead, faster at every size (4.9 -> 4.2 ms,
-# 16.5 -> 9.7 ms, 27.8 -> 13.8 ms for 1, 8 and 16 NQ questions), so it takes bf16 for every batch.
+# 29.5 and 22.7. A lite model runs bf16 from a bf16 copy of its weights instead, faster at every size (fp32 -> bf16
+# medians: 4.5 -> 4.0 ms, 14.8 -> 7.8 ms, 25.0 -> 12.3 ms for 1, 8 and 16 NQ questions), so it takes bf16 for every batch.
 BF16_MIN_TOKENS = 128
 # Lengths padded to a multiple of this: fewer distinct shapes for the kernels cached per shape (oneDNN's, for bf16).
 # A lone text run in fp32 torch is not padded: a question of 11 tokens padded to 16 took 4.57 ms against 3.81 ms.
