@@ -1,4 +1,4 @@
-"""Bounded load test of ``densepr serve``: throughput and latency of ``POST /search`` on this machine.
+"""Bounded load test of ``densepr serve``: throughput and latency of ``POST /search`` (or ``/ask``) on this machine.
 
     python -m benchmarks.serve_load --index benchmarks/out/retrieval/flat [--bm25-index benchmarks/out/retrieval/bm25]
         [--retrievers dense,bm25,hybrid] [--requests 500] [--concurrency 16,64] [--k 10] [--max-seconds 60]
@@ -12,7 +12,7 @@ share is spent). The server's resident memory is sampled every second. ``--soak-
 retriever at the highest concurrency for that long and report the RSS curve after the first fifth (the warm-up).
 Give a concurrency more than once (``16,64,16,64``) to see run-to-run noise. Writes ``serve_load.json`` and
 ``serve_load.md`` under ``--out``, and the server's log as ``server.log``; ``--page`` also writes the report into
-``benchmarks/RESULTS.md``.
+``benchmarks/RESULTS.md`` (section ``serve-load``, or ``serve-load-ask`` for ``--endpoint ask``).
 """
 
 from __future__ import annotations
@@ -93,9 +93,10 @@ def cpu_seconds(pid: int) -> float:
 
 
 def run_phase(base: str, retriever: str, questions: list[str], n: int, concurrency: int, k: int, seconds: float,
-              server_pid: int, sample_every: float = 1.0) -> dict:
-    """``n`` requests from ``concurrency`` threads, stopping at ``seconds``; latencies of the answered ones, the shed
-    count, and the server's RSS every ``sample_every`` seconds."""
+              server_pid: int, sample_every: float = 1.0, endpoint: str = "search") -> dict:
+    """``n`` requests to ``/endpoint`` from ``concurrency`` threads, stopping at ``seconds``; latencies of the answered
+    ones (an ``/ask`` answer must hold its reader's answer), the shed count, and the server's RSS every ``sample_every``
+    seconds."""
     counter, lock = itertools.count(), threading.Lock()
     latencies: list[float] = []
     errors: list[str] = []
@@ -114,13 +115,14 @@ def run_phase(base: str, retriever: str, questions: list[str], n: int, concurren
                 body = {"question": questions[i % len(questions)], "k": k, "retriever": retriever}
                 t0 = time.perf_counter()
                 try:
-                    r = client.post("/search", json=body)
+                    r = client.post(f"/{endpoint}", json=body)
                     if r.status_code == 429:
                         with lock:
                             shed[0] += 1
                         time.sleep(float(r.headers.get("retry-after", "1")))
                         continue
                     ok = r.status_code == 200 and len(r.json()["results"]) == 1
+                    ok = ok and (endpoint == "search" or len(r.json()["answers"]) == 1)
                     error = None if ok else f"HTTP {r.status_code}: {r.text[:200]}"
                 except httpx.HTTPError as exc:
                     error = f"{type(exc).__name__}: {exc}"
@@ -142,7 +144,7 @@ def run_phase(base: str, retriever: str, questions: list[str], n: int, concurren
     wall = time.perf_counter() - start
     done = len(latencies) + len(errors)
     ms = np.array(latencies) * 1000 if latencies else np.array([np.nan])
-    return {"retriever": retriever, "concurrency": concurrency, "requests": done, "ok": len(latencies),
+    return {"endpoint": endpoint, "retriever": retriever, "concurrency": concurrency, "requests": done, "ok": len(latencies),
             "errors": len(errors), "shed_429": shed[0], "error_examples": sorted(set(errors))[:3],
             "stopped_by": "count" if done + shed[0] >= n else "time", "seconds": round(wall, 2),
             "requests_per_second": round(len(latencies) / wall, 1), "rss_mb": rss,
@@ -164,7 +166,7 @@ def markdown(report: dict) -> str:
     cpu = report["machine"]
     lines = [f"# `densepr serve` load test, {report['date']}", "",
              f"CPU: {cpu['model']}, flags {' '.join(cpu['flags'])}, {cpu['cpus']} cores. Command: `{report['command']}`.", "",
-             (f"Client and server on the same machine; "
+             (f"Client and server on the same machine; POST /{report['phases'][0]['endpoint'] if report['phases'] else 'search'}; "
               f"{report['passages']:,} passages; k = {report['k']}, {report['requests_per_retriever']} requests per phase, "
               f"at most {report['max_seconds']} s in all; the server sheds (429, Retry-After: 1; the client waits it out) "
               f"beyond {report['max_pending']} requests in flight, or beyond {ALWAYS_ADMITTED} when those would take "
@@ -201,6 +203,8 @@ def main() -> None:
     parser.add_argument("--concurrency", default="16,64", help="comma-separated client counts, one phase each")
     parser.add_argument("--max-pending", type=int, default=256, help="the server's --max-pending (default 256)")
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--endpoint", choices=("search", "ask"), default="search",
+                        help="POST /search, or /ask (the server needs a reader: --serve-option=--reader ...)")
     parser.add_argument("--max-seconds", type=float, default=60, help="time bound of the phases (default 60)")
     parser.add_argument("--soak-seconds", type=float, default=0, help="then a soak this long (default: none)")
     parser.add_argument("--startup-seconds", type=float, default=180, help="how long to wait for the server to load")
@@ -234,16 +238,17 @@ def main() -> None:
         startup = time.perf_counter() - t0
         retrievers = args.retrievers.split(",") if args.retrievers else health["retrievers"]
         for name in retrievers:  # warm-up (not measured): model caches, page cache of the index
-            httpx.post(base + "/search", json={"question": questions[0], "k": args.k, "retriever": name}, timeout=60)
+            httpx.post(f"{base}/{args.endpoint}", json={"question": questions[0], "k": args.k, "retriever": name}, timeout=60)
         phases = []
         share = args.max_seconds / (len(retrievers) * len(concurrencies))
         for name in retrievers:
             for clients in concurrencies:
-                phases.append(measured(base, name, questions, args.requests, clients, args.k, share, server.pid))
+                phases.append(measured(base, name, questions, args.requests, clients, args.k, share, server.pid,
+                                       endpoint=args.endpoint))
                 print(json.dumps({k: v for k, v in phases[-1].items() if k != "rss_mb"}), flush=True)
         if args.soak_seconds:
             phase = measured(base, retrievers[0], questions, 10**9, max(concurrencies), args.k, args.soak_seconds,
-                             server.pid, sample_every=5.0)
+                             server.pid, sample_every=5.0, endpoint=args.endpoint)
             soak = {"phase": phase, "summary": soak_summary(phase["rss_mb"])}
             print(json.dumps(soak["summary"]), flush=True)
     finally:
@@ -268,16 +273,16 @@ def main() -> None:
     if args.page:
         from benchmarks.report import write_page_section
 
-        write_page_section("serve-load", text)
+        write_page_section("serve-load" if args.endpoint == "search" else "serve-load-ask", text)
     print(text)
 
 
 def measured(base: str, retriever: str, questions: list[str], n: int, clients: int, k: int, seconds: float,
-             server_pid: int, sample_every: float = 1.0) -> dict:
+             server_pid: int, sample_every: float = 1.0, endpoint: str = "search") -> dict:
     """:func:`run_phase`, with the server's mean batch and the CPU time server and client spent per answer."""
     before = httpx.get(base + "/health").json()["batching"]
     server_cpu, client_cpu = cpu_seconds(server_pid), cpu_seconds(os.getpid())
-    phase = run_phase(base, retriever, questions, n, clients, k, seconds, server_pid, sample_every)
+    phase = run_phase(base, retriever, questions, n, clients, k, seconds, server_pid, sample_every, endpoint)
     answered = max(phase["ok"], 1)
     phase["server_cpu_ms_per_answer"] = round(1000 * (cpu_seconds(server_pid) - server_cpu) / answered, 2)
     phase["client_cpu_ms_per_answer"] = round(1000 * (cpu_seconds(os.getpid()) - client_cpu) / answered, 2)

@@ -273,5 +273,22 @@ def test_serve_picks_its_backend_and_says_so(tiny_indexes, monkeypatch, caplog):
     monkeypatch.setattr(choice, "cpu_supports_bf16", lambda: True)
     with caplog.at_level(logging.INFO):
         app = create_app(index=str(tiny_indexes / "flat"))
-    assert "serving on onnx fp32" in caplog.text
+    assert "serving questions on onnx fp32" in caplog.text
     assert app.state.service.searcher.dense.model.question_encoder.backend() == "onnx fp32"
+
+
+def test_a_served_reader_keeps_the_backend_asked_for(tiny_indexes, tiny_bert, tmp_path, monkeypatch):
+    """On a bf16 CPU the server's questions go to ONNX Runtime fp32, its reader stays on auto's torch bf16."""
+    from fastapi.testclient import TestClient
+
+    from densepr.serve.app import create_app
+
+    Reader.from_pretrained(str(tiny_bert)).save(tmp_path / "reader")
+    monkeypatch.setattr(choice, "cpu_supports_bf16", lambda: True)
+    monkeypatch.setattr("densepr.hardware.cpu_supports_bf16", lambda: True)
+    app = create_app(index=str(tiny_indexes / "flat"), reader=tmp_path / "reader")
+    assert app.state.service.searcher.dense.model.question_encoder.backend() == "onnx fp32"
+    with TestClient(app) as client:
+        health = client.get("/health").json()
+        assert client.post("/ask", json={"question": "where was einstein born", "k": 2}).status_code == 200
+    assert health["backends"]["reader"] == "torch bf16"

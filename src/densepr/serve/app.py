@@ -55,10 +55,10 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
     """
     if max_pending < 1 or not max_queue_wait >= 0:
         raise DenseprError(f"--max-pending must be >= 1 and --max-queue-wait >= 0 (got {max_pending}, {max_queue_wait})")
-    spec = dataclasses.replace(spec or SearchSpec(), **spec_options)
+    asked = spec = dataclasses.replace(spec or SearchSpec(), **spec_options)
     backend, precision = serving_backend(spec.backend, spec.precision, gpu=default_device() == "cuda")
     if (backend, precision) != (spec.backend, spec.precision):
-        log.info("serving on %s %s: steady memory on this CPU (--backend torch for torch bf16)", backend, precision)
+        log.info("serving questions on %s %s: steady memory on this CPU (--backend torch for torch bf16)", backend, precision)
         spec = dataclasses.replace(spec, backend=backend, precision=precision)
     service = SearchService.load(spec, max_batch=max_batch, max_wait=max_wait)
     answerer = None
@@ -67,7 +67,7 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
         from densepr.read import Reader
 
         answerer = Reader.load(reader, lite=True)
-        place_reader(answerer, spec, service.searcher.store)
+        place_reader(answerer, asked, service.searcher.store)  # the reader as asked: auto reads in torch bf16 here
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
