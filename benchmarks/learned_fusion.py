@@ -6,7 +6,7 @@ several positives, plus a small L2 term; questions with no answer or only answer
 skipped). Its top k is the pool ranked by the fitted score.
 
 >>> model = LearnedFusion.fit(pools)         # doctest: +SKIP  (pools: [(features, labels)] of dev questions)
->>> model.rank(features)[:20]                # doctest: +SKIP  (pool positions, best first)
+>>> model.fuse(candidates, k=20)             # doctest: +SKIP  (a question's top 20 hits of its pool)
 """
 
 from __future__ import annotations
@@ -26,13 +26,14 @@ FEATURES = ("bm25", "dense", "bm25 z", "dense z", "bm25 - its top", "dense - its
 
 
 def _aligned(ranked: Ranked, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Scores and ranks (from 1) of ``rows`` in one list; a row it lacks gets its minimum and rank len + 1."""
-    order = np.argsort(ranked.rows, kind="stable")
-    at = np.searchsorted(ranked.rows[order], rows)
-    found = (at < len(order)) & (ranked.rows[order][np.minimum(at, len(order) - 1)] == rows)
-    where = np.where(found, order[np.minimum(at, len(order) - 1)], len(order))
-    scores = ranked.scores.astype(np.float64)
-    return np.where(found, scores[np.minimum(where, len(scores) - 1)], scores.min()), where + 1.0
+    """Scores and ranks (from 1) of the sorted ``rows`` in one list; a row it lacks gets the list's minimum score
+    (pyserini's rule, as :func:`densepr.retrieve.fusion.linear_fusion`) and rank len + 1."""
+    scores = np.full(rows.size, float(ranked.scores.min()))
+    ranks = np.full(rows.size, len(ranked.rows) + 1.0)
+    inside = np.isin(ranked.rows, rows)
+    at = np.searchsorted(rows, ranked.rows[inside])
+    scores[at], ranks[at] = ranked.scores[inside], np.flatnonzero(inside) + 1.0
+    return scores, ranks
 
 
 def pool_features(c: Candidates, pool: int = POOL) -> tuple[np.ndarray, np.ndarray]:

@@ -166,7 +166,7 @@ def markdown(report: dict) -> str:
     cpu = report["machine"]
     lines = [f"# `densepr serve` load test, {report['date']}", "",
              f"CPU: {cpu['model']}, flags {' '.join(cpu['flags'])}, {cpu['cpus']} cores. Command: `{report['command']}`.", "",
-             (f"Client and server on the same machine; POST /{report['phases'][0]['endpoint'] if report['phases'] else 'search'}; "
+             (f"Client and server on the same machine; POST /{report['endpoint']}; "
               f"{report['passages']:,} passages; k = {report['k']}, {report['requests_per_retriever']} requests per phase, "
               f"at most {report['max_seconds']} s in all; the server sheds (429, Retry-After: 1; the client waits it out) "
               f"beyond {report['max_pending']} requests in flight, or beyond {ALWAYS_ADMITTED} when those would take "
@@ -266,7 +266,7 @@ def main() -> None:
               "server": " ".join(server.args[2:]) if isinstance(server.args, list) else str(server.args),
               "startup_seconds": round(startup, 1), "passages": health["passages"], "indexes": health["indexes"],
               "questions": len(questions), "requests_per_retriever": args.requests, "max_pending": args.max_pending,
-              "k": args.k, "max_seconds": args.max_seconds, "phases": phases, "soak": soak}
+              "endpoint": args.endpoint, "k": args.k, "max_seconds": args.max_seconds, "phases": phases, "soak": soak}
     write_json(out / "serve_load.json", report)
     text = markdown(report)
     (out / "serve_load.md").write_text(text, encoding="utf-8")

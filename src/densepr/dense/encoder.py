@@ -247,7 +247,7 @@ class Encoder(torch.nn.Module):
                 tensors = {k: batch[k].to(device) for k in keys}
                 lite_bf16 = self._bf16_lite() if in_bf16 else None
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=in_bf16 and lite_bf16 is None):
-                    vectors = self._vectors(lite_bf16, **tensors) if lite_bf16 is not None else self(**tensors)
+                    vectors = self._vectors(lite_bf16 or self.model, **tensors)
                 out[idx] = vectors.float().cpu().numpy()
             bar.update(len(idx))
             if report is not None:
