@@ -16,7 +16,8 @@ loaded for inference (``lite``) as the CLI and the service load them:
   ``--bundle`` is there;
 - encoding the default corpus (12,324 passages) with what ``auto`` picks: seconds.
 
-Writes ``results.json`` and ``report.md`` under ``--out``; ``--page`` also writes them into ``benchmarks/RESULTS.md``.
+Writes ``results.json`` and ``report.md`` under ``--out``; ``--page`` also writes them into ``benchmarks/RESULTS.md``
+(section ``backends`` on a CPU with bf16 units, ``backends-no-bf16`` on one without).
 """
 
 from __future__ import annotations
@@ -91,14 +92,14 @@ def st_encode(python: str, folder: str, pairs: list[list[str]], runs: int, onnx:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def encoders(passages, runs: int) -> tuple[dict, dict]:
+def encoders(passages, runs: int, variants: list[tuple[str, str]]) -> tuple[dict, dict]:
     """densepr's variants: passages/s (interleaved medians) and vectors."""
     import densepr
     from densepr.backends.choice import Backend
     from densepr.dense.backend import attach_encoder
 
     towers = {}
-    for name, precision in VARIANTS:
+    for name, precision in variants:
         tower = densepr.Encoder.from_pretrained("default", lite=True)
         placed = attach_encoder(tower, Backend(name, precision), passages[:64])
         towers[f"{name}-{precision}"] = (tower, str(placed))
@@ -178,7 +179,7 @@ def latency(towers: dict, n: int) -> dict:
     return out
 
 
-def reader_figures(n: int, bundle: Path | None) -> dict:
+def reader_figures(n: int, bundle: Path | None, variants: list[tuple[str, str]]) -> dict:
     """Reader latency over 5 passages per question, and EM at k=5 on the held-out SQuAD split, per backend."""
     import densepr
     from densepr.backends.choice import Backend
@@ -197,7 +198,7 @@ def reader_figures(n: int, bundle: Path | None) -> dict:
 
         evals = eval_sets(*unpack(bundle, Path("/tmp/reader_recipe_eval")))
     out = {}
-    for name, precision in VARIANTS:
+    for name, precision in variants:
         reader = Reader.load(default_reader(), lite=True)
         ran = attach_reader(reader, Backend(name, precision), sample)
         read_passages(reader, questions[0], ctxs[:5])
@@ -286,7 +287,14 @@ def main() -> None:
     parser.add_argument("--no-accuracy", action="store_true", help="skip whole-corpus top-k accuracy")
     parser.add_argument("--out", default="benchmarks/out/backends")
     parser.add_argument("--page", action="store_true", help="also write benchmarks/RESULTS.md")
+    parser.add_argument("--variants", default=",".join(f"{n}-{p}" for n, p in VARIANTS),
+                        help="densepr's backend-precision pairs to run (torch-fp32, the reference, always runs); default: all "
+                        "installed. OpenVINO bf16 on a CPU without bf16 units took minutes per 1,000 passages")
     args = parser.parse_args()
+    asked, known = set(args.variants.split(",")), {f"{n}-{p}" for n, p in VARIANTS}
+    if asked - known:
+        parser.error(f"unknown variants {', '.join(sorted(asked - known))}; choose from {', '.join(sorted(known))}")
+    variants = [v for v in VARIANTS if v == ("torch", "fp32") or f"{v[0]}-{v[1]}" in asked]
     import densepr
     from densepr.dense.loading import packaged_default_model
     from densepr.fileio import write_json
@@ -299,21 +307,23 @@ def main() -> None:
     r["st"] = st_encode(args.st_python, str(packaged_default_model()), [[p.title, p.text] for p in passages], args.runs,
                         args.st_python != sys.executable, out / "st")
     print("st", r["st"], flush=True)
-    r["encode"], state = encoders(passages, args.runs)
+    r["encode"], state = encoders(passages, args.runs, variants)
     print("encode", {k: round(v["passages_per_s"], 1) for k, v in r["encode"].items()}, flush=True)
     r["agreement"] = agreement(state["vectors"])
     r["accuracy"] = {} if args.no_accuracy else accuracy(state["towers"], corpus, out / "emb")
     r["latency"] = latency(state["towers"], args.questions)
-    r["reader"] = reader_figures(min(args.questions, 100), Path(args.bundle))
+    r["reader"] = reader_figures(min(args.questions, 100), Path(args.bundle), variants)
     r["default_corpus"] = default_corpus_seconds()
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", r)
     text = report(r)
     (out / "report.md").write_text(text, encoding="utf-8")
     if args.page:
+        from densepr.hardware import cpu_supports_bf16
+
         from benchmarks.report import write_page_section
 
-        write_page_section("backends", text)
+        write_page_section("backends" if cpu_supports_bf16() else "backends-no-bf16", text)  # one section per CPU kind
     print(text)
 
 

@@ -202,6 +202,20 @@ def test_choose_rules_and_errors(monkeypatch):
     assert choose("auto", bulk=True) == Backend("torch", "fp32")  # measured on bf16 CPUs only
 
 
+def test_bf16_asked_on_a_cpu_without_bf16_units_warns(monkeypatch, caplog):
+    monkeypatch.setattr(choice, "cpu_supports_bf16", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="densepr.backends.choice"):
+        assert choose("openvino", "bf16") == Backend("openvino", "bf16") and choose("torch", "bf16") == Backend("torch", "bf16")
+        assert choose("torch", "bf16", gpu=True) == Backend("torch", "bf16") and choose("auto") == Backend("onnx", "int8")
+        assert choose("auto", "bf16") == Backend("torch", "bf16")
+    assert [r.message.split(":")[1].split(" bf16")[0].strip() for r in caplog.records] == ["openvino", "torch", "torch"]
+    caplog.clear()
+    monkeypatch.setattr(choice, "cpu_supports_bf16", lambda: True)
+    with caplog.at_level(logging.WARNING, logger="densepr.backends.choice"):
+        choose("openvino", "bf16"), choose("torch", "bf16")
+    assert not caplog.records
+
+
 @pytest.mark.parametrize(("engine", "module"), [("onnx", "onnxruntime"), ("openvino", "openvino")])
 def test_a_missing_engine_is_one_clear_error(tmp_path, tiny_bert, monkeypatch, engine, module):
     encoder = Encoder.from_pretrained(tiny_bert)

@@ -39,7 +39,8 @@ def test_torchrun_processes_encode_one_shard_each(tiny_bert, passages_tsv, tmp_p
     if shutil.which("torchrun") is None:
         pytest.skip("torchrun not on PATH")
     cmd = ["torchrun", "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", str(free_port()), "-m", "densepr",
-           "-q", "encode", "--passages", str(passages_tsv), "--out", str(tmp_path / "emb"), "--model", str(tiny_bert), "--no-bf16"]
+           "-q", "encode", "--passages", str(passages_tsv), "--out", str(tmp_path / "emb"), "--model", str(tiny_bert), "--no-bf16",
+           "--backend", "torch"]  # auto would pick ONNX Runtime int8 on a CPU without bf16 units; this compares torch fp32
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / "emb").glob("*.npy")) == ["shard-000-of-002.npy", "shard-001-of-002.npy"]

@@ -176,3 +176,14 @@ def test_resume_with_other_options_is_refused(tiny_bert, tmp_path):
     _, trainer = _train(tiny_bert, tmp_path, examples, seed=7)
     with pytest.raises(DenseprError, match="seed=42, not 7"):
         trainer.train()
+
+
+@pytest.mark.parametrize(("bf16_units", "warned"), [(False, True), (True, False)])
+def test_bf16_training_on_a_cpu_without_bf16_units_warns(tiny_bert, tmp_path, monkeypatch, caplog, bf16_units, warned):
+    from densepr.loop import loop
+
+    monkeypatch.setattr(loop, "cpu_supports_bf16", lambda: bf16_units)
+    examples = read_training_data(shared("dpr-format/nq-dev-sample.json"))
+    with caplog.at_level("WARNING", logger="densepr"):
+        TrainingLoop(DualEncoderTask(_model(tiny_bert), examples, TrainConfig(out=str(tmp_path), batch_size=2, bf16=True)))
+    assert any("without bf16 units" in r.message for r in caplog.records) == warned

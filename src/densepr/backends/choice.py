@@ -23,6 +23,7 @@ Backend(name='torch', precision='fp32')
 from __future__ import annotations
 
 import importlib.util
+import logging
 from dataclasses import dataclass, field
 
 from densepr.errors import DenseprError
@@ -36,6 +37,7 @@ PRECISIONS_OF = {"torch": ("fp32", "bf16"), "onnx": ("fp32", "int8"), "openvino"
 # correlation of its start, end and selection logits (the lowest). benchmarks/backends.py measures what these mean for
 # top-k accuracy and exact match.
 GATE = {"cosine_mean": 0.99, "cosine_min": 0.95, "logit_correlation": 0.995}
+log = logging.getLogger(__name__)
 
 
 @dataclass(kw_only=True)
@@ -85,6 +87,14 @@ def choose(backend: str = "auto", precision: str | None = None, gpu: bool = Fals
     ``int8=False``: ``auto`` (without a precision) does not pick int8 (the reader). ``bulk``: a long job (encoding a
     corpus, reading a results file), where ``auto`` on a CPU with bf16 units picks OpenVINO bf16 where it is installed
     (it compiles the graph at start-up, which a one-shot command would wait for)."""
+    chosen = _choose(backend, precision, gpu, int8, bulk)
+    if chosen.precision == "bf16" and not gpu and not cpu_supports_bf16():
+        log.warning("this CPU has no bf16 units (avx512_bf16, amx_bf16): %s bf16 is emulated and slower than fp32 here "
+                    "(on a Xeon without them: torch 0.39x, OpenVINO 0.03x fp32's passages/s)", chosen.name)
+    return chosen
+
+
+def _choose(backend: str, precision: str | None, gpu: bool, int8: bool, bulk: bool) -> Backend:
     if backend not in BACKENDS:
         raise DenseprError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     if precision is not None and precision not in PRECISIONS:

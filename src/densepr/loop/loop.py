@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from densepr.errors import DenseprError
 from densepr.fileio import atomic_folder, check_manifest, write_manifest
-from densepr.hardware import peak_rss_mb, use_bf16
+from densepr.hardware import cpu_supports_bf16, peak_rss_mb, use_bf16
 from densepr.loop import distributed as dist
 from densepr.loop.config import LoopConfig
 
@@ -114,6 +114,8 @@ class TrainingLoop:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, linear_schedule(cfg.warmup_steps, self.total_steps))
         device = next(task.module.parameters()).device
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(device.type, cfg.bf16))
+        if cfg.bf16 and device.type == "cpu" and not cpu_supports_bf16():
+            log.warning("--bf16 on a CPU without bf16 units (avx512_bf16, amx_bf16): emulated, slower than fp32 here")
         self.state: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": None}
 
     def step(self, indices: np.ndarray, epoch: int) -> float:
