@@ -18,9 +18,9 @@ from pathlib import Path
 
 import densepr
 from densepr.evaluate.answers import has_answer, tokenize
-from densepr.fileio import write_json
 
 from benchmarks.multi_recipe import SETS, accuracy, split_sets
+from benchmarks.report import publish
 from benchmarks.train_mini_wiki import DATA
 
 
@@ -61,14 +61,7 @@ def main() -> None:
         sets[name] = row
         print(name, row, flush=True)
     r = {"corpus_passages": len(searchers["bm25"].store), "sets": sets}
-    write_json(out / "results.json", r)
-    text = report(r)
-    (out / "report.md").write_text(text, encoding="utf-8")
-    if args.page:
-        from benchmarks.report import write_page_section
-
-        write_page_section("answer-ceiling", text)
-    print(text)
+    publish(out, r, report(r), "answer-ceiling" if args.page else None)
 
 
 def report(r: dict) -> str:

@@ -228,3 +228,15 @@ def write_page_section(name: str, text: str, page: Path = PAGE) -> None:
     else:
         current = current.rstrip() + "\n\n" + block + "\n"
     page.write_text(current, encoding="utf-8")
+
+
+def publish(out: Path, results: dict, text: str, section: str | None = None) -> None:
+    """Write a benchmark's ``results.json`` and ``report.md`` under ``out``, print the report, and with ``section`` put
+    it into ``benchmarks/RESULTS.md`` too."""
+    from densepr.fileio import write_json
+
+    write_json(out / "results.json", results)
+    (out / "report.md").write_text(text, encoding="utf-8")
+    if section:
+        write_page_section(section, text)
+    print(text)

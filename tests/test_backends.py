@@ -164,6 +164,23 @@ def test_exported_readers_pick_the_spans_torch_picks(tmp_path, reader_folder, dp
             assert [(r.start, r.end, r.answer) for r in mine] == [(r.start, r.end, r.answer) for r in theirs]
 
 
+@pytest.mark.parametrize("lite", [True, False])
+def test_the_readers_int8_graph_keeps_its_early_down_projections_fp32(tmp_path, reader_folder, lite):
+    """2 layers: the first layer's feed-forward down-projection (64 -> 32) stays a float MatMul, every other weight
+    product is quantised, whichever module layout (lite or transformers') was exported."""
+    import onnx
+
+    attach_reader(Reader.load(reader_folder, lite=lite), Backend("onnx", "int8"), PASSAGES, cache_near=tmp_path)
+    (folder,) = (tmp_path / ".densepr-onnx").glob("*-int8-*")
+    kept = json.loads((folder / META).read_text())["fp32_nodes"]
+    graph = onnx.load(str(folder / GRAPH)).graph
+    nodes, weights = graph.node, {w.name for w in graph.initializer}
+    float_weight_products = [n.name for n in nodes if n.op_type == "MatMul" and n.input[1] in weights]
+    assert len(kept) == 1 and "0" in kept[0] and "dense" in kept[0]
+    assert float_weight_products == kept
+    assert sum(n.op_type == "MatMulInteger" for n in nodes) >= 2 * 6 - 1  # q, k, v, out, up, down a layer, one kept
+
+
 def test_choose_rules_and_errors(monkeypatch):
     monkeypatch.setattr(choice, "cpu_supports_bf16", lambda: False)
     assert choose("auto") == Backend("onnx", "int8")

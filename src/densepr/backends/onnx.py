@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -75,17 +75,43 @@ def export_graph(module: torch.nn.Module, sample: Mapping[str, torch.Tensor], ou
             m.set_attn_implementation(implementation)
 
 
-def quantize_int8(source: Path, target: Path) -> None:
-    """Dynamic int8: weights per output channel (signed), activations quantised per batch at run time."""
+def quantize_int8(source: Path, target: Path, keep_fp32: Sequence[str] = ()) -> None:
+    """Dynamic int8: weights per output channel (signed), activations quantised per batch at run time; the nodes
+    named in ``keep_fp32`` stay fp32."""
     require_onnxruntime()
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)  # onnxruntime's quantiser logs every node it skips to the root logger
     try:
-        quantize_dynamic(str(source), str(target), per_channel=True, weight_type=QuantType.QInt8)
+        quantize_dynamic(str(source), str(target), per_channel=True, weight_type=QuantType.QInt8,
+                         nodes_to_exclude=list(keep_fp32))
     finally:
         logging.disable(previous)
+
+
+def down_projections(graph: Path) -> list[str]:
+    """A BERT graph's feed-forward down-projections, in graph order: MatMuls whose weight maps a wider input onto the
+    model's width (the output width most MatMuls share)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(graph))
+    shapes = {w.name: tuple(numpy_helper.to_array(w).shape) for w in model.graph.initializer if len(w.dims) == 2}
+    weighted = [(n.name, shapes[n.input[1]]) for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in shapes]
+    widths = [shape[1] for _, shape in weighted]
+    hidden = max(set(widths), key=widths.count) if widths else 0
+    return [name for name, (rows, cols) in weighted if cols == hidden and rows > hidden]
+
+
+def early_down_projections(graph: Path) -> list[str]:
+    """The first half (rounded up) of :func:`down_projections`: what the reader's int8 graph keeps fp32.
+
+    Their inputs (after GELU) carry the outliers int8 rounds worst, and the early layers' errors grow through the later
+    ones. The default reader's logits then correlate 0.9958 with torch fp32 on mini-Wikipedia passages (all int8:
+    0.9924, under the gate's 0.995; section ``reader-int8`` of ``benchmarks/RESULTS.md``)."""
+    down = down_projections(graph)
+    return down[: (len(down) + 1) // 2]
 
 
 def cache_root(near: Path | None) -> Path:
@@ -138,9 +164,10 @@ class OnnxRunner:
 
     @classmethod
     def build(cls, module: torch.nn.Module, sample: Mapping[str, torch.Tensor], outputs: Sequence[str], precision: str,
-              key: str, root: Path) -> OnnxRunner:
+              key: str, root: Path, keep_fp32: Callable[[Path], Sequence[str]] | None = None) -> OnnxRunner:
         """The runner of ``module`` at ``precision``, its graph exported into ``root/<key>-<graph precision>`` unless
-        there (int8 graphs are quantised; any other precision runs the fp32 graph)."""
+        there (int8 graphs are quantised, but for the nodes ``keep_fp32`` names in the fp32 graph; any other precision
+        runs the fp32 graph). ``key`` must change with ``keep_fp32``."""
         cls.require()
         graph = "int8" if precision == "int8" else "fp32"
         folder = root / f"{key}-{graph}-r{RECIPE}"
@@ -152,12 +179,15 @@ class OnnxRunner:
         log.info("exporting %s to ONNX (%s) -> %s", type(module).__name__, graph, folder)
         with atomic_folder(folder) as tmp:
             export_graph(module, sample, outputs, tmp / "fp32.onnx")
+            kept: Sequence[str] = []
             if graph == "int8":
-                quantize_int8(tmp / "fp32.onnx", tmp / GRAPH)
+                kept = keep_fp32(tmp / "fp32.onnx") if keep_fp32 else []
+                quantize_int8(tmp / "fp32.onnx", tmp / GRAPH, kept)
                 (tmp / "fp32.onnx").unlink()
             else:
                 (tmp / "fp32.onnx").rename(tmp / GRAPH)
-            write_json(tmp / META, {"key": key, "precision": graph, "recipe": RECIPE, "opset": OPSET, "torch": torch.__version__})
+            write_json(tmp / META, {"key": key, "precision": graph, "recipe": RECIPE, "opset": OPSET, "torch": torch.__version__,
+                                    "fp32_nodes": list(kept)})
         return cls(folder / GRAPH, precision)
 
     def __call__(self, tensors: Mapping[str, np.ndarray | torch.Tensor]) -> list[np.ndarray]:

@@ -15,35 +15,44 @@ import torch
 
 from densepr.backends.choice import Backend
 from densepr.backends.gate import place, question_like, runner_class
-from densepr.backends.onnx import OnnxRunner, cache_root, module_fingerprint
+from densepr.backends.onnx import OnnxRunner, cache_root, early_down_projections, module_fingerprint
 from densepr.corpus.passages import Passage
 from densepr.read.model import Reader
 
 
 def attach_reader(reader: Reader, backend: Backend, passages: Sequence[Passage], cache_near: Path | None = None) -> Backend:
     """Run ``reader`` on ``backend`` from now on (as :func:`attach_encoder`; agreement: the correlation of the start,
-    end and selection logits with torch fp32 on the sample, the lowest of the three)."""
+    end and selection logits with torch fp32 on the sample, the lowest of the three). Its int8 graph keeps the early
+    feed-forward down-projections fp32 (:func:`~densepr.backends.onnx.early_down_projections`)."""
     ctxs: list[Mapping[str, Any]] = [p.ctx() for p in passages]
     questions = question_like(passages)
 
     def build(backend: Backend) -> OnnxRunner:
         sample = dict(reader.encode(["a", questions[0]], [{"title": "t", "text": "b"}, ctxs[0]]).tensors)
-        settings = {"kind": "reader", "input_format": reader.input_format}
+        settings = {"kind": "reader", "input_format": reader.input_format, "int8_fp32_nodes": "early down-projections"}
         return runner_class(backend.name).build(reader, sample, ["start", "end", "select"], backend.precision,
-                                                module_fingerprint(reader, settings), cache_root(cache_near or reader.source))
+                                                module_fingerprint(reader, settings), cache_root(cache_near or reader.source),
+                                                keep_fp32=early_down_projections)
 
     def measure(runner: OnnxRunner) -> dict[str, float]:
-        batch = reader.encode(questions, ctxs)
-        with torch.inference_mode():
-            reference = [t.float().numpy() for t in reader(**{k: v.to(reader.device) for k, v in batch.tensors.items()})]
-        got = runner(batch.tensors)
-        text = batch.text_mask.numpy()
-        pairs = [(reference[0][text], got[0][text]), (reference[1][text], got[1][text]), (reference[2], got[2])]
-        return {"logit_correlation": min(_correlation(a, b) for a, b in pairs)}
+        return {"logit_correlation": min(logit_correlations(reader, runner, questions, ctxs).values())}
 
     placed, reader.runner = place("reader", backend, build, measure, len(passages))
     reader.precision = placed.precision
     return placed
+
+
+def logit_correlations(reader: Reader, runner: OnnxRunner, questions: Sequence[str],
+                       ctxs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """How ``runner``'s start, end (over passage text tokens) and selection logits correlate with ``reader``'s in
+    torch fp32, one question per ctx."""
+    batch = reader.encode(list(questions), list(ctxs))
+    with torch.inference_mode():
+        reference = [t.float().numpy() for t in reader(**{k: v.to(reader.device) for k, v in batch.tensors.items()})]
+    got = runner(batch.tensors)
+    text = batch.text_mask.numpy()
+    pairs = {"start": (reference[0][text], got[0][text]), "end": (reference[1][text], got[1][text]), "select": (reference[2], got[2])}
+    return {name: _correlation(a, b) for name, (a, b) in pairs.items()}
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
