@@ -94,10 +94,9 @@ def down_projections(graph: Path) -> list[str]:
     """A BERT graph's feed-forward down-projections, in graph order: MatMuls whose weight maps a wider input onto the
     model's width (the output width most MatMuls share)."""
     import onnx
-    from onnx import numpy_helper
 
     model = onnx.load(str(graph))
-    shapes = {w.name: tuple(numpy_helper.to_array(w).shape) for w in model.graph.initializer if len(w.dims) == 2}
+    shapes = {w.name: tuple(w.dims) for w in model.graph.initializer if len(w.dims) == 2}  # shapes only, no array copies
     weighted = [(n.name, shapes[n.input[1]]) for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in shapes]
     widths = [shape[1] for _, shape in weighted]
     hidden = max(set(widths), key=widths.count) if widths else 0
