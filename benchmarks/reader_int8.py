@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 
 from densepr.backends.gate import question_like, sample_passages
-from densepr.backends.onnx import OnnxRunner, down_projections, early_down_projections, export_graph, quantize_int8
+from densepr.backends.export import export_graph
+from densepr.backends.onnx import OnnxRunner, down_projections, early_down_projections, quantize_int8
 from densepr.corpus.passages import PassageStore
 from densepr.fileio import write_json
 from densepr.read import Reader

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from benchmarks.backends import cpu
-from densepr.backends.onnx import export_graph, quantize_int8
+from densepr.backends.export import export_graph
+from densepr.backends.onnx import quantize_int8
 from densepr.corpus.passages import Passage, PassageStore
 from densepr.dense.biencoder import BiEncoder
 from densepr.fileio import write_json

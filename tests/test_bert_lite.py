@@ -101,6 +101,7 @@ def test_lite_towers_and_reader_compute_what_the_training_ones_do(tiny_bert, tmp
         assert torch.allclose(got, want, atol=1e-5)
 
 
+@pytest.mark.kernels
 def test_a_lite_tower_encodes_bf16_batches_with_one_bf16_copy_of_its_weights(tiny_bert, monkeypatch):
     lite, full = Encoder.from_pretrained(tiny_bert, lite=True), Encoder.from_pretrained(tiny_bert)
     keys = set(lite.state_dict())
@@ -125,6 +126,7 @@ def test_a_lite_tower_encodes_bf16_batches_with_one_bf16_copy_of_its_weights(tin
     np.testing.assert_array_equal(full.embed(TEXTS[:1]), full.embed(TEXTS[:1], bf16=False))
 
 
+@pytest.mark.kernels
 def test_a_lite_reader_reads_bf16_with_one_bf16_copy_of_its_weights(tiny_bert, tmp_path):
     from densepr.read.inference import read_passages
 

@@ -133,6 +133,7 @@ def test_index_rejects_wrong_dimension_queries():
     assert rows.shape == (1, 4) and rows[0, 0] == 0
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("shards", [1, 3])
 def test_flat_search_gives_faiss_rows_and_scores(shards, monkeypatch):
     """Exact search runs in numpy (index.exact); in small score blocks and across shards it returns FAISS's top k."""

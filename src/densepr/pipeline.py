@@ -71,19 +71,19 @@ def encode(*, passages: str | Path, out: str | Path, model: str | None = None, s
     """
     from densepr.backends.choice import choose
     from densepr.backends.gate import sample_passages
-    from densepr.dense.backend import attach_encoder
-    from densepr.dense.biencoder import BiEncoder
+    from densepr.dense.biencoder import BiEncoder, attach_tower
     from densepr.dense.passage_encoding import encode_passages
+    from densepr.hardware import gpu_available
 
     if shard_id is None and num_shards is None:
         shard_id, num_shards = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     elif shard_id is None or num_shards is None:
         raise DenseprError("give both --shard-id and --num-shards, or neither (torchrun's RANK/WORLD_SIZE, else one shard)")
     store = PassageStore(passages)
-    encoder = BiEncoder.load(model, lite=True)
+    asked = choose(backend, precision, gpu=gpu_available(), bulk=bf16 is not False)  # --no-bf16: no bf16 engine
+    encoder = BiEncoder.load(model, lite=True, graph=asked.name != "torch")
     tower = encoder.passage_encoder
-    asked = choose(backend, precision, gpu=next(tower.parameters()).is_cuda, bulk=bf16 is not False)  # --no-bf16: no bf16 engine
-    attach_encoder(tower, asked, sample_passages(store))
+    attach_tower(tower, asked, sample_passages(store))
     log.info("passage encoder: %s%s", tower.backend(bf16), " (auto)" if backend == "auto" else "")
     start = time.perf_counter()
     path = encode_passages(store, encoder, out, shard_id, num_shards, batch_size=batch_size, chunk_size=chunk_size,
@@ -350,13 +350,14 @@ def answer(*, results: str | Path, reader: str | Path, out: str | Path, ks: Sequ
     from densepr.backends.choice import choose
     from densepr.backends.gate import ctx_sample
     from densepr.fileio import write_json
-    from densepr.read import Reader, answer_results
-    from densepr.read.backend import attach_reader
+    from densepr.hardware import gpu_available
+    from densepr.read import answer_results
+    from densepr.read.graph_reader import attach_any_reader, load_reader
 
     entries = read_results(results)
-    model = Reader.load(reader, lite=True)
-    placed = attach_reader(model, choose(backend, precision, gpu=model.device.type == "cuda", int8=False, bulk=bf16 is not False),
-                           ctx_sample(entries))
+    asked = choose(backend, precision, gpu=gpu_available(), int8=False, bulk=bf16 is not False)
+    model = load_reader(reader, graph=asked.name != "torch")
+    placed = attach_any_reader(model, asked, ctx_sample(entries))
     start = time.perf_counter()
     predictions, summary = answer_results(model, entries, ks, batch_size, match, bf16, progress)
     summary["seconds_per_question"] = (time.perf_counter() - start) / len(entries)

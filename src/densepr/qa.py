@@ -11,20 +11,25 @@ from densepr.corpus.passages import PassageStore
 from densepr.errors import DenseprError
 from densepr.hits import ScoredPassage
 from densepr.questions import check_question
+from densepr.read.graph_reader import AnyReader, attach_any_reader
 from densepr.read.inference import predict
-from densepr.read.model import Reader
 from densepr.retrieve.searcher import Searcher
 
 log = logging.getLogger(__name__)
 
 
-def place_reader(reader: Reader, spec: BackendOptions, store: PassageStore) -> Backend:
+def reader_backend(spec: BackendOptions, bulk: bool = False) -> Backend:
+    """The backend ``spec`` asks for the reader on this machine (``auto`` never picks int8 for it)."""
+    from densepr.hardware import gpu_available
+
+    return choose(spec.backend, spec.precision, gpu=gpu_available(), int8=False, bulk=bulk)
+
+
+def place_reader(reader: AnyReader, spec: BackendOptions, store: PassageStore) -> Backend:
     """Put ``reader`` on the backend ``spec`` asks for, checked on ``store``'s passages; logs what runs."""
     from densepr.backends.gate import sample_passages
-    from densepr.read.backend import attach_reader
 
-    asked = choose(spec.backend, spec.precision, gpu=reader.device.type == "cuda", int8=False)
-    placed = attach_reader(reader, asked, sample_passages(store))
+    placed = attach_any_reader(reader, reader_backend(spec), sample_passages(store))
     log.info("reader: %s%s", reader.backend(), " (auto)" if spec.backend == "auto" else "")
     return placed
 
@@ -49,7 +54,7 @@ class Answerer:
     'William Shakespeare'
     """
 
-    def __init__(self, searcher: Searcher, reader: Reader, k: int = 5):
+    def __init__(self, searcher: Searcher, reader: AnyReader, k: int = 5):
         if k < 1:
             raise DenseprError(f"--top-k must be >= 1, got {k}")
         self.searcher, self.reader, self.k = searcher, reader, k

@@ -29,7 +29,7 @@ import logging
 from dataclasses import dataclass, field
 
 from densepr.errors import DenseprError
-from densepr.hardware import cpu_supports_bf16
+from densepr.hardware import cpu_supports_bf16, torch_installed
 from densepr.options import opt
 
 BACKENDS = ("auto", "torch", "onnx", "openvino")
@@ -101,16 +101,21 @@ def _choose(backend: str, precision: str | None, gpu: bool, int8: bool, bulk: bo
         raise DenseprError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     if precision is not None and precision not in PRECISIONS:
         raise DenseprError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    torch = torch_installed()
     if backend == "auto":
         if bulk and precision in (None, "bf16") and not gpu and cpu_supports_bf16() and openvino_installed():
             return Backend("openvino", "bf16")
-        if precision in (None, "bf16") and (gpu or cpu_supports_bf16()):
+        if torch and precision in (None, "bf16") and (gpu or cpu_supports_bf16()):
             return Backend("torch", "bf16", chosen=precision is None)
-        if (precision in ("int8", "fp32") or (precision is None and int8)) and not gpu and onnxruntime_installed():
-            return Backend("onnx", precision or "int8")
+        if precision in (None, "int8", "fp32") and not gpu and onnxruntime_installed():
+            return Backend("onnx", precision or ("int8" if int8 else "fp32"))
         if precision == "int8":
-            raise DenseprError("int8 runs on the onnx backend: pip install 'densepr[onnx]'")
+            raise DenseprError("int8 runs on the onnx backend: pip install onnxruntime")
+        if not torch:
+            raise DenseprError(f"no backend here runs {precision or 'this'}: pip install 'densepr[train]' for torch")
         return Backend("torch", precision or "fp32")
+    if backend == "torch" and not torch:
+        raise DenseprError("the torch backend needs torch: pip install 'densepr[train]'")
     if backend in ("onnx", "openvino") and gpu:
         raise DenseprError(f"the {backend} backend runs on CPU; on a GPU use --backend torch")
     precision = precision or ("bf16" if backend != "onnx" and (gpu or cpu_supports_bf16()) else "fp32")

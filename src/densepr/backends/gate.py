@@ -57,14 +57,15 @@ def runner_class(backend: str) -> type[OnnxRunner]:
 
 
 def place(kind: str, backend: Backend, build: Callable[[Backend], OnnxRunner], measure: Measure,
-          sample: int) -> tuple[Backend, OnnxRunner | None]:
+          sample: int, fallback: Backend = Backend("torch", "fp32")) -> tuple[Backend, OnnxRunner | None]:
     """``backend`` and its runner; an exported graph failing the gate falls back to the same engine in fp32, then to
-    torch fp32."""
+    ``fallback`` (the reference the agreement is measured against: torch fp32, or a graph tower's fp32 graph), which
+    runs without a runner of its own."""
     if backend.name == "torch":
         return backend, None  # kept as given: its ``chosen`` tells an attach that auto picked it
     if not sample:
-        log.warning("%s: no passages to check an exported graph against; running torch fp32", kind)
-        return Backend("torch", "fp32"), None
+        log.warning("%s: no passages to check an exported graph against; running %s", kind, fallback)
+        return fallback, None
     for precision in dict.fromkeys((backend.precision, "fp32")):
         tried = Backend(backend.name, precision)
         runner = build(tried)
@@ -72,5 +73,5 @@ def place(kind: str, backend: Backend, build: Callable[[Backend], OnnxRunner], m
         if passes_gate(agreement):
             log.debug("%s: %s (agreement with torch fp32: %s)", kind, tried, ", ".join(f"{k} {v:.4f}" for k, v in agreement.items()))
             return tried, runner
-        log.warning("%s: %s disagrees with torch fp32 (%s); not used", kind, tried, agreement)
-    return Backend("torch", "fp32"), None
+        log.warning("%s: %s disagrees with %s (%s); not used", kind, tried, fallback, agreement)
+    return fallback, None

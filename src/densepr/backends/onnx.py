@@ -1,32 +1,38 @@
-"""ONNX Runtime inference for a torch module: export once, cache by the module's fingerprint, quantise to int8.
+"""ONNX Runtime inference of a model's graph: written once (exported from torch, :mod:`densepr.backends.export`, or
+built from a BERT's weights without torch, :mod:`densepr.backends.bert_graph`), cached by a fingerprint, quantised to
+int8. No torch here: a lean install runs these graphs.
 
 The graph takes the tokenizer's int64 tensors (``input_ids``, ``attention_mask``, ``token_type_ids``) with dynamic
-batch and sequence axes and returns the module's float outputs. Exports live in a folder keyed by a hash of the
-module's weights, its settings and the precision, written atomically; a graph that fails to load is rebuilt.
+batch and sequence axes and returns the model's float outputs. Graphs live in a folder keyed by a hash of the weights,
+the settings and the precision, written atomically; a graph that fails to load is rebuilt.
 """
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import json
 import logging
 import os
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
-import torch
 
 from densepr.errors import DenseprError
 from densepr.fileio import atomic_folder, write_json
 
 log = logging.getLogger(__name__)
 GRAPH, META = "model.onnx", "densepr_onnx.json"
-OPSET = 17
 RECIPE = 2  # bumped when the export changes (2: eager attention), so older exports in a cache are not reused
+WriteGraph = Callable[[Path], None]  # writes a model's fp32 graph to a path
+
+
+def default_threads() -> int:
+    """Threads an engine runs on: the cores this process may use (``OMP_NUM_THREADS`` where set)."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def require_onnxruntime():  # -> the onnxruntime module
@@ -36,43 +42,6 @@ def require_onnxruntime():  # -> the onnxruntime module
     except ImportError:
         raise DenseprError("the onnx backend needs onnxruntime: pip install 'densepr[onnx]'") from None
     return onnxruntime
-
-
-def module_fingerprint(module: torch.nn.Module, settings: Mapping[str, object]) -> str:
-    """A hash of every parameter and buffer (names, shapes, bytes) and of ``settings``."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(json.dumps(dict(settings), sort_keys=True, default=str).encode())
-    for name, tensor in module.state_dict().items():
-        h.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-        h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def export_graph(module: torch.nn.Module, sample: Mapping[str, torch.Tensor], outputs: Sequence[str], path: Path) -> None:
-    """Trace ``module(**sample)`` to ONNX at ``path`` in fp32, batch and sequence axes dynamic."""
-    names = [k for k in inspect.signature(module.forward).parameters if k in sample]  # positional: forward's order
-    if len(names) != len(sample):
-        raise DenseprError(f"{type(module).__name__}.forward takes no {sorted(set(sample) - set(names))}")
-    axes: dict[str, dict[int, str]] = {k: {0: "batch", 1: "sequence"} for k in names}
-    axes.update({o: {0: "batch"} for o in outputs})
-    modes = [(m, m.training) for m in module.modules()]
-    # eager attention: the SDPA path traces into mask arithmetic (Where, IsNaN) that took 13-23% of ONNX Runtime's time;
-    # eager exported 12% (fp32) to 40% (int8) faster with the same vectors (benchmarks/backend_profile.py)
-    attention: list[tuple[Any, str]] = [(m, cast(Any, m).config._attn_implementation) for m in module.modules()
-                                         if hasattr(m, "set_attn_implementation")]
-    for m, _ in attention:
-        m.set_attn_implementation("eager")
-    module.eval()
-    try:
-        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the tracer's notes on constants it keeps; the agreement gate checks the graph
-            torch.onnx.export(module, tuple(sample[k].cpu() for k in names), str(path), input_names=names,
-                              output_names=list(outputs), dynamic_axes=axes, opset_version=OPSET, dynamo=False)
-    finally:
-        for m, training in modes:
-            m.training = training
-        for m, implementation in attention:
-            m.set_attn_implementation(implementation)
 
 
 def quantize_int8(source: Path, target: Path, keep_fp32: Sequence[str] = ()) -> None:
@@ -125,14 +94,14 @@ def cache_root(near: Path | None) -> Path:
 class OnnxRunner:
     """Runs a cached ONNX graph of a module: ``runner({"input_ids": ..., ...})`` returns its outputs as numpy arrays.
 
-    >>> runner = OnnxRunner.build(encoder, sample, ["vectors"], "int8", key, Path("cache"))   # doctest: +SKIP
+    >>> runner = OnnxRunner.build(write_graph, "int8", key, Path("cache"))   # doctest: +SKIP
     """
 
     engine = "onnx"  # the backend's name; another engine over the same exported graphs subclasses this (OpenVINO)
 
     def __init__(self, path: Path, precision: str = "fp32", threads: int | None = None):
         self.path, self.precision = path, precision
-        self.open(path, threads or torch.get_num_threads())
+        self.open(path, threads or default_threads())
         meta = path.parent / META
         self.agreement: dict[str, float] | None = json.loads(meta.read_text()).get(self.agreement_key) if meta.is_file() else None
 
@@ -162,11 +131,11 @@ class OnnxRunner:
         write_json(meta, {**json.loads(meta.read_text()), self.agreement_key: agreement})
 
     @classmethod
-    def build(cls, module: torch.nn.Module, sample: Mapping[str, torch.Tensor], outputs: Sequence[str], precision: str,
-              key: str, root: Path, keep_fp32: Callable[[Path], Sequence[str]] | None = None) -> OnnxRunner:
-        """The runner of ``module`` at ``precision``, its graph exported into ``root/<key>-<graph precision>`` unless
-        there (int8 graphs are quantised, but for the nodes ``keep_fp32`` names in the fp32 graph; any other precision
-        runs the fp32 graph). ``key`` must change with ``keep_fp32``."""
+    def build(cls, write: WriteGraph, precision: str, key: str, root: Path,
+              keep_fp32: Callable[[Path], Sequence[str]] | None = None, about: Mapping[str, object] | None = None) -> OnnxRunner:
+        """The runner at ``precision`` of the graph ``write`` writes (fp32), kept in ``root/<key>-<graph precision>``
+        unless there (int8 graphs are quantised, but for the nodes ``keep_fp32`` names in the fp32 graph; any other
+        precision runs the fp32 graph). ``key`` must change with ``keep_fp32``; ``about`` goes into the metadata."""
         cls.require()
         graph = "int8" if precision == "int8" else "fp32"
         folder = root / f"{key}-{graph}-r{RECIPE}"
@@ -175,9 +144,9 @@ class OnnxRunner:
                 return cls(folder / GRAPH, precision)
             except Exception as exc:  # the engines raise their own types for truncated or foreign graphs
                 log.warning("%s: cannot load the exported graph (%s); exporting it again", folder, str(exc).splitlines()[0][:120])
-        log.info("exporting %s to ONNX (%s) -> %s", type(module).__name__, graph, folder)
+        log.info("writing the %s ONNX graph -> %s", graph, folder)
         with atomic_folder(folder) as tmp:
-            export_graph(module, sample, outputs, tmp / "fp32.onnx")
+            write(tmp / "fp32.onnx")
             kept: Sequence[str] = []
             if graph == "int8":
                 kept = keep_fp32(tmp / "fp32.onnx") if keep_fp32 else []
@@ -185,10 +154,9 @@ class OnnxRunner:
                 (tmp / "fp32.onnx").unlink()
             else:
                 (tmp / "fp32.onnx").rename(tmp / GRAPH)
-            write_json(tmp / META, {"key": key, "precision": graph, "recipe": RECIPE, "opset": OPSET, "torch": torch.__version__,
-                                    "fp32_nodes": list(kept)})
+            write_json(tmp / META, {"key": key, "precision": graph, "recipe": RECIPE, **(about or {}), "fp32_nodes": list(kept)})
         return cls(folder / GRAPH, precision)
 
-    def __call__(self, tensors: Mapping[str, np.ndarray | torch.Tensor]) -> list[np.ndarray]:
+    def __call__(self, tensors: Mapping[str, Any]) -> list[np.ndarray]:
         feed = {k: np.asarray(tensors[k], dtype=np.int64) for k in self.inputs}
         return self.session.run(None, feed)

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from densepr.backends.onnx import OnnxRunner
 from densepr.errors import DenseprError
@@ -31,7 +30,7 @@ def require_openvino() -> Any:
 class OpenVinoRunner(OnnxRunner):
     """Runs a cached ONNX graph on OpenVINO's CPU plugin: ``runner(tensors)`` returns the outputs as numpy arrays.
 
-    >>> runner = OpenVinoRunner.build(encoder, sample, ["vectors"], "bf16", key, Path("cache"))   # doctest: +SKIP
+    >>> runner = OpenVinoRunner.build(write_graph, "bf16", key, Path("cache"))   # doctest: +SKIP
     """
 
     engine = "openvino"
@@ -50,7 +49,7 @@ class OpenVinoRunner(OnnxRunner):
         self.request = compiled.create_infer_request()
         self.lock = threading.Lock()  # one infer request: calls from several threads take turns
 
-    def __call__(self, tensors: Mapping[str, np.ndarray | torch.Tensor]) -> list[np.ndarray]:
+    def __call__(self, tensors: Mapping[str, Any]) -> list[np.ndarray]:
         feed = {k: np.asarray(tensors[k], dtype=np.int64) for k in self.inputs}
         with self.lock:
             results = self.request.infer(feed)

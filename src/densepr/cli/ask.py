@@ -18,16 +18,17 @@ if TYPE_CHECKING:
 
 
 def run(a: AskOptions, spec: SearchSpec, quiet: bool) -> None:
-    from densepr.qa import Answerer, place_reader
+    from densepr.qa import Answerer, place_reader, reader_backend
     from densepr.questions import check_question
     from densepr.quickstart import default_reader, default_spec
-    from densepr.read.model import Reader
+    from densepr.read.graph_reader import load_reader
     from densepr.retrieve.searcher import open_searcher
 
     if a.question is not None:
         check_question(a.question)  # before anything loads
     reader_path = None if a.passages_only else (a.reader or default_reader())
-    reader = Reader.load(reader_path, lite=True) if reader_path else None  # a bad reader folder fails before retrieval
+    graph = reader_backend(spec).name != "torch"
+    reader = load_reader(reader_path, graph) if reader_path else None  # a bad reader folder fails before retrieval
     searcher = open_searcher(default_spec(spec, progress=not quiet))
     if reader is not None:
         place_reader(reader, spec, searcher.store)

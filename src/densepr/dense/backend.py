@@ -13,7 +13,8 @@ import numpy as np
 
 from densepr.backends.choice import Backend
 from densepr.backends.gate import place, question_like, runner_class
-from densepr.backends.onnx import OnnxRunner, cache_root, module_fingerprint
+from densepr.backends.export import about_torch, exporter, module_fingerprint
+from densepr.backends.onnx import OnnxRunner, cache_root
 from densepr.corpus.passages import Passage
 from densepr.dense.encoder import Encoder
 
@@ -28,8 +29,9 @@ def attach_encoder(encoder: Encoder, backend: Backend, passages: Sequence[Passag
         sample = dict(encoder.tokenizer.pad(encoder.tokenize(["a", *texts[:1]], None if pairs is None else ["b", *pairs[:1]]),
                                             return_tensors="pt"))
         settings = {"kind": "encoder", "pooling": encoder.pooling, "normalize": encoder.normalize}
-        return runner_class(backend.name).build(encoder, sample, ["vectors"], backend.precision,
-                                                module_fingerprint(encoder, settings), cache_root(cache_near or encoder.source))
+        return runner_class(backend.name).build(exporter(encoder, sample, ["vectors"]), backend.precision,
+                                                module_fingerprint(encoder, settings), cache_root(cache_near or encoder.source),
+                                                about=about_torch())
 
     def measure(runner: OnnxRunner) -> dict[str, float]:
         encoder.runner, encoder.precision = None, "fp32"

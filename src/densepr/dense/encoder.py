@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from densepr.dense.batching import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, PAD_MULTIPLE, count_truncated, length_batches, run_batches
 from densepr.dense.bert_lite import BertLite, bf16_copy
 from densepr.dense.loading import TowerSpec, resolve_model_path, tower_spec
 from densepr.dense.tokenizer_lite import BERT_TOKENIZERS, TokenizerLite, tokenizer_class
@@ -77,34 +78,11 @@ def _load_transformers_model(spec: TowerSpec) -> PreTrainedModel:
     return AutoModel.from_pretrained(spec.path).float()
 
 
-# Tokens per batch when no batch size is given. On a 2-core AVX2 CPU (fp32), budgets of 2,048 or 4,096 tokens and
-# fixed batches of 8 or 16 passages all encoded ~1.12x faster than batches of 64 (medians of 3, interleaved runs).
-CPU_BATCH_TOKENS = 16 * 256
 # Below this many tokens a batch under bf16 autocast runs fp32 when bf16 is only the CPU default: on a 2-core AMX Xeon
 # one question took 6.3 ms in fp32 and 8.3 in bf16, 8 questions (~95 tokens) 17.0 and 17.2, 16 questions (~192 tokens)
 # 29.5 and 22.7. A lite model runs bf16 from a bf16 copy of its weights instead, faster at every size (fp32 -> bf16
 # medians: 4.5 -> 4.0 ms, 14.8 -> 7.8 ms, 25.0 -> 12.3 ms for 1, 8 and 16 NQ questions), so it takes bf16 for every batch.
 BF16_MIN_TOKENS = 128
-# Lengths padded to a multiple of this: fewer distinct shapes for the kernels cached per shape (oneDNN's, for bf16).
-# A lone text run in fp32 torch is not padded: a question of 11 tokens padded to 16 took 4.57 ms against 3.81 ms.
-# It was not enough for a server: torch bf16 still grew 13.7% in a 10-minute soak, as batch sizes kept varying, so
-# ``serve`` runs ONNX Runtime on bf16 CPUs (densepr.backends.choice.serving_backend).
-PAD_MULTIPLE = 8
-GPU_BATCH_TOKENS = 128 * 256
-
-
-def length_batches(sorted_lengths: np.ndarray, batch_size: int | None, budget: int) -> Iterator[slice]:
-    """Slices of a longest-first length array: ``batch_size`` items each, or (``None``) as many as keep
-    ``items × longest`` within ``budget`` tokens (at least one item).
-
-    >>> [(b.start, b.stop) for b in length_batches(np.array([100, 50, 50, 10, 10]), None, 200)]
-    [(0, 2), (2, 5)]
-    """
-    start, n = 0, len(sorted_lengths)
-    while start < n:
-        size = batch_size or max(1, budget // max(1, int(sorted_lengths[start])))
-        yield slice(start, min(n, start + size))
-        start += size
 
 
 class Encoder(torch.nn.Module):
@@ -221,38 +199,25 @@ class Encoder(torch.nn.Module):
         device = next(self.model.parameters()).device
         requested, bf16 = bf16, use_bf16(device.type, bf16, self.precision)
         encoded = self.tokenize(texts, pairs)
-        truncated = sum(len(ids) >= self.max_length for ids in encoded["input_ids"])
-        self.truncated += truncated
-        if truncated and warn_truncation:
-            log.warning("%d of %d inputs reached the %d-token limit and were truncated", truncated, len(texts), self.max_length)
-        lengths = np.array([len(ids) for ids in encoded["input_ids"]])
-        order = np.argsort(-lengths, kind="stable")
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        self.truncated += count_truncated(encoded["input_ids"], self.max_length, warn_truncation)
         was_training = self.training
         self.eval()  # no dropout when embedding, even mid-training
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
-        report = progress if callable(progress) else None
-        bar = tqdm(total=len(texts), disable=report is not None or not progress, unit="text", desc="encode", leave=False)
-        budget = CPU_BATCH_TOKENS if device.type == "cpu" else GPU_BATCH_TOKENS
-        for rows in length_batches(lengths[order], batch_size, budget):
-            idx = order[rows]
-            rows_of: dict[str, list] = {k: [encoded[k][i] for i in idx] for k in keys}
-            padded_tokens = -(-int(lengths[idx].max()) // PAD_MULTIPLE) * PAD_MULTIPLE * len(idx)
+
+        def forward(rows_of: dict[str, list], lengths: np.ndarray) -> np.ndarray:
+            padded_tokens = -(-int(lengths.max()) // PAD_MULTIPLE) * PAD_MULTIPLE * len(lengths)
             in_bf16 = self.runner is None and self._batch_bf16(bf16, requested, padded_tokens, device.type)
-            lone_fp32 = len(idx) == 1 and self.runner is None and not in_bf16  # no shapes to align: not padded
+            lone_fp32 = len(lengths) == 1 and self.runner is None and not in_bf16  # no shapes to align: not padded
             batch = self.tokenizer.pad(rows_of, return_tensors="pt", pad_to_multiple_of=None if lone_fp32 else PAD_MULTIPLE)
             if self.runner is not None:
-                out[idx] = self.runner(dict(batch))[0]
-            else:
-                tensors = {k: batch[k].to(device) for k in keys}
-                lite_bf16 = self._bf16_lite() if in_bf16 else None
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=in_bf16 and lite_bf16 is None):
-                    vectors = self._vectors(lite_bf16 or self.model, **tensors)
-                out[idx] = vectors.float().cpu().numpy()
-            bar.update(len(idx))
-            if report is not None:
-                report(len(idx))
-        bar.close()
+                return self.runner(dict(batch))[0]
+            tensors = {k: batch[k].to(device) for k in keys}
+            lite_bf16 = self._bf16_lite() if in_bf16 else None
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=in_bf16 and lite_bf16 is None):
+                return self._vectors(lite_bf16 or self.model, **tensors).float().cpu().numpy()
+
+        budget = CPU_BATCH_TOKENS if device.type == "cpu" else GPU_BATCH_TOKENS
+        out = run_batches({k: encoded[k] for k in keys}, self.dim, forward, batch_size, budget, progress)
         self.train(was_training)
         return out
 

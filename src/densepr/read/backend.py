@@ -15,8 +15,10 @@ import torch
 
 from densepr.backends.choice import Backend
 from densepr.backends.gate import place, question_like, runner_class
-from densepr.backends.onnx import OnnxRunner, cache_root, early_down_projections, module_fingerprint
+from densepr.backends.export import about_torch, exporter, module_fingerprint
+from densepr.backends.onnx import OnnxRunner, cache_root, early_down_projections
 from densepr.corpus.passages import Passage
+from densepr.read.graph_reader import correlation
 from densepr.read.model import Reader
 
 
@@ -30,9 +32,9 @@ def attach_reader(reader: Reader, backend: Backend, passages: Sequence[Passage],
     def build(backend: Backend) -> OnnxRunner:
         sample = dict(reader.encode(["a", questions[0]], [{"title": "t", "text": "b"}, ctxs[0]]).tensors)
         settings = {"kind": "reader", "input_format": reader.input_format, "int8_fp32_nodes": "early down-projections"}
-        return runner_class(backend.name).build(reader, sample, ["start", "end", "select"], backend.precision,
+        return runner_class(backend.name).build(exporter(reader, sample, ["start", "end", "select"]), backend.precision,
                                                 module_fingerprint(reader, settings), cache_root(cache_near or reader.source),
-                                                keep_fp32=early_down_projections)
+                                                keep_fp32=early_down_projections, about=about_torch())
 
     def measure(runner: OnnxRunner) -> dict[str, float]:
         return {"logit_correlation": min(logit_correlations(reader, runner, questions, ctxs).values())}
@@ -52,11 +54,4 @@ def logit_correlations(reader: Reader, runner: OnnxRunner, questions: Sequence[s
     got = runner(batch.tensors)
     text = batch.text_mask.numpy()
     pairs = {"start": (reference[0][text], got[0][text]), "end": (reference[1][text], got[1][text]), "select": (reference[2], got[2])}
-    return {name: _correlation(a, b) for name, (a, b) in pairs.items()}
-
-
-def _correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation; constant arrays correlate 1 when equal (to 1e-4), else 0."""
-    if a.std() < 1e-12 or b.std() < 1e-12:
-        return float(np.allclose(a, b, atol=1e-4))
-    return float(np.corrcoef(a, b)[0, 1])
+    return {name: correlation(a, b) for name, (a, b) in pairs.items()}

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import torch
+import numpy as np
 
 from densepr.errors import DenseprError
 from densepr.evaluate.answers import has_answer
@@ -26,8 +26,8 @@ PAD_MULTIPLE = 32
 class PassageBatch:
     """Tokenised (question, passage) pairs, padded to the longest; ``text_mask`` marks passage-text tokens."""
 
-    tensors: dict[str, torch.Tensor]
-    text_mask: torch.Tensor
+    tensors: dict[str, Any]  # int64 arrays (numpy, or torch tensors for a torch reader)
+    text_mask: Any  # bool, the same kind
     text_start: list[int]
     text_end: list[int]  # inclusive; < text_start when the text was truncated away
     offsets: list[list[tuple[int, int]]]
@@ -54,8 +54,9 @@ class PassageBatch:
 
 
 def encode_pairs(tokenizer: Tokenizer, questions: Sequence[str], ctxs: Sequence[Mapping[str, Any]],
-                 max_length: int = 256, dpr_format: bool = False) -> PassageBatch:
-    """Encode ``question`` / ``title [SEP] text`` pairs (the passage is truncated first).
+                 max_length: int = 256, dpr_format: bool = False, tensors: str = "pt") -> PassageBatch:
+    """Encode ``question`` / ``title [SEP] text`` pairs (the passage is truncated first), as torch tensors
+    (``tensors="pt"``) or numpy arrays (``"np"``: no torch).
 
     ``dpr_format``: Hugging Face ``DPRReader``'s input, ``[CLS] question [SEP] title [SEP] text`` without segment ids
     (the closing [SEP] is kept out of attention, which leaves every other position as without it).
@@ -67,10 +68,10 @@ def encode_pairs(tokenizer: Tokenizer, questions: Sequence[str], ctxs: Sequence[
     # Padding to a multiple of 32 keeps the number of distinct batch shapes small: oneDNN builds kernels per shape on
     # CPU, and with one shape per length, bf16 training steps grew ~15% slower over 150 steps (flat with this).
     enc = tokenizer(list(questions), seconds, truncation="longest_first", max_length=max_length,
-                    padding="longest", pad_to_multiple_of=PAD_MULTIPLE, return_offsets_mapping=True, return_tensors="pt")
-    offsets = enc.pop("offset_mapping").tolist()
-    ids = enc["input_ids"].tolist()
-    text_mask = torch.zeros_like(enc["input_ids"], dtype=torch.bool)
+                    padding="longest", pad_to_multiple_of=PAD_MULTIPLE, return_offsets_mapping=True, return_tensors="np")
+    offsets = np.asarray(enc.pop("offset_mapping")).tolist()
+    ids = np.asarray(enc["input_ids"]).tolist()
+    text_mask = np.zeros(np.shape(enc["input_ids"]), dtype=bool)
     starts, ends = [], []
     for i in range(len(seconds)):
         in_pair = [j for j, s in enumerate(enc.sequence_ids(i)) if s == 1]
@@ -80,12 +81,17 @@ def encode_pairs(tokenizer: Tokenizer, questions: Sequence[str], ctxs: Sequence[
         text_mask[i, start : end + 1] = True
         starts.append(start)
         ends.append(end)
-    tensors = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+    arrays: dict[str, Any] = {k: np.asarray(enc[k], dtype=np.int64) for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
     if dpr_format:
-        tensors.pop("token_type_ids", None)
-        last = tensors["attention_mask"].sum(1) - 1  # the closing [SEP]
-        tensors["attention_mask"][torch.arange(len(seconds)), last] = 0
-    return PassageBatch(tensors, text_mask, starts, ends, [[tuple(o) for o in row] for row in offsets], seconds)
+        arrays.pop("token_type_ids", None)
+        last = arrays["attention_mask"].sum(1) - 1  # the closing [SEP]
+        arrays["attention_mask"][np.arange(len(seconds)), last] = 0
+    mask: Any = text_mask
+    if tensors == "pt":
+        import torch
+
+        arrays, mask = {k: torch.from_numpy(v) for k, v in arrays.items()}, torch.from_numpy(text_mask)
+    return PassageBatch(arrays, mask, starts, ends, [[tuple(o) for o in row] for row in offsets], seconds)
 
 
 def answer_token_ids(tokenizer: Tokenizer, answers: Sequence[str]) -> list[list[int]]:
@@ -118,7 +124,7 @@ def find_answer_spans(tokens: Sequence[int], answers: Sequence[Sequence[int]], s
 
 def passage_spans(batch: PassageBatch, i: int, answers: Sequence[Sequence[int]]) -> list[Span]:
     """Answer spans inside the text of passage ``i`` of ``batch``."""
-    return find_answer_spans(batch.tensors["input_ids"][i].tolist(), answers, batch.text_start[i], batch.text_end[i])
+    return find_answer_spans(list(batch.tensors["input_ids"][i].tolist()), answers, batch.text_start[i], batch.text_end[i])
 
 
 @dataclass

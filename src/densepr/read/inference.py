@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
-import torch
 from tqdm.auto import tqdm
 
 from densepr.errors import DenseprError
 from densepr.evaluate.exact_match import exact_match
-from densepr.hardware import use_bf16
-from densepr.read.model import Reader, best_spans, masked
+from densepr.read.spans import best_spans, masked
+
+if TYPE_CHECKING:
+    from densepr.read.graph_reader import GraphReader
+    from densepr.read.model import Reader
+
+AnyReader = Union["Reader", "GraphReader"]  # torch's, or an ONNX graph's (no torch)
 
 DEFAULT_KS = (1, 5, 10, 20, 50, 100)
 
@@ -30,24 +34,14 @@ class PassageReading:
     answer_start: int = -1  # where the answer begins in the passage text (characters; -1: no span)
 
 
-@torch.inference_mode()
-def read_passages(reader: Reader, question: str, ctxs: Sequence[Mapping[str, Any]], batch_size: int = 32,
+def read_passages(reader: AnyReader, question: str, ctxs: Sequence[Mapping[str, Any]], batch_size: int = 32,
                   bf16: bool | None = None) -> list[PassageReading]:
     """Read each passage (``{"title", "text"}``) for ``question``, ``batch_size`` passages per forward pass."""
-    was_training = reader.training
-    reader.eval()
-    device, enabled = reader.device, use_bf16(reader.device.type, bf16, reader.precision)
     out: list[PassageReading] = []
     for first in range(0, len(ctxs), batch_size):
         chunk = ctxs[first : first + batch_size]
         batch = reader.encode([question] * len(chunk), chunk)
-        if reader.runner is not None:
-            start, end, select = (torch.from_numpy(x) for x in reader.runner(batch.tensors))
-        elif enabled and device.type == "cpu" and reader.lite:  # its bf16 weights: no autocast casting them per call
-            start, end, select = reader.bf16_copy()(**batch.tensors)
-        else:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled):
-                start, end, select = reader(**{k: v.to(device) for k, v in batch.tensors.items()})
+        start, end, select = reader.logits(batch, bf16)
         starts, ends, scores = best_spans(masked(start, batch.text_mask), masked(end, batch.text_mask), reader.max_answer_len)
         for i in range(len(chunk)):
             s, e = int(starts[i]), int(ends[i])
@@ -56,7 +50,6 @@ def read_passages(reader: Reader, question: str, ctxs: Sequence[Mapping[str, Any
             text_offset = len(batch.seconds[i]) - len(chunk[i]["text"])  # the text ends "title [SEP] text"
             out.append(PassageReading(first + i, float(select[i]), float(scores[i]), s, e,
                                       batch.seconds[i][left:right], left - text_offset if inside else -1))
-    reader.train(was_training)
     return out
 
 
@@ -68,7 +61,7 @@ def choose(readings: Sequence[PassageReading], k: int | None = None) -> PassageR
     return max(pool, key=lambda r: (r.selection, -r.index))
 
 
-def predict(reader: Reader, question: str, ctxs: Sequence[Mapping[str, Any]], k: int | None = None, batch_size: int = 32,
+def predict(reader: AnyReader, question: str, ctxs: Sequence[Mapping[str, Any]], k: int | None = None, batch_size: int = 32,
             bf16: bool | None = None) -> dict:
     """The answer from the top ``k`` passages: ``{"answer", "passage": ctx, "passage_index", "span_score", "selection"}``."""
     ctxs = list(ctxs[:k] if k else ctxs)
@@ -90,7 +83,7 @@ def answers_at_k(readings: Sequence[PassageReading], ctxs: Sequence[Mapping[str,
     return out
 
 
-def answer_results(reader: Reader, results: Sequence[Mapping[str, Any]], ks: Sequence[int] = DEFAULT_KS, batch_size: int = 32,
+def answer_results(reader: AnyReader, results: Sequence[Mapping[str, Any]], ks: Sequence[int] = DEFAULT_KS, batch_size: int = 32,
                    match: str = "string", bf16: bool | None = None, progress: bool = False) -> tuple[list[dict], dict]:
     """Read the top ``max(ks)`` ctxs of every DPR result entry once; answer at each k from its top k only.
 

@@ -25,24 +25,15 @@ from densepr.errors import DenseprError
 from densepr.fileio import atomic_folder
 from densepr.hardware import default_device, use_bf16
 from densepr.read.data import PassageBatch, Span, encode_pairs
+from densepr.read.graph_reader import CONFIG_FILE, HEADS_FILE, find_reader_folder
+from densepr.read.spans import MASKED
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
     from densepr.read.data import Tokenizer
 
-HEADS_FILE, CONFIG_FILE = "reader_heads.safetensors", "densepr_reader.json"
-MASKED = -1e9  # logit of positions outside the passage text
 INPUT_FORMATS = ("densepr", "dpr")  # dpr: [CLS] question [SEP] title [SEP] text, no segment ids (DPRReader's own input)
-
-
-def find_reader_folder(path: str | Path) -> Path:
-    """``path`` itself, or its ``final/`` (a ``train-reader`` output), if it holds a saved reader."""
-    path = Path(path).expanduser()
-    for candidate in (path, path / "final"):
-        if (candidate / CONFIG_FILE).is_file() and (candidate / HEADS_FILE).is_file():
-            return candidate
-    raise DenseprError(f"{path}: not a reader folder (no {CONFIG_FILE} and {HEADS_FILE}); train one with 'densepr train-reader'")
 
 
 class Reader(torch.nn.Module):
@@ -176,6 +167,26 @@ class Reader(torch.nn.Module):
         """Tokenise (question, passage) pairs at the reader's maximum length."""
         return encode_pairs(self.tokenizer, questions, ctxs, self.max_length, dpr_format=self.input_format == "dpr")
 
+    @torch.inference_mode()
+    def logits(self, batch: PassageBatch, bf16: bool | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Start, end and selection logits of an encoded batch as numpy arrays (what inference reads): from the
+        :attr:`runner` where one is attached, else torch (bf16 as :func:`~densepr.hardware.use_bf16` says; a lite
+        reader on CPU runs bf16 on its bf16 copy, without autocast)."""
+        if self.runner is not None:
+            start, end, select = self.runner({k: np.asarray(v) for k, v in batch.tensors.items()})
+            return start, end, select
+        was_training = self.training
+        self.eval()
+        device, enabled = self.device, use_bf16(self.device.type, bf16, self.precision)
+        if enabled and device.type == "cpu" and self.lite:  # its bf16 weights: no autocast casting them per call
+            out = self.bf16_copy()(**batch.tensors)
+        else:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled):
+                out = self(**{k: v.to(device) for k, v in batch.tensors.items()})
+        self.train(was_training)
+        start, end, select = (t.float().cpu().numpy() for t in out)
+        return start, end, select
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Start logits ``(N, L)``, end logits ``(N, L)`` and selection logits ``(N,)`` (float32)."""
@@ -244,18 +255,3 @@ def reader_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, select_log
                                  torch.zeros(1, dtype=torch.long, device=select_logits.device))
         losses.append(span_loss(start_logits[first], end_logits[first], spans) + select)
     return torch.stack(losses).mean()
-
-
-def best_spans(start_logits: torch.Tensor, end_logits: torch.Tensor, max_answer_len: int = 10
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per row the span maximising start + end logit with ``start <= end < start + max_answer_len``.
-
-    Returns ``(start, end, score)`` tensors of shape ``(N,)``.
-    """
-    n, length = start_logits.shape
-    i = torch.arange(length, device=start_logits.device)
-    width = i[None, :] - i[:, None]
-    allowed = (width >= 0) & (width < max_answer_len)
-    scores = (start_logits[:, :, None] + end_logits[:, None, :]).masked_fill(~allowed, float("-inf"))
-    score, flat = scores.view(n, -1).max(-1)
-    return flat // length, flat % length, score

@@ -41,10 +41,11 @@ class DenseRetriever:
     @classmethod
     def load(cls, index_dir: str | Path, model: str | BiEncoder | None = None, question_model: str | None = None,
              allow_model_mismatch: bool = False, verify: bool = False,
-             shard_workers: Sequence[str] | None = None) -> DenseRetriever:
+             shard_workers: Sequence[str] | None = None, graph: bool = False) -> DenseRetriever:
         """Load an index folder and its question encoder (by default the model recorded in the index); ``verify``:
         check every index file's checksum against the manifest; ``shard_workers``: RPC workers that search its shards
-        (:mod:`densepr.index.remote`)."""
+        (:mod:`densepr.index.remote`); ``graph``: the question tower runs from an ONNX graph, without torch, where it
+        can (:func:`~densepr.dense.biencoder.load_tower`)."""
         index: DenseIndex | RemoteShards
         if shard_workers:
             from densepr.fileio import check_manifest
@@ -57,9 +58,9 @@ class DenseRetriever:
         if isinstance(model, BiEncoder):
             encoder = model
         elif question_model:
-            encoder = BiEncoder(BiEncoder.load(question_model, lite=True).question_encoder, name=question_model)
+            encoder = BiEncoder(BiEncoder.load(question_model, lite=True, graph=graph).question_encoder, name=question_model)
         else:
-            encoder = BiEncoder.load(model or index.meta.get("model"), lite=True)
+            encoder = BiEncoder.load(model or index.meta.get("model"), lite=True, graph=graph)
             if model and not allow_model_mismatch and index.meta.get("model") not in (None, encoder.name):
                 raise DenseprError(f"{index_dir} was built with model {index.meta['model']!r}, not {encoder.name!r} "
                                    "(pass --allow-model-mismatch if the question encoder is meant to differ)")

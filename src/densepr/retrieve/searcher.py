@@ -135,9 +135,13 @@ def open_searcher(spec: SearchSpec | None = None, /, **options: Any) -> Searcher
     spec = dataclasses.replace(spec or SearchSpec(), **options).resolved()
     dense = None
     if spec.dense_dir:
+        from densepr.backends.choice import choose
+        from densepr.hardware import gpu_available
+
+        asked = choose(spec.backend, spec.precision, gpu=gpu_available())
         workers = spec.shard_workers.split(",") if spec.shard_workers else None
         dense = DenseRetriever.load(spec.dense_dir, model=spec.model, allow_model_mismatch=spec.allow_model_mismatch,
-                                    verify=spec.verify, shard_workers=workers)
+                                    verify=spec.verify, shard_workers=workers, graph=asked.name != "torch")
         dense.index.configure(nprobe=spec.nprobe, ef_search=spec.ef_search)
     bm25 = BM25Retriever.load(spec.bm25_dir, verify=spec.verify) if spec.bm25_dir else None
     retriever: Retriever
@@ -149,12 +153,10 @@ def open_searcher(spec: SearchSpec | None = None, /, **options: Any) -> Searcher
     store = open_passages(retriever.meta if dense is None else dense.meta, spec.passages,
                           index_dir=spec.bm25_dir if dense is None else spec.dense_dir)
     if dense is not None:
-        from densepr.backends.choice import choose
         from densepr.backends.gate import sample_passages
-        from densepr.dense.backend import attach_encoder
+        from densepr.dense.biencoder import attach_tower
 
         encoder = dense.model.question_encoder
-        asked = choose(spec.backend, spec.precision, gpu=next(encoder.parameters()).is_cuda)
-        attach_encoder(encoder, asked, sample_passages(store), question=True)
+        attach_tower(encoder, asked, sample_passages(store), question=True)
         log.info("question encoder: %s%s", encoder.backend(), " (auto)" if spec.backend == "auto" else "")
     return Searcher(spec, retriever, store)

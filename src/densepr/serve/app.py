@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 import densepr
 from densepr.backends.choice import serving_backend
 from densepr.errors import DenseprError
-from densepr.hardware import default_device
+from densepr.hardware import gpu_available
 from densepr.retrieve.spec import SearchSpec
 from densepr.serve.admission import ALWAYS_ADMITTED, Admission
 from densepr.serve.page import PAGE
@@ -56,17 +56,17 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
     if max_pending < 1 or not max_queue_wait >= 0:
         raise DenseprError(f"--max-pending must be >= 1 and --max-queue-wait >= 0 (got {max_pending}, {max_queue_wait})")
     asked = spec = dataclasses.replace(spec or SearchSpec(), **spec_options)
-    backend, precision = serving_backend(spec.backend, spec.precision, gpu=default_device() == "cuda")
+    backend, precision = serving_backend(spec.backend, spec.precision, gpu=gpu_available())
     if (backend, precision) != (spec.backend, spec.precision):
         log.info("serving questions on %s %s: steady memory on this CPU (--backend torch for torch bf16)", backend, precision)
         spec = dataclasses.replace(spec, backend=backend, precision=precision)
     service = SearchService.load(spec, max_batch=max_batch, max_wait=max_wait)
     answerer = None
     if reader is not None:
-        from densepr.qa import place_reader
-        from densepr.read import Reader
+        from densepr.qa import place_reader, reader_backend
+        from densepr.read.graph_reader import load_reader
 
-        answerer = Reader.load(reader, lite=True)
+        answerer = load_reader(reader, graph=reader_backend(asked).name != "torch")
         place_reader(answerer, asked, service.searcher.store)  # the reader as asked: auto reads in torch bf16 here
 
     @asynccontextmanager

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from densepr.dense.biencoder import BiEncoder
+from densepr.dense.encoder import Encoder
 from densepr.errors import DenseprError
 from densepr.loop.distributed import gather_with_grad
 from densepr.train.config import SIMILARITIES
@@ -40,11 +41,11 @@ class DualEncoderModel(torch.nn.Module):
 
     def __init__(self, model: BiEncoder, shared: bool = False, similarity: str = "dot", temperature: float | None = None):
         super().__init__()
-        self.question_encoder = model.question_encoder
-        if model.shared and not shared:  # one pretrained tower → two trainable copies, as DPR
-            self.passage_encoder = copy.deepcopy(model.passage_encoder)
-        else:
-            self.passage_encoder = model.passage_encoder
+        question, passage = model.question_encoder, model.passage_encoder
+        if not isinstance(question, Encoder) or not isinstance(passage, Encoder):
+            raise DenseprError("training needs torch towers: load the model with BiEncoder.load(...) where torch is installed")
+        self.question_encoder: Encoder = question
+        self.passage_encoder: Encoder = copy.deepcopy(passage) if model.shared and not shared else passage  # one tower → two, as DPR
         # Unit-length vectors score in [-1, 1]: without a temperature the softmax is nearly flat and training
         # degrades the model (seen here). 0.05 is sentence-transformers' MNRL scale of 20; raw DPR vectors use 1.
         unit = similarity == "cosine" or self.question_encoder.normalize

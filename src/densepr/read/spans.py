@@ -1,0 +1,31 @@
+"""Answer spans from start and end logits, in numpy (what inference runs, with or without torch)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+MASKED = -1e9  # logit of positions outside the passage text
+
+
+def masked(logits: Any, text_mask: Any) -> np.ndarray:
+    """Logits (an array or a CPU tensor) with every position outside the passage text set to :data:`MASKED`."""
+    return np.where(np.asarray(text_mask, dtype=bool), np.asarray(logits, dtype=np.float32), np.float32(MASKED))
+
+
+def best_spans(start_logits: Any, end_logits: Any, max_answer_len: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row the span maximising start + end logit with ``start <= end < start + max_answer_len``.
+    Returns ``(start, end, score)`` arrays of shape ``(N,)``.
+
+    >>> [int(x[0]) for x in best_spans(np.array([[0.0, 5.0, 1.0]]), np.array([[0.0, 1.0, 4.0]]))]
+    [1, 2, 9]
+    """
+    start, end = np.asarray(start_logits, dtype=np.float32), np.asarray(end_logits, dtype=np.float32)
+    n, length = start.shape
+    i = np.arange(length)
+    width = i[None, :] - i[:, None]
+    allowed = (width >= 0) & (width < max_answer_len)
+    scores = np.where(allowed[None], start[:, :, None] + end[:, None, :], -np.inf)
+    flat = scores.reshape(n, -1).argmax(-1)
+    return flat // length, flat % length, scores.reshape(n, -1)[np.arange(n), flat]

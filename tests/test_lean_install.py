@@ -1,0 +1,85 @@
+"""The lean install: in a virtual environment without torch or transformers (``pip install densepr``), ``ask``,
+``retrieve``, ``encode`` and ``serve`` work, and asking for torch is one line naming ``densepr[train]``.
+
+``.ci/run`` makes that environment and points ``DENSEPR_LEAN_PYTHON`` at its interpreter; elsewhere these tests skip,
+saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port
+
+LEAN = os.environ.get("DENSEPR_LEAN_PYTHON", "")
+pytestmark = pytest.mark.skipif(not LEAN, reason="no lean environment: .ci/run makes one (DENSEPR_LEAN_PYTHON)")
+
+
+def lean(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([LEAN, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def densepr(*args: str) -> subprocess.CompletedProcess:
+    return lean("-m", "densepr", "-q", *args)
+
+
+def test_the_lean_environment_has_no_torch():
+    out = lean("-c", "import importlib.util as u; print([m for m in ('torch', 'transformers') if u.find_spec(m)])")
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
+
+
+def test_ask_retrieve_and_encode_without_torch(tiny_indexes, tiny_bert, questions_jsonl, tmp_path):
+    reader = tmp_path / "reader"
+    from densepr.read.model import Reader
+
+    Reader.from_pretrained(str(tiny_bert)).save(reader)  # written here, read there
+    index = str(tiny_indexes / "flat")
+    asked = densepr("ask", "where was einstein born", "--index", index, "--reader", str(reader), "--json")
+    assert asked.returncode == 0, asked.stderr
+    assert set(json.loads(asked.stdout)) >= {"answer", "passages"}
+    out = tmp_path / "res.json"
+    found = densepr("retrieve", "--index", index, "--questions", str(questions_jsonl), "--out", str(out), "--top-k", "3")
+    assert found.returncode == 0, found.stderr
+    assert all(len(e["ctxs"]) == 3 for e in json.loads(out.read_text()))
+    encoded = densepr("encode", "--passages", str(tiny_indexes / "psgs.tsv"), "--out", str(tmp_path / "emb"), "--model",
+                      str(tiny_bert))
+    assert encoded.returncode == 0, encoded.stderr
+    assert (tmp_path / "emb" / "meta.json").is_file()
+    refused = densepr("retrieve", "--index", index, "--questions", str(questions_jsonl), "--out", str(out), "--backend", "torch")
+    assert refused.returncode == 2 and "densepr[train]" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_serve_answers_without_torch(tiny_indexes, tiny_bert, tmp_path):
+    import httpx
+
+    from densepr.read.model import Reader
+
+    Reader.from_pretrained(str(tiny_bert)).save(tmp_path / "reader")
+    port = free_port()
+    server = subprocess.Popen([LEAN, "-m", "densepr", "-q", "serve", "--index", str(tiny_indexes / "flat"), "--reader",
+                               str(tmp_path / "reader"), "--port", str(port)], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, health = time.monotonic() + 120, None
+        while time.monotonic() < deadline and health is None:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).json()
+            except httpx.TransportError:
+                assert server.poll() is None, server.stderr.read() if server.stderr else ""
+                time.sleep(0.5)
+        assert health is not None and health["backends"]["question_encoder"].startswith("onnx")
+        answer = httpx.post(f"http://127.0.0.1:{port}/ask", json={"question": "where was einstein born", "k": 2}, timeout=60)
+        assert answer.status_code == 200 and "answer" in answer.json()["answers"][0]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_the_lean_install_ships_the_default_encoder():
+    out = lean("-c", "from densepr.dense.loading import packaged_default_model as p; print(p())")
+    assert out.returncode == 0 and Path(out.stdout.strip()).name == "encoder", out.stderr
