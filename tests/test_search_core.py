@@ -119,7 +119,7 @@ def test_tune_hybrid_saves_the_spec_that_retrieve_and_serve_use(tiny_indexes, qu
 # Each command's options are the keyword arguments of its pipeline function, with the same defaults.
 PIPELINE_OF = {"passages": "make_passages", "bm25": "build_bm25", "encode": "encode", "index": "build_index",
                "retrieve": "retrieve", "build-train": "build_train", "train": "train", "mine": "mine",
-               "train-reader": "train_reader"}
+               "train-reader": "train_reader", "export": "export"}
 
 
 @pytest.mark.parametrize("command", sorted(PIPELINE_OF))

@@ -364,3 +364,37 @@ def answer(*, results: str | Path, reader: str | Path, out: str | Path, ks: Sequ
     summary["backend"] = str(placed)
     write_json(out, predictions, indent=1)
     return summary
+
+
+def export(*, model: str, out: str | Path, reader: bool = False) -> Path:
+    """Write ``model`` (an encoder: one tower, or ``question_encoder/`` and ``passage_encoder/``; with ``reader``, a
+    reader) as an ONNX folder that a lean install (no torch) loads; needs torch. Written atomically, with a manifest."""
+    from densepr.fileio import atomic_folder, write_json, write_manifest
+    from densepr.hardware import torch_installed
+
+    if not torch_installed():
+        raise DenseprError("'densepr export' runs the model in torch: pip install 'densepr[train]'")
+    with atomic_folder(Path(out)) as tmp:
+        if reader:
+            from densepr.read.backend import export_reader
+            from densepr.read.model import Reader
+
+            export_reader(Reader.load(model), tmp, source=model)
+        else:
+            from densepr.dense.backend import export_tower
+            from densepr.dense.biencoder import PASSAGE_DIR, QUESTION_DIR, BiEncoder
+            from densepr.dense.encoder import Encoder
+
+            towers = BiEncoder.load(model)
+            question, passage = towers.question_encoder, towers.passage_encoder
+            assert isinstance(question, Encoder) and isinstance(passage, Encoder)  # loaded with torch
+            if towers.shared:
+                export_tower(question, tmp, source=model)
+            else:
+                for tower, sub in ((question, QUESTION_DIR), (passage, PASSAGE_DIR)):
+                    (tmp / sub).mkdir()
+                    export_tower(tower, tmp / sub, source=model)
+                write_json(tmp / "densepr.json", {"shared": False, "dim": towers.dim, "exported": True})
+        write_manifest(tmp)
+    log.info("exported %s -> %s", model, out)
+    return Path(out)

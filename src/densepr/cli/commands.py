@@ -170,3 +170,9 @@ def qa(a: o.QAOptions, quiet: bool) -> None:
     print(f"{summary['questions']} questions ({summary['seconds_per_question']:.2f} s per question, reader on {summary['backend']})")
     for k, em in summary["exact_match"].items():
         print(f"k={k:<4} exact match  {em:6.2f}")
+
+
+def export(a: o.ExportOptions, quiet: bool) -> None:
+    from densepr.pipeline import export as run
+
+    print(run(**dataclasses.asdict(a)))

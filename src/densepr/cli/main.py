@@ -60,6 +60,8 @@ COMMANDS = {
     "train-reader": Command("train the extractive reader on DPR retrieval results", o.TrainReaderOptions, c.train_reader,
                             config=ReaderConfig),
     "qa": Command("answer questions from their retrieved passages; exact match at each k", o.QAOptions, c.qa),
+    "export": Command("write a model (or --reader) as an ONNX folder that runs without torch (needs densepr[train])",
+                      o.ExportOptions, c.export),
 }
 
 

@@ -207,3 +207,12 @@ class QAOptions(BackendOptions):
     match: str = opt("string", choices=MATCH_MODES, help=MATCH_HELP)
     bf16: bool | None = opt(None, help="bf16 autocast (default: on where the CPU has bf16 units)")
     json: bool = opt(False, help="print one JSON object")
+
+
+@dataclass(kw_only=True)
+class ExportOptions:
+    model: str = opt(required=True, help="model to export: a folder or hub name (densepr checkpoint, sentence-transformers "
+                                         "folder, Hugging Face DPR encoder), or with --reader a reader folder or DPRReader")
+    out: str = opt(required=True, help="the ONNX folder to write; 'pip install densepr' (no torch) loads it as --model "
+                                       "(or --reader)")
+    reader: bool = opt(False, help="MODEL is a reader")

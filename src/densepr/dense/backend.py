@@ -14,7 +14,7 @@ import numpy as np
 from densepr.backends.choice import Backend
 from densepr.backends.gate import place, question_like, runner_class
 from densepr.backends.export import about_torch, exporter, module_fingerprint
-from densepr.backends.onnx import OnnxRunner, cache_root
+from densepr.backends.onnx import GRAPH, OnnxRunner, cache_root
 from densepr.corpus.passages import Passage
 from densepr.dense.encoder import Encoder
 
@@ -45,3 +45,17 @@ def attach_encoder(encoder: Encoder, backend: Backend, passages: Sequence[Passag
     placed, encoder.runner = place("question encoder" if question else "passage encoder", backend, build, measure, len(passages))
     encoder.precision = None if placed.chosen else placed.precision  # auto's bf16: small batches still run fp32
     return placed
+
+
+def export_tower(encoder: Encoder, folder: Path, source: str = "") -> None:
+    """Write ``encoder`` as an ONNX folder a lean install loads (``model.onnx`` in fp32, the tokenizer,
+    ``densepr_export.json`` with its pooling), into an existing folder (the caller writes it atomically)."""
+    from densepr.dense.graph_tower import EXPORT_FILE
+    from densepr.fileio import write_json
+
+    sample = dict(encoder.tokenizer.pad(encoder.tokenize(["a question", "a"], ["a passage", "b"]), return_tensors="pt"))
+    exporter(encoder, sample, ["vectors"])(folder / GRAPH)
+    encoder.tokenizer.save_pretrained(folder)  # type: ignore[union-attr]  # a torch tower loaded with lite=False
+    settings = {"pooling": encoder.pooling, "normalize": encoder.normalize, "max_length": encoder.max_length}
+    write_json(folder / EXPORT_FILE, {"kind": "encoder", **settings, "dim": encoder.dim, "source": source,
+                                      "fingerprint": module_fingerprint(encoder, settings), **about_torch()})

@@ -11,7 +11,7 @@ import numpy as np
 
 from densepr.backends.choice import Backend
 from densepr.corpus.passages import Passage
-from densepr.dense.graph_tower import GraphTower
+from densepr.dense.graph_tower import EXPORT_FILE, GraphTower
 from densepr.dense.loading import DEFAULT_ALIASES, DEFAULT_MODEL, pair_for_dpr_hub_name, resolve_model_path, tower_spec
 from densepr.errors import DenseprError
 from densepr.hardware import torch_installed
@@ -26,6 +26,9 @@ QUESTION_DIR, PASSAGE_DIR = "question_encoder", "passage_encoder"
 def load_tower(name_or_path: str | Path, pooling: str | None = None, lite: bool = False, graph: bool = False) -> Tower:
     """One tower: with ``graph``, an ONNX graph tower where the folder allows it (a plain BERT, or a ``densepr export``
     folder), without importing torch; else torch's :class:`~densepr.dense.encoder.Encoder` (``lite``: for inference)."""
+    path = Path(name_or_path).expanduser()
+    if (path / EXPORT_FILE).is_file():
+        return GraphTower.load_export(path)
     if graph or not torch_installed():
         tower = GraphTower.load(tower_spec(resolve_model_path(name_or_path), pooling))
         if tower is not None:

@@ -31,7 +31,7 @@ from densepr.dense.batching import CPU_BATCH_TOKENS, PAD_MULTIPLE, count_truncat
 from densepr.dense.loading import TowerSpec
 from densepr.dense.tokenizer_lite import TokenizerLite
 from densepr.errors import DenseprError
-from densepr.fileio import fingerprint
+from densepr.fileio import fingerprint, read_json
 
 EXPORT_FILE = "densepr_export.json"  # a ``densepr export`` folder: model.onnx, its settings, the tokenizer
 GRAPH_VERSION = 1  # bumped when bert_graph writes other graphs, so cached ones are not reused
@@ -42,7 +42,7 @@ def graph_source(folder: Path, spec: TowerSpec) -> tuple[WriteGraph, str, int] |
     without torch (not a plain BERT, no safetensors weights, not an export)."""
     export = folder / EXPORT_FILE
     if export.is_file():
-        settings = json.loads(export.read_text(encoding="utf-8"))
+        settings = read_json(export)
         key = hashlib.blake2b(f"{fingerprint(folder / GRAPH)}:{settings}".encode(), digest_size=16).hexdigest()
 
         def copy(path: Path) -> None:
@@ -91,6 +91,18 @@ class GraphTower:
         positions = int(config.get("max_position_embeddings", 512))
         length = min(spec.max_length or tokenizer.model_max_length, positions, 512)
         return cls(spec.path, tokenizer, *source, spec.pooling, spec.normalize, int(length))
+
+    @classmethod
+    def load_export(cls, folder: Path) -> GraphTower:
+        """A ``densepr export`` folder's tower (its graph, tokenizer and pooling settings)."""
+        settings = read_json(folder / EXPORT_FILE)
+        if settings.get("kind") != "encoder":
+            raise DenseprError(f"{folder}: an exported {settings.get('kind')}, not an encoder")
+        spec = TowerSpec(folder, str(settings["pooling"]), bool(settings["normalize"]), int(settings["max_length"]))
+        source, tokenizer = graph_source(folder, spec), TokenizerLite.load(folder, any_class=True)
+        if source is None or tokenizer is None:
+            raise DenseprError(f"{folder}: an export without its graph or tokenizer.json")
+        return cls(folder, tokenizer, *source, spec.pooling, spec.normalize, int(spec.max_length or 512))
 
     def _runner(self, backend: Backend) -> OnnxRunner:
         return runner_class(backend.name).build(self._write, backend.precision, self._key, cache_root(self.source),

@@ -53,8 +53,9 @@ class TokenizerLite:
         self.model_max_length = int(config.get("model_max_length") or LONG)
 
     @classmethod
-    def load(cls, folder: str | Path) -> TokenizerLite | None:
-        """The folder's tokenizer, or ``None`` where transformers must load it (no ``tokenizer.json``, not BERT's)."""
+    def load(cls, folder: str | Path, any_class: bool = False) -> TokenizerLite | None:
+        """The folder's tokenizer, or ``None`` where transformers must load it (no ``tokenizer.json``, not BERT's
+        unless ``any_class``: an exported folder, whose ``tokenizer.json`` holds the whole pipeline)."""
         folder = Path(folder)
         config_file = folder / "tokenizer_config.json"
         if not (folder / "tokenizer.json").is_file() or not config_file.is_file():
@@ -64,7 +65,7 @@ class TokenizerLite:
         if special.is_file():
             tokens = json.loads(special.read_text(encoding="utf-8"))
             config = {**{k: v if isinstance(v, str) else v.get("content") for k, v in tokens.items()}, **config}
-        if config.get("tokenizer_class") not in BERT_TOKENIZERS:
+        if config.get("tokenizer_class") not in BERT_TOKENIZERS and not any_class:
             return None
         from tokenizers import Tokenizer
 

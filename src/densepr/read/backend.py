@@ -16,7 +16,7 @@ import torch
 from densepr.backends.choice import Backend
 from densepr.backends.gate import place, question_like, runner_class
 from densepr.backends.export import about_torch, exporter, module_fingerprint
-from densepr.backends.onnx import OnnxRunner, cache_root, early_down_projections
+from densepr.backends.onnx import GRAPH, OnnxRunner, cache_root, early_down_projections
 from densepr.corpus.passages import Passage
 from densepr.read.graph_reader import correlation
 from densepr.read.model import Reader
@@ -55,3 +55,20 @@ def logit_correlations(reader: Reader, runner: OnnxRunner, questions: Sequence[s
     text = batch.text_mask.numpy()
     pairs = {"start": (reference[0][text], got[0][text]), "end": (reference[1][text], got[1][text]), "select": (reference[2], got[2])}
     return {name: correlation(a, b) for name, (a, b) in pairs.items()}
+
+
+def export_reader(reader: Reader, folder: Path, source: str = "") -> None:
+    """Write ``reader`` as an ONNX folder a lean install loads (``model.onnx`` in fp32 with the heads, the tokenizer,
+    ``densepr_reader.json``, ``densepr_export.json``), into an existing folder (the caller writes it atomically)."""
+    from densepr.fileio import write_json
+    from densepr.read.graph_reader import CONFIG_FILE, EXPORT_FILE
+
+    ctx = {"title": "a title", "text": "a passage"}
+    sample = dict(reader.encode(["a question", "another question"], [ctx, ctx]).tensors)
+    exporter(reader, sample, ["start", "end", "select"])(folder / GRAPH)
+    reader.tokenizer.save_pretrained(folder)  # type: ignore[union-attr]  # a reader loaded with lite=False
+    settings = {"max_length": reader.max_length, "max_answer_len": reader.max_answer_len, "base_model": reader.base_model,
+                "input_format": reader.input_format}
+    write_json(folder / CONFIG_FILE, settings)
+    write_json(folder / EXPORT_FILE, {"kind": "reader", "source": source, "fingerprint": module_fingerprint(reader, settings),
+                                      **about_torch()})

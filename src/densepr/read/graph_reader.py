@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -23,11 +24,12 @@ import numpy as np
 from densepr.backends.bert_graph import bert_graph, load_weights, read_config, reader_head, supports
 from densepr.backends.choice import Backend
 from densepr.backends.gate import place, question_like, runner_class
-from densepr.backends.onnx import OnnxRunner, cache_root, early_down_projections
+from densepr.backends.onnx import GRAPH, OnnxRunner, WriteGraph, cache_root, early_down_projections
 from densepr.corpus.passages import Passage
+from densepr.dense.graph_tower import EXPORT_FILE
 from densepr.dense.tokenizer_lite import TokenizerLite
 from densepr.errors import DenseprError
-from densepr.fileio import fingerprint
+from densepr.fileio import fingerprint, read_json
 from densepr.hardware import torch_installed
 from densepr.read.data import PassageBatch, encode_pairs
 
@@ -61,36 +63,51 @@ class GraphReader:
 
     lite = True
 
-    def __init__(self, source: Path, tokenizer: TokenizerLite, settings: Mapping[str, Any]):
+    def __init__(self, source: Path, tokenizer: TokenizerLite, settings: Mapping[str, Any], write: WriteGraph, key: str):
         self.source, self.tokenizer = source, tokenizer
         self.max_length, self.max_answer_len = int(settings["max_length"]), int(settings["max_answer_len"])
         self.base_model, self.input_format = str(settings.get("base_model", "")), str(settings.get("input_format", "densepr"))
         self.runner: OnnxRunner | None = None
         self.precision: str | None = None
-        weights, heads = source / "model.safetensors", source / HEADS_FILE
-        self._config = read_config(source)
-        about = f"{fingerprint(weights)}:{fingerprint(heads)}:{json.dumps(self._config, sort_keys=True)}:reader:{GRAPH_VERSION}"
-        self._key = hashlib.blake2b(about.encode(), digest_size=16).hexdigest()
+        self._write, self._key = write, key
 
     @classmethod
     def load(cls, path: str | Path) -> GraphReader | None:
-        """A saved reader folder as a graph reader, or ``None`` where it needs torch (not a plain BERT, no safetensors
-        weights, a tokenizer that only transformers loads, or Hugging Face's ``DPRReader`` layout)."""
+        """A saved reader folder, or a ``densepr export`` of any reader, as a graph reader; ``None`` where it needs
+        torch (not a plain BERT, no safetensors weights, a tokenizer that only transformers loads, or Hugging Face's
+        ``DPRReader`` layout: ``densepr export --reader`` turns those into a folder this loads)."""
+        folder = Path(path).expanduser()
+        if (folder / EXPORT_FILE).is_file() and (folder / CONFIG_FILE).is_file():
+            return cls._from_export(folder)
         try:
             folder = find_reader_folder(path)
         except DenseprError:
-            if (Path(path).expanduser() / "config.json").is_file():
+            if (folder / "config.json").is_file():
                 return None  # a DPRReader folder: torch's Reader.load reads it
             raise
         tokenizer = TokenizerLite.load(folder)
         if tokenizer is None or not (folder / "model.safetensors").is_file() or not supports(read_config(folder)):
             return None
-        return cls(folder, tokenizer, json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8")))
+        config, weights, heads = read_config(folder), folder / "model.safetensors", folder / HEADS_FILE
+        about = f"{fingerprint(weights)}:{fingerprint(heads)}:{json.dumps(config, sort_keys=True)}:reader:{GRAPH_VERSION}"
 
-    def _write(self, path: Path) -> None:
-        heads = load_weights(self.source / HEADS_FILE)
-        path.write_bytes(bert_graph(load_weights(self.source / "model.safetensors"), self._config, reader_head(heads),
-                                    str(self.source)))
+        def write(path: Path) -> None:
+            path.write_bytes(bert_graph(load_weights(weights), config, reader_head(load_weights(heads)), str(folder)))
+
+        return cls(folder, tokenizer, read_json(folder / CONFIG_FILE), write,
+                   hashlib.blake2b(about.encode(), digest_size=16).hexdigest())
+
+    @classmethod
+    def _from_export(cls, folder: Path) -> GraphReader:
+        tokenizer = TokenizerLite.load(folder, any_class=True)
+        if tokenizer is None:
+            raise DenseprError(f"{folder}: no tokenizer.json to read with")
+
+        def copy(path: Path) -> None:
+            shutil.copyfile(folder / GRAPH, path)
+
+        key = hashlib.blake2b(f"{fingerprint(folder / GRAPH)}:export-reader".encode(), digest_size=16).hexdigest()
+        return cls(folder, tokenizer, read_json(folder / CONFIG_FILE), copy, key)
 
     def _runner(self, backend: Backend) -> OnnxRunner:
         return runner_class(backend.name).build(self._write, backend.precision, self._key, cache_root(self.source),
