@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -83,3 +85,29 @@ def test_serve_answers_without_torch(tiny_indexes, tiny_bert, tmp_path):
 def test_the_lean_install_ships_the_default_encoder():
     out = lean("-c", "from densepr.dense.loading import packaged_default_model as p; print(p())")
     assert out.returncode == 0 and Path(out.stdout.strip()).name == "encoder", out.stderr
+
+
+def test_sharded_search_over_ray_without_torch(tiny_indexes, questions_jsonl, tmp_path, monkeypatch):
+    """``retrieve --ray-address local`` in the lean environment: Ray actors on its interpreter (no torch) search the
+    shards, and the result file is the one-process search's."""
+    if lean("-c", "import ray").returncode != 0:
+        pytest.skip("ray is not in the lean environment (pip install '.[ray]' there)")
+    from densepr import pipeline
+
+    sharded = tmp_path / "sharded"
+    pipeline.build_index(embeddings=tiny_indexes / "emb", out=sharded, shards=2)
+    ray_temp = tempfile.mkdtemp(prefix="ray")  # a short path: Ray's socket paths must fit in 107 bytes
+    monkeypatch.setenv("RAY_TMPDIR", ray_temp)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # no token written to ~/.ray
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    retrieve = ["retrieve", "--index", str(sharded), "--questions", str(questions_jsonl), "--top-k", "5"]
+    try:
+        remote = densepr(*retrieve, "--out", str(tmp_path / "remote.json"), "--ray-address", "local")
+    finally:
+        shutil.rmtree(ray_temp, ignore_errors=True)
+    assert remote.returncode == 0, remote.stderr
+    local = densepr(*retrieve, "--out", str(tmp_path / "local.json"))
+    assert local.returncode == 0, local.stderr
+    got, want = (json.loads((tmp_path / name).read_text()) for name in ("remote.json", "local.json"))
+    assert [[c["id"] for c in r["ctxs"]] for r in got] == [[c["id"] for c in r["ctxs"]] for r in want]
+    assert [c["score"] for r in got for c in r["ctxs"]] == pytest.approx([c["score"] for r in want for c in r["ctxs"]], abs=1e-5)

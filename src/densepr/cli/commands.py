@@ -102,12 +102,6 @@ def serve(a: o.ServeOptions, spec: SearchSpec, quiet: bool) -> None:
     uvicorn.run(app, host=a.host, port=a.port, log_level="warning" if quiet else "info")
 
 
-def shard_worker(a: o.ShardWorkerOptions, quiet: bool) -> None:
-    from densepr.index.remote import serve_shards
-
-    serve_shards(a.name, a.rank, a.world_size)
-
-
 def tune_hybrid(a: o.TuneHybridOptions, spec: SearchSpec, quiet: bool) -> None:
     from densepr.pipeline import tune_hybrid as run
 

@@ -53,8 +53,6 @@ COMMANDS = {
                           o.SelfTrainOptions, c.self_train, config=TrainConfig),
     "mine": Command("re-mine hard negatives with a dense index of the (trained) model", o.MineOptions, c.mine, spec=True,
                     spec_exclude=("depth",)),
-    "shard-worker": Command("search one shard of an index for a coordinator's --shard-workers (torch.distributed.rpc; "
-                            "MASTER_ADDR/MASTER_PORT name the coordinator's machine)", o.ShardWorkerOptions, c.shard_worker),
     "tune-hybrid": Command("top-k accuracy of BM25 + λ·dense for several λ on dev questions", o.TuneHybridOptions,
                            c.tune_hybrid, spec=True),
     "train-reader": Command("train the extractive reader on DPR retrieval results", o.TrainReaderOptions, c.train_reader,

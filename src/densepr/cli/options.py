@@ -120,13 +120,6 @@ class ServeOptions:
 
 
 @dataclass(kw_only=True)
-class ShardWorkerOptions:
-    name: str = opt(required=True, help="this worker's name, as the coordinator's --shard-workers lists it (e.g. shard0)")
-    rank: int = opt(required=True, help="this worker's RPC rank: 1 + its place in --shard-workers (the coordinator is 0)")
-    world_size: int = opt(required=True, help="the shards + 1 (the coordinator)")
-
-
-@dataclass(kw_only=True)
 class TuneHybridOptions:
     questions: str = opt(required=True, help="dev questions with answers")
     lams: str = opt("0.1,0.3,0.5,0.7,0.9,1.1,1.5,2,3,5", help="comma-separated λ values")

@@ -14,7 +14,7 @@ from densepr.hits import Hit, Ranked
 from densepr.index.faiss_index import DenseIndex
 
 if TYPE_CHECKING:
-    from densepr.index.remote import RemoteShards
+    from densepr.index.ray_shards import RayShards
 
 
 class DenseRetriever:
@@ -24,7 +24,7 @@ class DenseRetriever:
     >>> retriever.search(["who wrote hamlet"], k=5)[0]              # doctest: +SKIP
     """
 
-    def __init__(self, model: BiEncoder, index: DenseIndex | RemoteShards):
+    def __init__(self, model: BiEncoder, index: DenseIndex | RayShards):
         if model.dim != index.dim:
             raise DenseprError(f"model {model.name!r} makes {model.dim}-d vectors but the index holds {index.dim}-d vectors "
                                f"(built with {index.meta.get('model')!r}); pass the index's --model")
@@ -41,18 +41,18 @@ class DenseRetriever:
     @classmethod
     def load(cls, index_dir: str | Path, model: str | BiEncoder | None = None, question_model: str | None = None,
              allow_model_mismatch: bool = False, verify: bool = False,
-             shard_workers: Sequence[str] | None = None, graph: bool = False) -> DenseRetriever:
+             ray_address: str | None = None, ray_cpus: int = 1, graph: bool = False) -> DenseRetriever:
         """Load an index folder and its question encoder (by default the model recorded in the index); ``verify``:
-        check every index file's checksum against the manifest; ``shard_workers``: RPC workers that search its shards
-        (:mod:`densepr.index.remote`); ``graph``: the question tower runs from an ONNX graph, without torch, where it
-        can (:func:`~densepr.dense.biencoder.load_tower`)."""
-        index: DenseIndex | RemoteShards
-        if shard_workers:
+        check every index file's checksum against the manifest; ``ray_address``: search its shards in Ray actors of
+        ``ray_cpus`` CPUs each, on that cluster (:mod:`densepr.index.ray_shards`); ``graph``: the question tower runs
+        from an ONNX graph, without torch, where it can (:func:`~densepr.dense.biencoder.load_tower`)."""
+        index: DenseIndex | RayShards
+        if ray_address:
             from densepr.fileio import check_manifest
-            from densepr.index.remote import RemoteShards
+            from densepr.index.ray_shards import RayShards
 
             check_manifest(index_dir, checksums=verify)
-            index = RemoteShards.connect(index_dir, shard_workers)
+            index = RayShards.connect(index_dir, ray_address, ray_cpus)
         else:
             index = DenseIndex.load(index_dir, verify=verify)
         if isinstance(model, BiEncoder):

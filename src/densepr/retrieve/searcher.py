@@ -139,9 +139,9 @@ def open_searcher(spec: SearchSpec | None = None, /, **options: Any) -> Searcher
         from densepr.hardware import gpu_available
 
         asked = choose(spec.backend, spec.precision, gpu=gpu_available())
-        workers = spec.shard_workers.split(",") if spec.shard_workers else None
         dense = DenseRetriever.load(spec.dense_dir, model=spec.model, allow_model_mismatch=spec.allow_model_mismatch,
-                                    verify=spec.verify, shard_workers=workers, graph=asked.name != "torch")
+                                    verify=spec.verify, ray_address=spec.ray_address, ray_cpus=spec.ray_cpus,
+                                    graph=asked.name != "torch")
         dense.index.configure(nprobe=spec.nprobe, ef_search=spec.ef_search)
     bm25 = BM25Retriever.load(spec.bm25_dir, verify=spec.verify) if spec.bm25_dir else None
     retriever: Retriever

@@ -48,9 +48,11 @@ class SearchSpec(BackendOptions):
     rrf_k: int = opt(RRF_K, help="hybrid: the k of reciprocal rank fusion, 1/(k + rank) (default 60)")
     nprobe: int | None = opt(None, help="IVF lists to probe (default: the index's)")
     ef_search: int | None = opt(None, help="HNSW search breadth (default: the index's)")
-    shard_workers: str | None = opt(None, help="search the index's shards in these RPC workers, one per shard, comma-separated "
-                                               "(started with 'densepr shard-worker'; MASTER_ADDR/MASTER_PORT name this "
-                                               "machine): the same ranking as searching them here")
+    ray_address: str | None = opt(None, help="search the index's shards (densepr index --shards N) in Ray actors, one a "
+                                             "shard, with the same ranking as here: 'auto' (the cluster this machine "
+                                             "joined with 'ray start'), HOST:PORT (its head node) or 'local' (a Ray "
+                                             "started in this process); pip install 'densepr[ray]'")
+    ray_cpus: int = opt(1, help="with --ray-address: CPUs each shard's actor reserves and searches with (default 1)")
     verify: bool = opt(False, help="check every index file's checksum against its manifest when loading (sizes are always "
                                    "checked; a flipped byte changes no size)")
 
@@ -84,6 +86,10 @@ class SearchSpec(BackendOptions):
         if self.kind != "hybrid" and self.bm25_index and self.index:
             raise DenseprError("--bm25-index, --lam, --depth, --fusion and --normalize need --retriever hybrid")
         check_fusion(self.fusion, self.normalize, self.depth, self.rrf_k)
+        if self.ray_address and self.kind == "bm25":
+            raise DenseprError("--ray-address searches the shards of a dense index; the bm25 retriever has none")
+        if self.ray_cpus < 1:
+            raise DenseprError(f"--ray-cpus must be at least 1, not {self.ray_cpus}")
         if self.backend not in BACKENDS:
             raise DenseprError(f"unknown backend {self.backend!r}; choose from {', '.join(BACKENDS)}")
         if self.precision is not None and self.precision not in PRECISIONS:
