@@ -29,8 +29,9 @@ def place_reader(reader: AnyReader, spec: BackendOptions, store: PassageStore) -
     """Put ``reader`` on the backend ``spec`` asks for, checked on ``store``'s passages; logs what runs."""
     from densepr.backends.gate import sample_passages
 
-    placed = attach_any_reader(reader, reader_backend(spec), sample_passages(store))
-    log.info("reader: %s%s", reader.backend(), " (auto)" if spec.backend == "auto" else "")
+    asked = reader_backend(spec)
+    placed = attach_any_reader(reader, asked, sample_passages(store))
+    log.info("reader: %s%s", reader.backend(), f" (auto: {asked.why})" if asked.why else "")
     return placed
 
 

@@ -1,17 +1,20 @@
-"""Which inference backend runs the encoders and the reader: torch (fp32, bf16), ONNX Runtime (fp32, int8) or OpenVINO
-(fp32, bf16; ``pip install 'densepr[openvino]'``).
+"""Which inference backend runs the encoders and the reader: torch (fp32, bf16; ``densepr[train]``), ONNX Runtime
+(fp32, int8; in the core install) or OpenVINO (fp32, bf16; ``pip install 'densepr[openvino]'``).
 
-``auto`` picks, on this machine: torch where there is a GPU or a CPU with bf16 units (bf16 there beat ONNX Runtime int8
-in ``benchmarks/backends.py``), else ONNX Runtime int8 when ``onnxruntime`` is installed, else torch fp32. For long jobs
-(``encode``, ``qa``) on a CPU with bf16 units it picks OpenVINO bf16 where ``openvino`` is installed: there it encoded
-passages 1.41x and read 1.84x as fast as torch bf16, at the same top-20 and exact match (``benchmarks/backends.py``,
-2-core Xeon with AMX); a one-shot ``ask`` stays on torch, which starts faster (1.9-2.2 s against 2.8 s). For the
-reader, ``auto`` never picks int8: on a Xeon without bf16 units its int8 graph (early feed-forward down-projections
-kept fp32, the variant that passes the gate) read 5 passages 1.16x as fast as torch fp32, for exact match -0.29 /
--0.47 point at k = 1 / 5 on 1,720 held-out SQuAD questions and another answer than fp32's on 12% of them
-(``benchmarks/reader_int8.py``); ``--precision int8`` still asks for it, behind the gate.
-An int8 (or any exported) graph is used only when it agrees with torch fp32 on a sample of the corpus's own passages
-(:data:`GATE`); otherwise the next choice runs, said in one log line.
+``auto`` picks, on this machine: torch bf16 where torch is installed and there is a GPU or a CPU with bf16 units (bf16
+there beat ONNX Runtime int8 in ``benchmarks/backends.py``), else ONNX Runtime: int8 for the encoders, fp32 for the
+reader. Plain BERT folders then run from ONNX graphs written from their weights without torch
+(:mod:`densepr.backends.bert_graph`), so ``ask`` on such a CPU imports no torch even where it is installed: the graph
+reader read 5 passages in 136 ms against torch fp32's 191 ms (2-core AVX2 EPYC), and a warm ``ask`` took 1.7 s against
+4.1-5.1 s. For long jobs (``encode``, ``qa``) on a CPU with bf16 units it picks OpenVINO bf16 where ``openvino`` is
+installed: there it encoded passages 1.41x and read 1.84x as fast as torch bf16, at the same top-20 and exact match
+(``benchmarks/backends.py``, 2-core Xeon with AMX). For the reader, ``auto`` never picks int8: on a Xeon without bf16
+units its int8 graph (early feed-forward down-projections kept fp32, the variant that passes the gate) read 5 passages
+1.16x as fast as torch fp32, for exact match -0.29 / -0.47 point at k = 1 / 5 on 1,720 held-out SQuAD questions and
+another answer than fp32's on 12% of them (``benchmarks/reader_int8.py``); ``--precision int8`` still asks for it,
+behind the gate. Without torch (the lean install) ``auto`` never picks torch, and asking for it is a one-line error.
+An int8 (or any exported) graph is used only when it agrees with the fp32 reference (torch, or the fp32 graph) on a
+sample of the corpus's own passages (:data:`GATE`); otherwise the next choice runs, said in one log line.
 
 A server is another matter (:func:`serving_backend`): on a CPU with bf16 units, ``serve``'s ``auto`` runs ONNX Runtime
 fp32 where it is installed. In a 10-minute soak at 64 clients (``benchmarks/serve_load.py``, 2-core Xeon with AMX),
@@ -60,6 +63,7 @@ class Backend:
     name: str  # "torch" | "onnx"
     precision: str  # "fp32" | "bf16" | "int8"
     chosen: bool = field(default=False, compare=False)  # picked by auto rather than asked for
+    why: str = field(default="", compare=False)  # auto's reason, for the log
 
     def __str__(self) -> str:
         return f"{self.name} {self.precision}"
@@ -104,11 +108,12 @@ def _choose(backend: str, precision: str | None, gpu: bool, int8: bool, bulk: bo
     torch = torch_installed()
     if backend == "auto":
         if bulk and precision in (None, "bf16") and not gpu and cpu_supports_bf16() and openvino_installed():
-            return Backend("openvino", "bf16")
+            return Backend("openvino", "bf16", why="a long job on a CPU with bf16 units, OpenVINO installed")
         if torch and precision in (None, "bf16") and (gpu or cpu_supports_bf16()):
-            return Backend("torch", "bf16", chosen=precision is None)
+            return Backend("torch", "bf16", chosen=precision is None, why="a GPU" if gpu else "a CPU with bf16 units")
         if precision in (None, "int8", "fp32") and not gpu and onnxruntime_installed():
-            return Backend("onnx", precision or ("int8" if int8 else "fp32"))
+            why = "no bf16 units here" if torch else "no torch installed"
+            return Backend("onnx", precision or ("int8" if int8 else "fp32"), why=why)
         if precision == "int8":
             raise DenseprError("int8 runs on the onnx backend: pip install onnxruntime")
         if not torch:

@@ -158,5 +158,5 @@ def open_searcher(spec: SearchSpec | None = None, /, **options: Any) -> Searcher
 
         encoder = dense.model.question_encoder
         attach_tower(encoder, asked, sample_passages(store), question=True)
-        log.info("question encoder: %s%s", encoder.backend(), " (auto)" if spec.backend == "auto" else "")
+        log.info("question encoder: %s%s", encoder.backend(), f" (auto: {asked.why})" if asked.why else "")
     return Searcher(spec, retriever, store)
