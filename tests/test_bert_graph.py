@@ -102,6 +102,11 @@ def test_the_shipped_default_encoder_and_reader_match_torch():
     assert shipped.pooling == "mean" and shipped.normalize and shipped.max_length == 256
     reference = Encoder.from_pretrained(SHIPPED_DEFAULT).embed(TEXTS, bf16=False)
     assert ((shipped.embed(TEXTS) * reference).sum(1) > 0.9999).all()
+    # its int8 graph (what auto runs on CPUs without bf16 units) keeps the gate's agreement with torch fp32 itself
+    assert shipped.attach(Backend("onnx", "int8"), PASSAGES) == Backend("onnx", "int8")
+    texts, pairs = [p.title for p in PASSAGES], [p.text for p in PASSAGES]
+    cosine = (shipped.embed(texts, pairs) * Encoder.from_pretrained(SHIPPED_DEFAULT).embed(texts, pairs, bf16=False)).sum(1)
+    assert cosine.mean() >= GATE["cosine_mean"] and cosine.min() >= GATE["cosine_min"]
     folder = default_reader()
     assert folder is not None
     graph, torch_reader = load_reader(folder, graph=True), Reader.load(folder, lite=True)
