@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from densepr.dense.batching import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, PAD_MULTIPLE, count_truncated, length_batches, run_batches
+from densepr.dense.batching import CPU_BATCH_TOKENS, GPU_BATCH_TOKENS, PAD_MULTIPLE, count_truncated, run_batches
 from densepr.dense.bert_lite import BertLite, bf16_copy
 from densepr.dense.loading import TowerSpec, resolve_model_path, tower_spec
 from densepr.dense.tokenizer_lite import BERT_TOKENIZERS, TokenizerLite, tokenizer_class
@@ -23,7 +21,6 @@ from densepr.hardware import default_device, use_bf16
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-log = logging.getLogger(__name__)
 POOLINGS = ("cls", "mean", "dpr")
 
 
