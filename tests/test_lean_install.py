@@ -57,6 +57,15 @@ def test_ask_retrieve_and_encode_without_torch(tiny_indexes, tiny_bert, question
     assert refused.returncode == 2 and "densepr[train]" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("command", [["train", "--train", "t.json", "--out", "run"],
+                                     ["train-reader", "--results", "r.json", "--out", "run"],
+                                     ["export", "--model", "default", "--out", "onnx"]])
+def test_training_without_torch_is_one_line_naming_the_extra(command, tmp_path):
+    out = subprocess.run([LEAN, "-m", "densepr", "-q", *command], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 2 and "pip install 'densepr[train]'" in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
 def test_serve_answers_without_torch(tiny_indexes, tiny_bert, tmp_path):
     import httpx
 

@@ -33,6 +33,7 @@ class Command:
     spec_exclude: tuple[str, ...] = ()  # search options a command leaves to --spec (its own option has the name)
 
 
+TRAIN_MODULES = ("torch", "transformers", "accelerate", "sentence_transformers")  # what densepr[train] installs
 COMMANDS = {
     "passages": Command("split documents into DPR psgs_w100.tsv passages", o.PassagesOptions, c.passages),
     "bm25": Command("build a BM25 index (Lucene scoring, k1=0.9, b=0.4)", o.BM25Options, c.bm25),
@@ -123,6 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the output went to `head` or the like, which stopped reading
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except ModuleNotFoundError as exc:  # a lean install (no torch): training and the torch backends need the extra
+        if (exc.name or "").split(".")[0] not in TRAIN_MODULES:
+            raise
+        print(f"densepr: error: 'densepr {ns.command}' needs {exc.name}: pip install 'densepr[train]'", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("densepr: interrupted (long jobs resume where they stopped when run again)", file=sys.stderr)
         return 130
