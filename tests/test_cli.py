@@ -156,3 +156,22 @@ def test_prebuilt_index_is_used_only_for_its_own_passages_and_model(tiny_indexes
         assert not quickstart._copy_prebuilt(psgs, tmp_path / "c")  # corrupt: rebuild, with a message
         assert "unreadable" in caplog.text
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+def test_ask_from_stdin_survives_any_bytes(tiny_indexes, tmp_path):
+    """2,000 lines of random bytes on ``ask``'s standard input: exit 0, no traceback, one error line for each line that is
+    not UTF-8 text, an answer line (JSON) for each line that is."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(7)
+    lines = [bytes(rng.integers(0, 256, size=int(rng.integers(1, 80)), dtype=np.uint8)).replace(b"\n", b" ") for _ in range(2000)]
+    lines += [b"where was einstein born", "o\u00f9 est n\u00e9 einstein".encode()]
+    out = subprocess.run([sys.executable, "-m", "densepr", "-q", "ask", "--index", str(tiny_indexes / "flat"), "--passages-only",
+                          "--json"], input=b"\n".join(lines) + b"\n", capture_output=True, timeout=300)
+    err = out.stderr.decode("utf-8", "replace").splitlines()
+    assert out.returncode == 0 and "Traceback" not in "\n".join(err)
+    assert all(line.startswith("densepr: error: ") for line in err)
+    answered = [json.loads(line) for line in out.stdout.decode().splitlines()]
+    assert answered[-2]["question"] == "where was einstein born" and answered[-1]["question"].startswith("o\u00f9")
+    assert len(err) >= 1900 and len(err) + len(answered) <= len(lines)  # blank lines are skipped, not answered

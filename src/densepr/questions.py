@@ -127,7 +127,12 @@ def not_blank_pattern() -> str:
 
 
 def check_question(question: str) -> None:
-    """A one-line error for a question that is blank or too long to be one."""
+    """A one-line error for a question that is not text (bytes that were not UTF-8, read as lone surrogates), blank, or
+    too long to be one."""
+    try:
+        question.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DenseprError("the question is not text (bytes that are not UTF-8)") from None
     if is_blank(question):
         raise DenseprError("the question is empty (no letter, digit, mark or symbol)")
     if len(question) > MAX_QUESTION_CHARS:
