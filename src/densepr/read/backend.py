@@ -17,7 +17,7 @@ from densepr.backends.gate import place, question_like, runner_class
 from densepr.backends.export import about_torch, exporter, module_fingerprint
 from densepr.backends.onnx import GRAPH, OnnxRunner, cache_root, early_down_projections
 from densepr.corpus.passages import Passage
-from densepr.read.graph_reader import correlation
+from densepr.read.graph_reader import head_correlations
 from densepr.read.model import Reader
 
 
@@ -50,10 +50,7 @@ def logit_correlations(reader: Reader, runner: OnnxRunner, questions: Sequence[s
     batch = reader.encode(list(questions), list(ctxs))
     with torch.inference_mode():
         reference = [t.float().numpy() for t in reader(**{k: v.to(reader.device) for k, v in batch.tensors.items()})]
-    got = runner(batch.tensors)
-    text = batch.text_mask.numpy()
-    pairs = {"start": (reference[0][text], got[0][text]), "end": (reference[1][text], got[1][text]), "select": (reference[2], got[2])}
-    return {name: correlation(a, b) for name, (a, b) in pairs.items()}
+    return head_correlations(reference, runner(batch.tensors), batch.text_mask.numpy())
 
 
 def export_reader(reader: Reader, folder: Path, source: str = "") -> None:

@@ -57,6 +57,13 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
+def head_correlations(reference: Sequence[np.ndarray], got: Sequence[np.ndarray], text_mask: Any) -> dict[str, float]:
+    """How ``got``'s start, end (over passage text tokens) and selection logits correlate with ``reference``'s."""
+    text = np.asarray(text_mask, dtype=bool)
+    pairs = {"start": (reference[0][text], got[0][text]), "end": (reference[1][text], got[1][text]), "select": (reference[2], got[2])}
+    return {name: correlation(a, b) for name, (a, b) in pairs.items()}
+
+
 class GraphReader:
     """Scores spans of passages and the passages themselves with an ONNX graph; the inference face of
     :class:`~densepr.read.model.Reader` (``encode``, ``logits``, ``backend``, ``max_answer_len``)."""
@@ -145,9 +152,7 @@ class GraphReader:
             self.runner = self._runner(Backend("onnx", "fp32"))
             reference = self.logits(batch)
             self.runner = runner
-            got, text = self.logits(batch), batch.text_mask
-            pairs = [(reference[0][text], got[0][text]), (reference[1][text], got[1][text]), (reference[2], got[2])]
-            return {"logit_correlation": min(correlation(a, b) for a, b in pairs)}
+            return {"logit_correlation": min(head_correlations(reference, self.logits(batch), batch.text_mask).values())}
 
         placed, runner = place("reader", backend, self._runner, measure, len(passages), fallback=Backend("onnx", "fp32"))
         self.runner, self.precision = runner or self._runner(Backend("onnx", "fp32")), placed.precision
