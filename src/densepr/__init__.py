@@ -14,18 +14,41 @@ from typing import TYPE_CHECKING
 from densepr.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from densepr.corpus import (Document, Passage, PassageStore, documents_to_passages, read_documents, split_words,
-                                write_passages)
+    from densepr.corpus import (
+        Document,
+        Passage,
+        PassageStore,
+        documents_to_passages,
+        read_documents,
+        split_words,
+        write_passages,
+    )
     from densepr.dense import BiEncoder, Encoder, encode_passages, load_embeddings
     from densepr.errors import DenseprError
-    from densepr.evaluate import (beir_metrics, exact_match, exact_match_score, has_answer, normalize_answer,
-                                  read_qrels, top_k_accuracy)
+    from densepr.evaluate import (
+        beir_metrics,
+        exact_match,
+        exact_match_score,
+        has_answer,
+        normalize_answer,
+        read_qrels,
+        top_k_accuracy,
+    )
     from densepr.hits import Ctx, Hit, ResultEntry, ScoredPassage
     from densepr.index import DenseIndex
     from densepr.questions import Question, read_questions
     from densepr.read import Reader
-    from densepr.retrieve import (DenseRetriever, HybridRetriever, Searcher, SearchSpec, build_results, open_passages,
-                                  open_searcher, read_results, write_results)
+    from densepr.retrieve import (
+        DenseRetriever,
+        HybridRetriever,
+        Searcher,
+        SearchSpec,
+        build_results,
+        open_passages,
+        open_searcher,
+        read_results,
+        write_results,
+    )
     from densepr.sparse import BM25Retriever
 
 __version__ = "0.1.0"

@@ -227,6 +227,7 @@ def build_train(*, questions: str | Path | Sequence[str | Path], passages: str |
     dense = open_searcher(SearchSpec(kind="dense", index=str(dense_index), passages=str(passages))) if dense_index else None
     examples, report = [], {}
     for file, mode, name in zip(files, modes, names):
+        assert isinstance(searcher.store, PassageStore)  # a BM25 folder's passages file
         gold = squad_gold_rows(file, searcher.store, words) if str(file).endswith(".json") else None
         built, report[name] = build_training_data(read_questions(file), searcher, gold, hard_negatives, random_negatives,
                                                   depth, mode, dense=dense)

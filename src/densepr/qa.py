@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TypedDict
 
 from densepr.backends.choice import Backend, BackendOptions, choose
-from densepr.corpus.passages import PassageStore
+from densepr.corpus.passages import Passages
 from densepr.errors import DenseprError
 from densepr.hits import ScoredPassage
 from densepr.questions import check_question
@@ -25,7 +25,7 @@ def reader_backend(spec: BackendOptions, bulk: bool = False) -> Backend:
     return choose(spec.backend, spec.precision, gpu=gpu_available(), int8=False, bulk=bulk)
 
 
-def place_reader(reader: AnyReader, spec: BackendOptions, store: PassageStore) -> Backend:
+def place_reader(reader: AnyReader, spec: BackendOptions, store: Passages) -> Backend:
     """Put ``reader`` on the backend ``spec`` asks for, checked on ``store``'s passages; logs what runs."""
     from densepr.backends.gate import sample_passages
 

@@ -83,7 +83,7 @@ def _copy_prebuilt(psgs: Path, index_dir: Path) -> bool:
 def default_spec(spec: SearchSpec | None = None, progress: bool = True) -> SearchSpec:
     """``spec``, or, where it names no index, the default hybrid over wiki-vital (built on first use)."""
     spec = spec or SearchSpec()
-    if spec.index or spec.bm25_index:
+    if spec.index or spec.bm25_index or spec.collection:
         return spec
     default = ensure_default_index(progress=progress)
     default = dataclasses.replace(default, backend=spec.backend, precision=spec.precision, verify=spec.verify)

@@ -14,7 +14,7 @@ import numpy as np
 from densepr.backends.choice import Backend, passes_gate
 from densepr.backends.onnx import OnnxRunner
 from densepr.backends.openvino import OpenVinoRunner
-from densepr.corpus.passages import Passage, PassageStore
+from densepr.corpus.passages import Passage, Passages
 
 log = logging.getLogger(__name__)
 SAMPLE = 64  # passages the agreement with torch fp32 is measured on
@@ -25,7 +25,7 @@ def _spread(total: int, n: int) -> list[int]:
     return np.unique(np.linspace(0, total - 1, num=min(n, total)).astype(int)).tolist() if total else []
 
 
-def sample_passages(store: PassageStore, n: int = SAMPLE) -> list[Passage]:
+def sample_passages(store: Passages, n: int = SAMPLE) -> list[Passage]:
     """``n`` passages spread evenly over ``store`` (the corpus's own text, for calibration and agreement)."""
     return [store[r] for r in _spread(len(store), n)]
 

@@ -29,6 +29,43 @@ def passages(a: o.PassagesOptions, quiet: bool) -> None:
     make_passages(**dataclasses.asdict(a))
 
 
+def collection(a: o.CollectionOptions, quiet: bool) -> None:
+    from densepr import collection as kb
+
+    progress = not quiet
+    if a.action == "create":
+        if not a.out:
+            raise DenseprError("collection create: give the folder to write with --out KB")
+        report = kb.create(a.paths, a.out, model=a.model, words=a.words, max_file_mb=a.max_file_mb, progress=progress)
+        folder = a.out
+    else:
+        if a.out or a.model:
+            raise DenseprError(f"collection {a.action}: --out and --model go with create")
+        folder, rest = a.paths[0], a.paths[1:]
+        if a.action in ("add", "remove") and not rest:
+            raise DenseprError(f"collection {a.action} KB FILES...: name the files or folders after the collection")
+        if a.action in ("sync", "info") and rest:
+            raise DenseprError(f"collection {a.action} takes one collection folder, not {len(a.paths)} paths")
+        if a.action == "info":
+            about = kb.info(folder)
+            print(json.dumps(about, indent=None if a.json else 2, ensure_ascii=False))
+            return
+        run = {"sync": lambda: kb.sync(folder, progress=progress), "add": lambda: kb.add(folder, rest, progress=progress),
+               "remove": lambda: kb.remove(folder, rest, progress=progress)}[a.action]
+        report = run()
+    print(json.dumps(report, ensure_ascii=False) if a.json else summary_line(folder, report))
+
+
+def summary_line(folder: str, r: dict[str, Any]) -> str:
+    """One line closing a collection run: version, counts, changes, skipped, seconds."""
+    if r.get("up_to_date"):
+        return f"{folder}: up to date at version {r['version']} ({len(r['skipped_files'])} skipped; {r['seconds']:.1f} s)"
+    ignored = sum(r["ignored"].values())
+    return (f"{folder}: version {r['version']}: {r['documents']:,} documents in {r['files']:,} files, {r['passages']:,} "
+            f"passages ({r['new']} new, {r['changed']} changed, {r['removed']} removed files); {r['skipped']} skipped, "
+            f"{r['duplicates']} duplicates{f', {ignored} of other types ignored' if ignored else ''}; {r['seconds']:.1f} s")
+
+
 def bm25(a: o.BM25Options, quiet: bool) -> None:
     from densepr.pipeline import build_bm25
 

@@ -36,6 +36,8 @@ class Command:
 TRAIN_MODULES = ("torch", "transformers", "accelerate", "sentence_transformers")  # what densepr[train] installs
 COMMANDS = {
     "passages": Command("split documents into DPR psgs_w100.tsv passages", o.PassagesOptions, c.passages),
+    "collection": Command("your documents as one askable folder: create DOCS --out KB, then sync, add, remove, info",
+                          o.CollectionOptions, c.collection),
     "bm25": Command("build a BM25 index (Lucene scoring, k1=0.9, b=0.4)", o.BM25Options, c.bm25),
     "encode": Command("embed passages with the passage encoder (sharded, resumable)", o.EncodeOptions, c.encode),
     "index": Command("build a FAISS index from embedding shards", o.IndexOptions, c.index),

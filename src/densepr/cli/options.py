@@ -24,6 +24,23 @@ class PassagesOptions:
     format: str | None = opt(None, choices=FORMATS, help="input format (default: from the file extension)")
 
 
+COLLECTION_ACTIONS = ("create", "sync", "add", "remove", "info")
+
+
+@dataclass(kw_only=True)
+class CollectionOptions:
+    action: str = opt(positional=True, required=True, choices=COLLECTION_ACTIONS,
+                      help="create DOCS... --out KB | sync KB | add KB FILES... | remove KB FILES... | info KB")
+    paths: list[str] = opt(positional=True, required=True,
+                           help="create: the folders and files to index (.txt .md .html .pdf .docx .jsonl .json .tsv); "
+                                "the others: the collection folder, then (add, remove) files or folders")
+    out: str | None = opt(None, help="create: the collection folder to write (ask, retrieve and serve take it as --collection)")
+    model: str | None = opt(None, help="create: the encoder (default: offline all-MiniLM-L6-v2)")
+    words: int = opt(100, help="create: words per passage (default 100)")
+    max_file_mb: float = opt(100.0, help="create: files larger than this are skipped unread (default 100)")
+    json: bool = opt(False, help="print the run's report (or info) as one JSON object")
+
+
 @dataclass(kw_only=True)
 class BM25Options:
     passages: str = opt(required=True, help="passages TSV")

@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -37,6 +38,16 @@ class Passage:
     def ctx(self) -> PassageRecord:
         """The passage as a DPR result ctx: ``{"id", "title", "text"}``."""
         return {"id": self.id, "title": self.title, "text": self.text}
+
+
+class Passages(Protocol):
+    """What a searcher reads passages from: a :class:`PassageStore`, or a collection's live passages."""
+
+    path: Path
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, row: int) -> Passage: ...
 
 
 def split_words(text: str, words_per_passage: int = 100) -> list[str]:

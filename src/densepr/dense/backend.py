@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from densepr.backends.choice import Backend
-from densepr.backends.gate import place, question_like, runner_class
 from densepr.backends.export import about_torch, exporter, module_fingerprint
+from densepr.backends.gate import place, question_like, runner_class
 from densepr.backends.onnx import GRAPH, OnnxRunner, cache_root
 from densepr.corpus.passages import Passage
 from densepr.dense.encoder import Encoder

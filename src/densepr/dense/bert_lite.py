@@ -16,14 +16,15 @@ from __future__ import annotations
 import copy
 import json
 import math
-from pathlib import Path
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import SimpleNamespace
 from typing import NamedTuple, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 
 def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x, approximate="tanh")

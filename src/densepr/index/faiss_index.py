@@ -18,10 +18,9 @@ import numpy as np
 
 from densepr.errors import DenseprError
 from densepr.fileio import atomic_folder, atomic_open, check_manifest, read_json, write_json, write_manifest
-from densepr.passage_ids import read_ids
-from densepr.index import INDEX_TYPES
-from densepr.index import exact
+from densepr.index import INDEX_TYPES, exact
 from densepr.index.planner import ivf_lists
+from densepr.passage_ids import read_ids
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ from densepr.lazy import lazy_exports
 if TYPE_CHECKING:
     from densepr.read.config import ReaderConfig
     from densepr.read.data import ReaderExample, encode_pairs, find_answer_spans, reader_examples
-    from densepr.read.model import Reader, reader_loss, span_loss
-    from densepr.read.spans import best_spans
     from densepr.read.graph_reader import GraphReader, load_reader
     from densepr.read.inference import PassageReading, answer_results, answers_at_k, choose, predict, read_passages
+    from densepr.read.model import Reader, reader_loss, span_loss
+    from densepr.read.spans import best_spans
     from densepr.read.task import ReaderTask
 
 _EXPORTS = {

@@ -13,8 +13,8 @@ from typing import Any
 import torch
 
 from densepr.backends.choice import Backend
-from densepr.backends.gate import place, question_like, runner_class
 from densepr.backends.export import about_torch, exporter, module_fingerprint
+from densepr.backends.gate import place, question_like, runner_class
 from densepr.backends.onnx import GRAPH, OnnxRunner, cache_root, early_down_projections
 from densepr.corpus.passages import Passage
 from densepr.read.graph_reader import head_correlations

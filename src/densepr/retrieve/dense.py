@@ -12,6 +12,7 @@ from densepr.dense.biencoder import BiEncoder
 from densepr.errors import DenseprError
 from densepr.hits import Hit, Ranked
 from densepr.index.faiss_index import DenseIndex
+from densepr.index.matrix import MatrixIndex
 
 if TYPE_CHECKING:
     from densepr.index.ray_shards import RayShards
@@ -24,7 +25,7 @@ class DenseRetriever:
     >>> retriever.search(["who wrote hamlet"], k=5)[0]              # doctest: +SKIP
     """
 
-    def __init__(self, model: BiEncoder, index: DenseIndex | RayShards):
+    def __init__(self, model: BiEncoder, index: DenseIndex | RayShards | MatrixIndex):
         if model.dim != index.dim:
             raise DenseprError(f"model {model.name!r} makes {model.dim}-d vectors but the index holds {index.dim}-d vectors "
                                f"(built with {index.meta.get('model')!r}); pass the index's --model")

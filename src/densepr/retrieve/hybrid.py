@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from densepr.corpus.passages import PassageStore
+from densepr.corpus.passages import Passages
 from densepr.errors import DenseprError
 from densepr.evaluate.metrics import top_k_accuracy
 from densepr.fileio import same_fingerprints
@@ -22,6 +22,7 @@ from densepr.retrieve.dense import DenseRetriever
 from densepr.retrieve.fusion import RRF_K, check_fusion, linear_fusion, rrf_fusion
 from densepr.retrieve.results import build_results
 from densepr.sparse.bm25 import BM25Retriever
+from densepr.sparse.terms import TermBM25
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class HybridRetriever:
     >>> hybrid.search(["who wrote hamlet"], k=5)[0]                                                     # doctest: +SKIP
     """
 
-    def __init__(self, bm25: BM25Retriever, dense: DenseRetriever, depth: int = 2000, lam: float = 1.1,
+    def __init__(self, bm25: BM25Retriever | TermBM25, dense: DenseRetriever, depth: int = 2000, lam: float = 1.1,
                  normalize: str | None = None, fusion: str = "linear", rrf_k: int = RRF_K):
         check_fusion(fusion, normalize, depth, rrf_k)
         same = same_fingerprints(bm25.meta.get("passages_fingerprint"), dense.meta.get("passages_fingerprint"))
@@ -103,7 +104,7 @@ class HybridRetriever:
         return [hits for hits, _ in self.search_candidates(questions, k, vectors)]
 
 
-def tune_lambda(hybrid: HybridRetriever, questions: Sequence[Question], store: PassageStore, lams: Iterable[float],
+def tune_lambda(hybrid: HybridRetriever, questions: Sequence[Question], store: Passages, lams: Iterable[float],
                 ks: Sequence[int] = (20, 100), match: str = "string") -> dict:
     """Top-k accuracy of linear fusion for each λ (candidates retrieved once); the best λ by the first k, then the next.
 

@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from densepr.corpus.passages import PassageStore
+from densepr.corpus.passages import Passages, PassageStore
 from densepr.errors import DenseprError
 from densepr.evaluate.answers import has_answer
 from densepr.fileio import atomic_open, read_json, same_file
@@ -47,7 +47,7 @@ def open_passages(meta: dict, passages: str | os.PathLike | None = None,
     return store
 
 
-def build_results(questions: Sequence[Question], hits: Sequence[Sequence[Hit]], passages: PassageStore,
+def build_results(questions: Sequence[Question], hits: Sequence[Sequence[Hit]], passages: Passages,
                   ids: Sequence[str], match: str = "string") -> list[ResultEntry]:
     """DPR result entries for ``questions`` from their hits (rows of ``passages``)."""
     results: list[ResultEntry] = []

@@ -17,17 +17,21 @@ from typing import Any
 
 import numpy as np
 
-from densepr.corpus.passages import Passage, PassageStore
+from densepr.backends.choice import Backend
+from densepr.corpus.passages import Passage, Passages
+from densepr.dense.biencoder import BiEncoder
 from densepr.errors import DenseprError
 from densepr.hits import Hit, ResultEntry, ScoredPassage
 from densepr.questions import Question
+from densepr.retrieve.collection import load_collection
 from densepr.retrieve.dense import DenseRetriever
 from densepr.retrieve.hybrid import HybridRetriever
 from densepr.retrieve.results import build_results, open_passages
 from densepr.retrieve.spec import Kind, SearchSpec
 from densepr.sparse.bm25 import BM25Retriever
+from densepr.sparse.terms import TermBM25
 
-Retriever = BM25Retriever | DenseRetriever | HybridRetriever
+Retriever = BM25Retriever | TermBM25 | DenseRetriever | HybridRetriever
 log = logging.getLogger(__name__)
 
 
@@ -38,9 +42,10 @@ class Searcher:
     passage file. Passage reads are locked, so one searcher may serve concurrent threads.
     """
 
-    def __init__(self, spec: SearchSpec, retriever: Retriever, store: PassageStore, lock: Any = None):
+    def __init__(self, spec: SearchSpec, retriever: Retriever, store: Passages, lock: Any = None):
         self.spec, self.retriever, self.store = spec, retriever, store
-        self._lock = lock or threading.RLock()  # a PassageStore reads through one file handle; bm25s tokenises in place
+        self._lock = lock or threading.RLock()
+        self.version: int | None = None  # a collection's version number  # a PassageStore reads through one file handle; bm25s tokenises in place
 
     @property
     def kind(self) -> Kind:
@@ -72,7 +77,9 @@ class Searcher:
         if not isinstance(self.retriever, HybridRetriever) or kind not in ("bm25", "dense"):
             raise DenseprError(f"this searcher is {self.kind}: it cannot search as {kind}")
         half: Retriever = self.retriever.bm25 if kind == "bm25" else self.retriever.dense
-        return Searcher(self.spec.part(kind), half, self.store, self._lock)  # type: ignore[arg-type]
+        part = Searcher(self.spec.part(kind), half, self.store, self._lock)  # type: ignore[arg-type]
+        part.version = self.version
+        return part
 
     def encode(self, questions: Sequence[str]) -> np.ndarray | None:
         """Question vectors for :meth:`search` (``None`` for BM25, which needs none)."""
@@ -83,7 +90,7 @@ class Searcher:
         """Top-k hits (passage rows and scores) per question, best first (``vectors``: from :meth:`encode`)."""
         if k < 1:
             raise DenseprError(f"k must be >= 1, got {k}")
-        if isinstance(self.retriever, BM25Retriever):
+        if isinstance(self.retriever, (BM25Retriever, TermBM25)):
             with self._lock:
                 return self.retriever.search(questions, k)
         if isinstance(self.retriever, HybridRetriever):
@@ -133,6 +140,8 @@ def open_searcher(spec: SearchSpec | None = None, /, **options: Any) -> Searcher
     >>> open_searcher(SearchSpec.load("hybrid.json"), nprobe=64)               # doctest: +SKIP
     """
     spec = dataclasses.replace(spec or SearchSpec(), **options).resolved()
+    if spec.collection:
+        return open_collection(spec)
     dense = None
     if spec.dense_dir:
         from densepr.backends.choice import choose
@@ -153,10 +162,43 @@ def open_searcher(spec: SearchSpec | None = None, /, **options: Any) -> Searcher
     store = open_passages(retriever.meta if dense is None else dense.meta, spec.passages,
                           index_dir=spec.bm25_dir if dense is None else spec.dense_dir)
     if dense is not None:
-        from densepr.backends.gate import sample_passages
-        from densepr.dense.biencoder import attach_tower
-
-        encoder = dense.model.question_encoder
-        attach_tower(encoder, asked, sample_passages(store), question=True)
-        log.info("question encoder: %s%s", encoder.backend(), f" (auto: {asked.why})" if asked.why else "")
+        _attach_question_encoder(dense, asked, store)
     return Searcher(spec, retriever, store)
+
+
+def _attach_question_encoder(dense: DenseRetriever, asked: Backend, store: Passages) -> None:
+    from densepr.backends.gate import sample_passages
+    from densepr.dense.biencoder import attach_tower
+
+    encoder = dense.model.question_encoder
+    attach_tower(encoder, asked, sample_passages(store), question=True)
+    log.info("question encoder: %s%s", encoder.backend(), f" (auto: {asked.why})" if asked.why else "")
+
+
+def open_collection(spec: SearchSpec, model: BiEncoder | None = None) -> Searcher:
+    """A searcher over a collection's published version (``spec.collection``); ``model``: a question encoder already
+    loaded (and placed) for it, as a server reloading a new version passes. Hybrid settings the spec leaves at their
+    defaults are the collection's."""
+    from densepr.backends.choice import choose
+    from densepr.hardware import gpu_available
+
+    loaded = load_collection(spec.collection, verify=spec.verify)  # type: ignore[arg-type]
+    defaults = SearchSpec()
+    settings = {k: v for k, v in loaded.record["settings"].get("search", {}).items()
+                if getattr(spec, k) == getattr(defaults, k)}
+    spec = dataclasses.replace(spec, **settings)
+    asked = choose(spec.backend, spec.precision, gpu=gpu_available())
+    fresh = model is None
+    encoder = model or BiEncoder.load(loaded.record["settings"]["model"], lite=True, graph=asked.name != "torch")
+    dense = DenseRetriever(encoder, loaded.index)
+    if fresh:
+        _attach_question_encoder(dense, asked, loaded.passages)
+    retriever: Retriever
+    if spec.kind == "hybrid":
+        retriever = HybridRetriever(loaded.bm25, dense, depth=spec.depth, lam=spec.lam, normalize=spec.normalize,
+                                    fusion=spec.fusion, rrf_k=spec.rrf_k)
+    else:
+        retriever = loaded.bm25 if spec.kind == "bm25" else dense
+    searcher = Searcher(spec, retriever, loaded.passages)
+    searcher.version = loaded.version
+    return searcher

@@ -34,6 +34,8 @@ class SearchSpec(BackendOptions):
     the agreement gate's tolerance.
     """
 
+    collection: str | None = opt(None, help="a collection folder ('densepr collection create'): its BM25, dense index and "
+                                            "hybrid settings, in place of --index and --bm25-index")
     kind: Kind | None = opt(None, flag="--retriever", choices=KINDS,
                             help="bm25, dense or hybrid (default: from the index folders; both given: hybrid)")
     index: str | None = opt(None, help="index folder: the dense one (dense, hybrid) or the BM25 one (bm25)")
@@ -59,7 +61,14 @@ class SearchSpec(BackendOptions):
     def resolved(self) -> SearchSpec:
         """A checked copy with ``kind`` filled in (read from the folders' ``meta.json`` if not given)."""
         kind = self.kind
-        if kind is None:
+        if self.collection:
+            if self.index or self.bm25_index:
+                raise DenseprError("--collection holds its own indexes: give it, or --index/--bm25-index, not both")
+            if not (Path(self.collection) / "CURRENT").is_file():
+                raise DenseprError(f"{self.collection}: not a collection; make one with 'densepr collection create DOCS "
+                                   f"--out {self.collection}'")
+            kind = kind or "hybrid"
+        elif kind is None:
             if self.index and self.bm25_index:
                 kind = "hybrid"
             elif self.index or self.bm25_index:
@@ -77,14 +86,10 @@ class SearchSpec(BackendOptions):
 
     def check(self) -> None:
         """One-line errors for options that do not fit together."""
-        if self.kind == "hybrid" and not (self.index and self.bm25_index):
-            raise DenseprError("the hybrid retriever needs a BM25 index (--bm25-index DIR) besides the dense one (--index DIR)")
-        if self.kind == "bm25" and self.index and self.bm25_index:
-            raise DenseprError("the bm25 retriever takes one index folder: give --index or --bm25-index, not both")
-        if self.kind == "dense" and not self.index:
-            raise DenseprError("the dense retriever needs a dense index folder (--index DIR)")
-        if self.kind != "hybrid" and self.bm25_index and self.index:
-            raise DenseprError("--bm25-index, --lam, --depth, --fusion and --normalize need --retriever hybrid")
+        if not self.collection:
+            self._check_folders()
+        if self.ray_address and self.collection:
+            raise DenseprError("--ray-address searches the shards of a dense index; a collection has none")
         check_fusion(self.fusion, self.normalize, self.depth, self.rrf_k)
         if self.ray_address and self.kind == "bm25":
             raise DenseprError("--ray-address searches the shards of a dense index; the bm25 retriever has none")
@@ -95,14 +100,26 @@ class SearchSpec(BackendOptions):
         if self.precision is not None and self.precision not in PRECISIONS:
             raise DenseprError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
 
+    def _check_folders(self) -> None:
+        if self.kind == "hybrid" and not (self.index and self.bm25_index):
+            raise DenseprError("the hybrid retriever needs a BM25 index (--bm25-index DIR) besides the dense one (--index DIR)")
+        if self.kind == "bm25" and self.index and self.bm25_index:
+            raise DenseprError("the bm25 retriever takes one index folder: give --index or --bm25-index, not both")
+        if self.kind == "dense" and not self.index:
+            raise DenseprError("the dense retriever needs a dense index folder (--index DIR)")
+        if self.kind != "hybrid" and self.bm25_index and self.index:
+            raise DenseprError("--bm25-index, --lam, --depth, --fusion and --normalize need --retriever hybrid")
+
     @property
     def dense_dir(self) -> str | None:
         """The dense index folder, if this spec has one."""
-        return self.index if self.kind in ("dense", "hybrid") else None
+        return self.index if self.kind in ("dense", "hybrid") and not self.collection else None
 
     @property
     def bm25_dir(self) -> str | None:
         """The BM25 index folder, if this spec has one."""
+        if self.collection:
+            return None
         return self.bm25_index if self.kind == "hybrid" else (self.bm25_index or self.index) if self.kind == "bm25" else None
 
     def part(self, kind: Kind) -> SearchSpec:

@@ -23,8 +23,16 @@ from densepr.hardware import gpu_available
 from densepr.retrieve.spec import SearchSpec
 from densepr.serve.admission import ALWAYS_ADMITTED, Admission
 from densepr.serve.page import PAGE
-from densepr.serve.schemas import (AnswerResponse, AskRequest, ErrorBody, Health, IndexInfo, ReaderAnswer, SearchRequest,
-                                    SearchResponse)
+from densepr.serve.schemas import (
+    AnswerResponse,
+    AskRequest,
+    ErrorBody,
+    Health,
+    IndexInfo,
+    ReaderAnswer,
+    SearchRequest,
+    SearchResponse,
+)
 from densepr.serve.service import SearchService
 
 log = logging.getLogger(__name__)

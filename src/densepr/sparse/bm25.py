@@ -21,8 +21,8 @@ import Stemmer  # noqa: E402
 from densepr.corpus.passages import PassageStore
 from densepr.errors import DenseprError
 from densepr.fileio import atomic_folder, check_manifest, read_json, write_json, write_manifest
-from densepr.passage_ids import read_ids
 from densepr.hits import Hit, Ranked
+from densepr.passage_ids import read_ids
 
 log = logging.getLogger(__name__)
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import: its index-building chatter
