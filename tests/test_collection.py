@@ -226,3 +226,44 @@ def test_add_remove_and_info(tmp_path, tiny_bert, capsys):
     assert set(read_version(folder)["files"]) == {"a.txt", str(other / "c.md")}
     assert main(["collection", "remove", folder, str(tmp_path / "nowhere.txt")]) == 2
     assert "not in the collection" in capsys.readouterr().err
+
+
+def test_a_served_collection_switches_to_each_synced_version_without_failing_a_request(tmp_path, tiny_bert):
+    pytest.importorskip("fastapi", reason="the serve extra is not installed")
+    import threading
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from densepr.serve import create_app
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(6):
+        (docs / f"d{i}.txt").write_text(text(random.Random(i), 80), encoding="utf-8")
+    kb.create([str(docs)], tmp_path / "kb", model=str(tiny_bert), progress=False)
+    statuses: list[int] = []
+    stop = threading.Event()
+    with TestClient(create_app(collection=str(tmp_path / "kb"))) as client:
+        def load() -> None:
+            while not stop.is_set():
+                statuses.append(client.post("/search", json={"question": "river seine", "k": 5}).status_code)
+
+        threads = [threading.Thread(target=load) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for round_ in range(3):
+            (docs / f"zebra{round_}.txt").write_text(f"zebrafish{round_} live in the river seine", encoding="utf-8")
+            (docs / f"d{round_}.txt").unlink()
+            kb.sync(tmp_path / "kb", progress=False)
+            synced, found = time.monotonic(), False
+            while not found and time.monotonic() - synced < 10:
+                hits = client.post("/search", json={"question": f"zebrafish{round_}", "k": 1, "retriever": "bm25"}).json()
+                found = [p["id"] for p in hits["results"][0]["passages"]] == [f"zebra{round_}.txt#1"]
+            assert found, f"round {round_}: the new document was not searchable 10 s after the sync"
+        stop.set()
+        for t in threads:
+            t.join()
+        health = client.get("/health").json()
+    assert health["collection"] == {"path": "kb", "version": 4, "load_error": None}
+    assert len(statuses) > 10 and set(statuses) == {200}

@@ -215,9 +215,55 @@ def train_case(corpus: Path, model: Path, root: Path) -> Case:
     return case
 
 
-CASES = {"encode": encode_case, "flat": lambda *a: index_case("flat", *a), "bm25": lambda *a: index_case("bm25", *a),
+def collection_case(action: str, corpus: Path, model: Path, root: Path) -> Case:
+    """``collection create`` of a folder, or ``collection sync`` after 3 edits, 2 deletions and 3 new files."""
+    rng = random.Random(1)
+    texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 60))) for _ in range(30)]
+
+    def write_docs(folder: Path, changed: bool) -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for i, body in enumerate(texts[:24]):
+            if not (changed and i in (3, 9)):
+                (folder / f"doc{i}.{'md' if i % 2 else 'txt'}").write_text(body + (" war" if changed and i < 3 else ""))
+        for i in range(24, 27 if changed else 24):
+            (folder / f"doc{i}.txt").write_text(texts[i])
+
+    def create(work: Path) -> list[str]:
+        return ["collection", "create", str(work / "docs"), "--out", str(work / "kb"), "--model", str(model), "--words", "20"]
+
+    def read(work: Path) -> object:
+        with tempfile.TemporaryDirectory() as scratch:
+            run = cli(["retrieve", "--collection", str(work / "kb"), "--questions", str(corpus / "q.jsonl"), "--out",
+                       f"{scratch}/r.json", "--top-k", "5"])
+            if run.code != 0:
+                return run
+            return [[(c["id"], round(float(c["score"]), 4)) for c in e["ctxs"]] for e in json.loads(Path(f"{scratch}/r.json").read_text())]
+
+    def prepare(work: Path) -> None:
+        write_docs(work / "docs", changed=False)
+        if action == "sync":
+            assert cli(create(work)).code == 0
+            write_docs(work / "docs", changed=True)
+
+    argv = create if action == "create" else lambda work: ["collection", "sync", str(work / "kb")]
+    old, new = root / f"{action}-old", root / f"{action}-new"
+    for folder, changed in ((old, False), (new, True)):
+        write_docs(folder / "docs", changed)
+        assert cli(create(folder)).code == 0
+    segment = f"kb/segments/s00000{2 if action == 'sync' else 1}"
+    verified = {segment: lambda work: ["retrieve", "--collection", str(work / "kb"), "--questions", str(corpus / "q.jsonl"),
+                                       "--out", str(work / "results.json"), "--verify"]}
+    case = Case(argv, read, read(new if action == "sync" else old), read(old) if action == "sync" else None, prepare,
+                verified)
+    assert action == "create" or case.expected != case.before
+    return case
+
+
+CASES = {"collection-create": lambda *a: collection_case("create", *a),
+         "collection-sync": lambda *a: collection_case("sync", *a), "encode": encode_case, "flat": lambda *a: index_case("flat", *a), "bm25": lambda *a: index_case("bm25", *a),
          "train": train_case}
-MIN_STEPS = {"encode": 10, "flat": 3, "bm25": 3, "train": 4}  # e.g. encode: 5 chunks of vectors and ids, the shard...
+MIN_STEPS = {"collection-create": 8, "collection-sync": 8, "encode": 10, "flat": 3, "bm25": 3, "train": 4}  # e.g. encode: 5 chunks of vectors and ids, the shard...
 
 
 @pytest.mark.parametrize("name", list(CASES))

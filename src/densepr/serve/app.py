@@ -26,6 +26,7 @@ from densepr.serve.page import PAGE
 from densepr.serve.schemas import (
     AnswerResponse,
     AskRequest,
+    CollectionInfo,
     ErrorBody,
     Health,
     IndexInfo,
@@ -77,9 +78,19 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
         answerer = load_reader(reader, graph=reader_backend(asked).name != "torch")
         place_reader(answerer, asked, service.searcher.store)  # the reader as asked: auto reads in torch bf16 here
 
+    watcher = None
+    if spec.collection:
+        from densepr.serve.collection_watch import CollectionWatcher
+
+        watcher = CollectionWatcher(service, service.searcher.spec)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if watcher is not None:
+            watcher.start()
         yield
+        if watcher is not None:
+            watcher.stop()
         await service.close()
 
     app = FastAPI(title="densepr", version=densepr.__version__, lifespan=lifespan,
@@ -162,15 +173,19 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
         for name in ("dense", "bm25"):
             if name in service.retrievers:
                 part = service.searcher.part(name)
-                indexes[name] = IndexInfo(path=Path(str(part.spec.dense_dir or part.spec.bm25_dir)).name, size=len(part.ids),
+                indexes[name] = IndexInfo(path=Path(str(part.spec.dense_dir or part.spec.bm25_dir or part.spec.collection)).name, size=len(part.ids),
                                           model=part.meta.get("model"), type=part.meta.get("type", name))
         batching = service.batcher.stats.as_dict()
         dense = service.searcher.dense
         backends = {"question_encoder": dense.model.question_encoder.backend()} if dense is not None else {}
         if answerer is not None:
             backends["reader"] = answerer.backend()
+        collection = None
+        if watcher is not None:
+            collection = CollectionInfo(path=watcher.folder.name, version=service.searcher.version, load_error=watcher.failed)
         return Health(status="ok", reader=reader_name, retrievers=service.retrievers,  # type: ignore[arg-type]
-                      passages=service.passage_count, indexes=indexes, batching=batching, backends=backends)
+                      passages=service.passage_count, indexes=indexes, batching=batching, backends=backends,
+                      collection=collection)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:

@@ -120,6 +120,12 @@ class IndexInfo(BaseModel):
     type: str | None = None
 
 
+class CollectionInfo(BaseModel):
+    path: str
+    version: int | None = Field(None, description="the collection version being served")
+    load_error: str | None = Field(None, description="why the newest published version is not served yet, if it is not")
+
+
 class Health(BaseModel):
     status: Literal["ok"]
     reader: str | None = Field(None, description="the reader /ask uses (null: none loaded)")
@@ -129,6 +135,7 @@ class Health(BaseModel):
     batching: dict[str, int | float]
     backends: dict[str, str] = Field(default_factory=dict, description="what computes each model: torch fp32, torch bf16, "
                                      "onnx int8... (question_encoder, reader)")
+    collection: CollectionInfo | None = Field(None, description="a served collection: its folder and the version served")
 
 
 class ErrorBody(BaseModel):

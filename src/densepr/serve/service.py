@@ -88,8 +88,9 @@ class SearchService:
     def _answer(self, queries: list[Query]) -> list[list[ScoredPassage] | Exception]:
         """Passages for a batch's queries (in a worker thread): the dense questions encoded in one call, then one
         search per (retriever, k); a search's error is handed to its own queries only."""
+        searcher = self.searcher  # one version for the whole batch, even if a collection's next one is swapped in
         dense = [i for i, q in enumerate(queries) if q.kind != "bm25"]
-        vectors = self.searcher.encode([queries[i].text for i in dense]) if dense else None
+        vectors = searcher.encode([queries[i].text for i in dense]) if dense else None
         row = {i: n for n, i in enumerate(dense)}
         groups: dict[tuple[str, int], list[int]] = {}
         for i, q in enumerate(queries):
@@ -99,7 +100,7 @@ class SearchService:
             rows = vectors[[row[i] for i in members]] if vectors is not None and kind != "bm25" else None
             try:
                 found: list[list[ScoredPassage] | Exception] = list(
-                    self.searcher.part(kind).passages([queries[i].text for i in members], k, rows))
+                    searcher.part(kind).passages([queries[i].text for i in members], k, rows))
             except DenseprError as exc:
                 found = [exc] * len(members)
             for i, passages in zip(members, found, strict=True):
