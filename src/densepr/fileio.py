@@ -6,6 +6,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -19,6 +20,8 @@ import numpy as np
 
 from densepr.errors import DenseprError, at_line
 
+log = logging.getLogger(__name__)
+AUTO_VERIFY_BYTES = 256 << 20  # folders up to this size are checksummed on every load (blake2b: ~0.3 s at most)
 KILL_AT = "DENSEPR_KILL_AT"  # the fault-injection tests' seam: "N" kills the process at its N-th write step
 WRITE_TRACE = "DENSEPR_WRITE_TRACE"  # a file each write step's label is appended to
 
@@ -244,16 +247,30 @@ def write_manifest(folder: Path, files: Sequence[str] | None = None, name: str =
                                          for n in names}})
 
 
-def check_manifest(folder: str | os.PathLike, checksums: bool = False) -> int | None:
+def manifest_bytes(folder: str | os.PathLike) -> int:
+    """The total size of the files a folder's manifests list (0 without a manifest)."""
+    return sum(info["size"] for manifest in Path(folder).glob(f"*{MANIFEST}")
+               for info in read_json(manifest).get("files", {}).values())
+
+
+def check_manifest(folder: str | os.PathLike, checksums: bool | None = False) -> int | None:
     """Refuse, in one line naming the file, a folder whose files differ from its manifests: sizes always, contents
-    when ``checksums``. Returns the files checked; ``None`` for a folder without a manifest (older versions)."""
+    when ``checksums`` (``None``: when the folder's files total at most :data:`AUTO_VERIFY_BYTES`, which blake2b reads
+    in well under a second). Returns the files checked; ``None`` for a folder without a manifest (older versions)."""
     folder = Path(folder)
     manifests = sorted(folder.glob(f"*{MANIFEST}"))
     if not manifests:
         return None
+    listed = [(manifest, read_json(manifest).get("files", {})) for manifest in manifests]
+    if checksums is None:
+        total = sum(info["size"] for _, files in listed for info in files.values())
+        checksums = total <= AUTO_VERIFY_BYTES
+        if not checksums:
+            log.info("%s: %.1f GB, not checksummed on load (--verify checks it; serve checks it in the background)",
+                     folder, total / 1e9)
     checked = 0
-    for manifest in manifests:
-        for name, info in read_json(manifest).get("files", {}).items():
+    for manifest, files in listed:
+        for name, info in files.items():
             path = folder / name
             if not path.is_file():
                 raise DenseprError(f"{path}: missing (listed in {manifest.name}); build {folder} again")

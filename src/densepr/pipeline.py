@@ -348,21 +348,34 @@ def answer(*, results: str | Path, reader: str | Path, out: str | Path, ks: Sequ
            precision: str | None = None, progress: bool = False) -> dict[str, Any]:
     """Read each question's top-k retrieved passages, write predictions; returns exact match at each k (and the
     ``backend`` that read them, see :mod:`densepr.backends.choice`)."""
+    import numpy as np
+
     from densepr.backends.choice import choose
     from densepr.backends.gate import ctx_sample
     from densepr.fileio import write_json
     from densepr.hardware import gpu_available
     from densepr.read import answer_results
+    from densepr.read.confidence import ConfidenceModel, features, selective
     from densepr.read.graph_reader import attach_any_reader, load_reader
 
     entries = read_results(results)
     asked = choose(backend, precision, gpu=gpu_available(), int8=False, bulk=bf16 is not False)
     model = load_reader(reader, graph=asked.name != "torch")
     placed = attach_any_reader(model, asked, ctx_sample(entries))
+    calibrated = ConfidenceModel.load(Path(reader)) if Path(reader).is_dir() else None
+    judge = None
+    if calibrated is not None:
+        def judge(readings, best, scores):
+            return float(calibrated.probability(features(readings, best, scores))[0])
     start = time.perf_counter()
-    predictions, summary = answer_results(model, entries, ks, batch_size, match, bf16, progress)
+    predictions, summary = answer_results(model, entries, ks, batch_size, match, bf16, progress, judge)
     summary["seconds_per_question"] = (time.perf_counter() - start) / len(entries)
     summary["backend"] = str(placed)
+    if calibrated is not None:  # selective QA: abstaining below the reader's threshold
+        summary["threshold"] = calibrated.threshold
+        summary["selective"] = {str(k): selective(np.array([p["predictions"][i]["confidence"] for p in predictions]),
+                                                  np.array([p["predictions"][i]["exact_match"] for p in predictions], float),
+                                                  calibrated.threshold) for i, k in enumerate(sorted(set(ks)))}
     write_json(out, predictions, indent=1)
     return summary
 

@@ -11,8 +11,10 @@ from densepr.corpus.passages import Passages
 from densepr.errors import DenseprError
 from densepr.hits import ScoredPassage
 from densepr.questions import check_question
+from densepr.read.confidence import ConfidenceModel, features
 from densepr.read.graph_reader import AnyReader, attach_any_reader
-from densepr.read.inference import predict
+from densepr.read.inference import choose as choose_reading
+from densepr.read.inference import read_passages
 from densepr.retrieve.searcher import Searcher
 
 log = logging.getLogger(__name__)
@@ -41,24 +43,55 @@ class Answer(TypedDict):
     question: str
     answer: str  # "" when no passage holds a span
     span_score: float
+    confidence: float | None  # P(the answer is right), from the reader's confidence model (None: it has none)
+    abstained: bool  # the confidence is below the threshold: "no confident answer" (``answer`` is the best guess)
     passage: ScoredPassage  # the passage the answer comes from
     passage_rank: int  # its rank in ``passages`` (from 1)
     answer_start: int  # where the answer begins in the passage's text (-1: no span)
     passages: list[ScoredPassage]
 
 
+def read_answer(reader: AnyReader, question: str, passages: list[ScoredPassage], confidence: ConfidenceModel | None = None,
+                threshold: float | None = None) -> Answer:
+    """Read ``passages`` and answer from the best-selected one, with the answer's confidence; ``abstained`` when it is
+    below ``threshold`` (``None``: always answer)."""
+    if not passages:
+        return Answer(question=question, answer="", span_score=0.0, confidence=None if confidence is None else 0.0,
+                      abstained=threshold is not None and confidence is not None,
+                      passage=ScoredPassage(id="", title="", text="", score=0.0), passage_rank=0, answer_start=-1, passages=[])
+    readings = read_passages(reader, question, passages)
+    best = choose_reading(readings)
+    sure = None
+    if confidence is not None:
+        sure = float(confidence.probability(features(readings, best, [p["score"] for p in passages]))[0])
+    return Answer(question=question, answer=best.answer, span_score=float(best.span_score), confidence=sure,
+                  abstained=sure is not None and threshold is not None and sure < threshold,
+                  passage=passages[best.index], passage_rank=best.index + 1, answer_start=best.answer_start,
+                  passages=passages)
+
+
 class Answerer:
     """Retrieve the top ``k`` passages for a question, read them, answer; both models stay loaded between questions.
+
+    With a ``confidence`` model (the reader's ``confidence.json``), each answer carries the probability that it is
+    right, and ``abstained`` below ``threshold`` (default: the model's; ``None`` with ``always_answer``).
 
     >>> qa = Answerer(open_searcher(index="flat/", bm25_index="bm25/"), Reader.load("reader/"))   # doctest: +SKIP
     >>> qa.answer("who wrote hamlet")["answer"]                                                    # doctest: +SKIP
     'William Shakespeare'
     """
 
-    def __init__(self, searcher: Searcher, reader: AnyReader, k: int = 5):
+    def __init__(self, searcher: Searcher, reader: AnyReader, k: int = 5, confidence: ConfidenceModel | None = None,
+                 min_confidence: float | None = None, always_answer: bool = False):
         if k < 1:
             raise DenseprError(f"--top-k must be >= 1, got {k}")
-        self.searcher, self.reader, self.k = searcher, reader, k
+        if min_confidence is not None and not 0 <= min_confidence <= 1:
+            raise DenseprError(f"--min-confidence is a probability in [0, 1], not {min_confidence}")
+        if min_confidence is not None and confidence is None:
+            raise DenseprError("--min-confidence needs a reader with a confidence model (confidence.json beside it)")
+        self.searcher, self.reader, self.k, self.confidence = searcher, reader, k, confidence
+        default = confidence.threshold if confidence is not None else None
+        self.threshold = None if always_answer else min_confidence if min_confidence is not None else default
 
     def answer(self, question: str, k: int | None = None) -> Answer:
         """The answer from the top ``k`` passages (default: the answerer's ``k``)."""
@@ -69,14 +102,4 @@ class Answerer:
         for q in questions:
             check_question(q)
         found = self.searcher.passages(list(questions), k or self.k)
-        return [self._read(q, passages) for q, passages in zip(questions, found)]
-
-    def _read(self, question: str, passages: list[ScoredPassage]) -> Answer:
-        if not passages:
-            return Answer(question=question, answer="", span_score=0.0, passage=ScoredPassage(id="", title="", text="", score=0.0),
-                          passage_rank=0, answer_start=-1, passages=[])
-        best = predict(self.reader, question, passages)
-        return Answer(question=question, answer=best["answer"], span_score=float(best["span_score"]),
-                      passage=passages[best["passage_index"]], passage_rank=best["passage_index"] + 1,
-                      answer_start=best["answer_start"], passages=passages)
-
+        return [read_answer(self.reader, q, passages, self.confidence, self.threshold) for q, passages in zip(questions, found)]

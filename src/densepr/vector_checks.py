@@ -55,3 +55,20 @@ def check_vectors(vectors: Rows | np.ndarray, ids: Ids, where: str) -> None:
     if len(outliers):
         log.warning("%s: %d vector(s) with unusual norms (median %.4g): passages %s (norms %s)", where, len(outliers),
                     median, _listed(ids, outliers), ", ".join(f"{norms[i]:.4g}" for i in outliers[:5]))
+
+
+class _Picked:
+    """The ids of some rows, by their position among those rows."""
+
+    def __init__(self, ids: Ids, rows: np.ndarray):
+        self.ids, self.rows = ids, rows
+
+    def __getitem__(self, row: int) -> str:
+        return self.ids[int(self.rows[row])]
+
+
+def check_loaded(vectors: np.ndarray, ids: Ids, where: str, most: int = 100_000) -> None:
+    """:func:`check_vectors` on an index's stored vectors as it loads: all of them, or ``most`` spread evenly (what
+    checksums cannot catch: an index built from bad vectors)."""
+    rows = np.arange(0, len(vectors), max(1, len(vectors) // most))
+    check_vectors(vectors[rows], _Picked(ids, rows), where)

@@ -6,6 +6,7 @@ import json
 import sys
 import textwrap
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from densepr.cli.options import AskOptions
@@ -21,6 +22,7 @@ def run(a: AskOptions, spec: SearchSpec, quiet: bool) -> None:
     from densepr.qa import Answerer, place_reader, reader_backend
     from densepr.questions import check_question
     from densepr.quickstart import default_reader, default_spec
+    from densepr.read.confidence import ConfidenceModel
     from densepr.read.graph_reader import load_reader
     from densepr.retrieve.searcher import open_searcher
 
@@ -29,10 +31,14 @@ def run(a: AskOptions, spec: SearchSpec, quiet: bool) -> None:
     reader_path = None if a.passages_only else (a.reader or default_reader())
     graph = reader_backend(spec).name != "torch"
     reader = load_reader(reader_path, graph) if reader_path else None  # a bad reader folder fails before retrieval
+    model = ConfidenceModel.load(Path(reader_path)) if reader_path and Path(reader_path).is_dir() else None
+    if a.min_confidence is not None and model is None:
+        raise DenseprError("--min-confidence needs a reader with a confidence model (confidence.json beside it)")
     searcher = open_searcher(default_spec(spec, progress=not quiet))
+    answerer = None
     if reader is not None:
         place_reader(reader, spec, searcher.store)
-    answerer = Answerer(searcher, reader, a.top_k) if reader is not None else None
+        answerer = Answerer(searcher, reader, a.top_k, model, a.min_confidence, a.always_answer)
     one = a.question is not None
     questions: Iterable[str] = [a.question] if a.question is not None else _questions()
     for question in questions:
@@ -70,9 +76,13 @@ def _answer_text(found: Answer) -> str:
     passage = found["passage"]
     if not found["answer"]:
         return "No answer span found in the top passages.\n" + _passages_text(found["passages"], note=False)
+    sure = "" if found["confidence"] is None else f"confidence {found['confidence']:.2f}, "
+    if found["abstained"]:
+        return (f"No confident answer ({sure.rstrip(', ')}; best guess: {found['answer']!r} from {passage['title']}, "
+                f"passage {passage['id']}). The passages read:\n" + _passages_text(found["passages"], note=False))
     text, start = passage["text"], found["answer_start"]
     marked = text[:start] + "**" + found["answer"] + "**" + text[start + len(found["answer"]):] if start >= 0 else text
-    lines = [f"Answer: {found['answer']}   (span score {found['span_score']:.2f})",
+    lines = [f"Answer: {found['answer']}   ({sure}span score {found['span_score']:.2f})",
              f"  from: {passage['title']} (passage {passage['id']}, rank {found['passage_rank']} of {len(found['passages'])})",
              textwrap.indent(textwrap.fill(marked, 100), "    ")]
     others = [f"  {rank}. {p['title']} (passage {p['id']}, score {p['score']:.3f})"

@@ -201,6 +201,12 @@ def qa(a: o.QAOptions, quiet: bool) -> None:
     print(f"{summary['questions']} questions ({summary['seconds_per_question']:.2f} s per question, reader on {summary['backend']})")
     for k, em in summary["exact_match"].items():
         print(f"k={k:<4} exact match  {em:6.2f}")
+    if "selective" in summary:
+        print(f"abstaining below confidence {summary['threshold']:.3f} (the reader's threshold):")
+        print("k     EM always  coverage  EM answered  area   calibration error")
+        for k, s in summary["selective"].items():
+            print(f"k={k:<4} {s['em_always']:8.2f}  {s['coverage']:7.2f}%  {s['em_answered']:10.2f}  {s['area']:5.2f}  "
+                  f"{s['ece']:.3f}")
 
 
 def export(a: o.ExportOptions, quiet: bool) -> None:

@@ -118,6 +118,9 @@ class AskOptions:
     reader: str | None = opt(None, help="reader folder (from 'densepr train-reader') or a Hugging Face DPR reader "
                                         "(default: the reader shipped with densepr)")
     passages_only: bool = opt(False, help="print the retrieved passages only (no reader)")
+    min_confidence: float | None = opt(None, help="say 'No confident answer' below this confidence (the probability "
+                                                  "that the answer is right; default: the reader's threshold)")
+    always_answer: bool = opt(False, help="never abstain: print the best answer whatever its confidence")
     json: bool = opt(False, help="print one JSON object a question")
 
 

@@ -21,6 +21,7 @@ from densepr.fileio import atomic_folder, atomic_open, check_manifest, read_json
 from densepr.index import INDEX_TYPES, exact
 from densepr.index.planner import ivf_lists
 from densepr.passage_ids import read_ids
+from densepr.vector_checks import check_loaded
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +212,7 @@ class DenseIndex:
         write_manifest(out_dir)
 
     @classmethod
-    def load(cls, index_dir: str | Path, mmap: bool = True, shard: int | None = None, verify: bool = False) -> DenseIndex:
+    def load(cls, index_dir: str | Path, mmap: bool = True, shard: int | None = None, verify: bool | None = False) -> DenseIndex:
         """Load an index folder, memory-mapped where FAISS supports it for the index type; ``shard``: only that shard
         of a sharded folder (its rows' ids; ``meta["first_row"]`` says where its rows start in the whole index).
         File sizes are checked against the manifest; with ``verify``, their checksums too."""
@@ -228,6 +229,9 @@ class DenseIndex:
         if shard is not None:
             first, stop = shard_ranges(len(ids), len(files))[shard]
             ids, meta = ids[first:stop], dict(meta, first_row=first, shards=1)
+        first_flat = exact.flat_vectors(parts[0])
+        if first_flat is not None:
+            check_loaded(first_flat, ids, str(index_dir))
         loaded = cls(parts, ids, meta)
         loaded.configure(nprobe=meta.get("nprobe"), ef_search=meta.get("ef_search"))  # a recall card's choice
         return loaded

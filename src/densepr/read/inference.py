@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
@@ -70,21 +70,29 @@ def predict(reader: AnyReader, question: str, ctxs: Sequence[Mapping[str, Any]],
             "span_score": best.span_score, "selection": best.selection, "answer_start": best.answer_start}
 
 
+Judge = Callable[[Sequence[PassageReading], PassageReading, Sequence[float]], float]  # readings, chosen, scores -> P(right)
+
+
 def answers_at_k(readings: Sequence[PassageReading], ctxs: Sequence[Mapping[str, Any]], answers: Sequence[str], ks: Sequence[int],
-                 match: str = "string") -> list[dict]:
-    """The answer chosen from the top k passages for each k in ``ks``, with its passage and exact match."""
+                 match: str = "string", judge: Judge | None = None) -> list[dict]:
+    """The answer chosen from the top k passages for each k in ``ks``, with its passage, exact match and (with a
+    ``judge``) confidence."""
     out = []
     for k in ks:
         best = choose(readings, k) if readings else None
         answer = best.answer if best else ""
         ctx = ctxs[best.index] if best else {}
-        out.append({"k": k, "answer": answer, "passage_id": ctx.get("id"), "title": ctx.get("title"),
-                    "span_score": best.span_score if best else None, "exact_match": exact_match(answer, answers, match)})
+        item = {"k": k, "answer": answer, "passage_id": ctx.get("id"), "title": ctx.get("title"),
+                "span_score": best.span_score if best else None, "exact_match": exact_match(answer, answers, match)}
+        if judge is not None:
+            item["confidence"] = judge(readings[:k], best, [float(c.get("score", 0.0)) for c in ctxs[:k]]) if best else 0.0
+        out.append(item)
     return out
 
 
 def answer_results(reader: AnyReader, results: Sequence[Mapping[str, Any]], ks: Sequence[int] = DEFAULT_KS, batch_size: int = 32,
-                   match: str = "string", bf16: bool | None = None, progress: bool = False) -> tuple[list[dict], dict]:
+                   match: str = "string", bf16: bool | None = None, progress: bool = False,
+                   judge: Judge | None = None) -> tuple[list[dict], dict]:
     """Read the top ``max(ks)`` ctxs of every DPR result entry once; answer at each k from its top k only.
 
     Returns per-question predictions and ``{"questions", "exact_match": {k: percent}}``.
@@ -101,7 +109,7 @@ def answer_results(reader: AnyReader, results: Sequence[Mapping[str, Any]], ks: 
         except (KeyError, TypeError) as exc:
             raise DenseprError(f"result {n}: missing field {exc} (expected DPR result format)") from None
         readings = read_passages(reader, question, ctxs, batch_size, bf16) if ctxs else []
-        per_k = answers_at_k(readings, ctxs, answers, ks, match)
+        per_k = answers_at_k(readings, ctxs, answers, ks, match, judge)
         for k, a in zip(ks, per_k):
             hits[k] += a["exact_match"]
         item = {"question": question, "answers": answers, "prediction": per_k[-1]["answer"], "predictions": per_k}

@@ -31,6 +31,7 @@ from densepr.errors import DenseprError
 from densepr.fileio import check_manifest, read_json
 from densepr.index.matrix import MatrixIndex
 from densepr.sparse.terms import TermBM25, TermCounts
+from densepr.vector_checks import check_loaded
 
 log = logging.getLogger(__name__)
 CURRENT, VERSIONS, SEGMENTS, LOCK = "CURRENT", "versions", "segments", ".lock"
@@ -88,7 +89,7 @@ class Segment:
     terms: TermCounts
 
     @classmethod
-    def open(cls, folder: Path, verify: bool = False) -> Segment:
+    def open(cls, folder: Path, verify: bool | None = False) -> Segment:
         check_manifest(folder, checksums=verify)
         try:
             vectors = np.load(folder / VECTORS_FILE, mmap_mode="r", allow_pickle=False)
@@ -135,7 +136,7 @@ class LoadedCollection:
     index: MatrixIndex
 
 
-def load_collection(folder: str | os.PathLike, verify: bool = False, version: int | None = None) -> LoadedCollection:
+def load_collection(folder: str | os.PathLike, verify: bool | None = False, version: int | None = None) -> LoadedCollection:
     """Assemble the published version of a collection (or ``version``) for search."""
     folder = Path(folder)
     for attempt in range(3):  # a sync may publish (and drop an older version) while this reads
@@ -149,7 +150,7 @@ def load_collection(folder: str | os.PathLike, verify: bool = False, version: in
     raise AssertionError("unreachable")
 
 
-def _assemble(folder: Path, number: int, record: dict, verify: bool) -> LoadedCollection:
+def _assemble(folder: Path, number: int, record: dict, verify: bool | None) -> LoadedCollection:
     documents = list(live_documents(record))
     if not documents:
         raise DenseprError(f"{folder}: version {number} holds no passages")
@@ -177,5 +178,6 @@ def _assemble(folder: Path, number: int, record: dict, verify: bool) -> LoadedCo
     about = {"collection": str(folder), "version": number, "passages": str(folder), "model": settings["model"]}
     bm25 = TermBM25(terms, ids, about, k1=settings["k1"], b=settings["b"], stemmer=settings["stemmer"],
                     stopwords=settings["stopwords"])
+    check_loaded(vectors, ids, str(folder))
     index = MatrixIndex(vectors, ids, about)
     return LoadedCollection(number, record, CollectionPassages(folder, segments, segment_of, local_row), bm25, index)

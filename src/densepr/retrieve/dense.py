@@ -41,7 +41,7 @@ class DenseRetriever:
 
     @classmethod
     def load(cls, index_dir: str | Path, model: str | BiEncoder | None = None, question_model: str | None = None,
-             allow_model_mismatch: bool = False, verify: bool = False,
+             allow_model_mismatch: bool = False, verify: bool | None = False,
              ray_address: str | None = None, ray_cpus: int = 1, graph: bool = False) -> DenseRetriever:
         """Load an index folder and its question encoder (by default the model recorded in the index); ``verify``:
         check every index file's checksum against the manifest; ``ray_address``: search its shards in Ray actors of

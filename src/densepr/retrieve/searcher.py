@@ -140,6 +140,8 @@ def open_searcher(spec: SearchSpec | None = None, /, **options: Any) -> Searcher
     >>> open_searcher(SearchSpec.load("hybrid.json"), nprobe=64)               # doctest: +SKIP
     """
     spec = dataclasses.replace(spec or SearchSpec(), **options).resolved()
+    if spec.verify is False:
+        log.warning("--no-verify: index files are not checksummed on load")
     if spec.collection:
         return open_collection(spec)
     dense = None

@@ -55,8 +55,9 @@ class SearchSpec(BackendOptions):
                                              "joined with 'ray start'), HOST:PORT (its head node) or 'local' (a Ray "
                                              "started in this process); pip install 'densepr[ray]'")
     ray_cpus: int = opt(1, help="with --ray-address: CPUs each shard's actor reserves and searches with (default 1)")
-    verify: bool = opt(False, help="check every index file's checksum against its manifest when loading (sizes are always "
-                                   "checked; a flipped byte changes no size)")
+    verify: bool | None = opt(None, help="check every index file's checksum against its manifest when loading: --verify "
+                                         "always, --no-verify never (says so in one log line); default: folders of up to "
+                                         "256 MB (a flipped byte changes no size, which is always checked)")
 
     def resolved(self) -> SearchSpec:
         """A checked copy with ``kind`` filled in (read from the folders' ``meta.json`` if not given)."""

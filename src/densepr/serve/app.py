@@ -35,6 +35,7 @@ from densepr.serve.schemas import (
     SearchResponse,
 )
 from densepr.serve.service import SearchService
+from densepr.serve.verification import BackgroundVerify
 
 log = logging.getLogger(__name__)
 _ERRORS: dict[int | str, dict[str, Any]] = {400: {"model": ErrorBody, "description": "the request names a retriever that is not loaded"}}
@@ -70,14 +71,19 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
         log.info("serving questions on %s %s: steady memory on this CPU (--backend torch for torch bf16)", backend, precision)
         spec = dataclasses.replace(spec, backend=backend, precision=precision)
     service = SearchService.load(spec, max_batch=max_batch, max_wait=max_wait)
-    answerer = None
+    answerer, confidence = None, None
     if reader is not None:
+        from densepr.read.confidence import ConfidenceModel
+
+        confidence = ConfidenceModel.load(Path(reader)) if Path(reader).is_dir() else None
         from densepr.qa import place_reader, reader_backend
         from densepr.read.graph_reader import load_reader
 
         answerer = load_reader(reader, graph=reader_backend(asked).name != "torch")
         place_reader(answerer, asked, service.searcher.store)  # the reader as asked: auto reads in torch bf16 here
 
+    verify = BackgroundVerify.of([spec.dense_dir, spec.bm25_dir]) if spec.verify is None else \
+        BackgroundVerify([], "ok" if spec.verify else "not checked (--no-verify)")
     watcher = None
     if spec.collection:
         from densepr.serve.collection_watch import CollectionWatcher
@@ -86,6 +92,7 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        verify.start()
         if watcher is not None:
             watcher.start()
         yield
@@ -103,6 +110,8 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
     async def _guard(request: Request, call_next: Any) -> Any:
         """The API key, the body-size limit and load shedding, checked before the body is read."""
         if request.method == "POST":
+            if verify.failed:
+                return JSONResponse(status_code=503, content={"detail": f"an index folder failed its checksums ({verify.state})"})
             refusal = gate.refusal(time.monotonic())
             if refusal is not None:
                 return JSONResponse(status_code=429, headers={"Retry-After": "1"},
@@ -154,15 +163,21 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
         found = await run(body)
         answers: list[ReaderAnswer] = []
         if answerer is not None:
-            from densepr.read import predict
+            from densepr.qa import read_answer
 
+            if body.min_confidence is not None and confidence is None:
+                raise DenseprError("min_confidence needs a reader with a confidence model (confidence.json beside it)")
+            threshold = None if body.always_answer else body.min_confidence if body.min_confidence is not None else \
+                confidence.threshold if confidence is not None else None
             for entry in found["results"]:
                 if not entry["passages"]:
                     continue
-                best = await asyncio.to_thread(predict, answerer, entry["question"], entry["passages"])
+                best = await asyncio.to_thread(read_answer, answerer, entry["question"], entry["passages"], confidence,
+                                               threshold)
                 answers.append(ReaderAnswer(question=entry["question"], answer=best["answer"], passage_id=best["passage"]["id"],
-                                            title=best["passage"]["title"], passage_rank=best["passage_index"] + 1,
-                                            span_score=float(best["span_score"]), answer_start=best["answer_start"]))
+                                            title=best["passage"]["title"], passage_rank=best["passage_rank"],
+                                            span_score=best["span_score"], answer_start=best["answer_start"],
+                                            confidence=best["confidence"], abstained=best["abstained"]))
         content = AnswerResponse(answers=answers, reader=reader_name, **found).model_dump(exclude_none=True)
         return JSONResponse(content={**content, "reader": reader_name})
 
@@ -185,7 +200,7 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
             collection = CollectionInfo(path=watcher.folder.name, version=service.searcher.version, load_error=watcher.failed)
         return Health(status="ok", reader=reader_name, retrievers=service.retrievers,  # type: ignore[arg-type]
                       passages=service.passage_count, indexes=indexes, batching=batching, backends=backends,
-                      collection=collection)
+                      collection=collection, verified=verify.state)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:

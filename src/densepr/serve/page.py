@@ -127,8 +127,9 @@ async function answer(question) {  // the reader's span above the columns, marke
     if (!a || !a.answer) { box.querySelector(".span").textContent = "no answer found"; return; }
     const p = data.results[0].passages[a.passage_rank - 1];
     const s = a.answer_start, text = p.text;
-    box.querySelector(".span").textContent = a.answer;
-    box.querySelector(".from").textContent = "from " + p.title + " (passage " + p.id + ", rank " + a.passage_rank + ")";
+    const sure = a.confidence === null || a.confidence === undefined ? "" : ", confidence " + a.confidence.toFixed(2);
+    box.querySelector(".span").textContent = a.abstained ? "No confident answer (best guess: " + a.answer + ")" : a.answer;
+    box.querySelector(".from").textContent = "from " + p.title + " (passage " + p.id + ", rank " + a.passage_rank + sure + ")";
     box.querySelector(".text").innerHTML = s >= 0 ? esc(text.slice(0, s)) + '<b class="hit">' + esc(text.slice(s, s + a.answer.length)) +
       "</b>" + esc(text.slice(s + a.answer.length)) : esc(text);
   } catch (err) {

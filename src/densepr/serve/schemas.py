@@ -68,6 +68,9 @@ class AskRequest(SearchRequest):
                                              description=f"1 to {MAX_ASK_QUESTIONS} questions")
     k: Annotated[int, BeforeValidator(_integral)] = Field(10, ge=1, le=MAX_ASK_K, strict=True,
                                                           description="passages per question, all read")
+    min_confidence: float | None = Field(None, ge=0, le=1, description="abstain below this confidence (default: the "
+                                                                       "reader's threshold)")
+    always_answer: bool = Field(False, description="never abstain")
 
 
 class PassageHit(BaseModel):
@@ -104,6 +107,10 @@ class ReaderAnswer(BaseModel):
     passage_rank: int
     span_score: float
     answer_start: int = Field(-1, description="where the answer begins in its passage's text (characters; -1: no span)")
+    confidence: float | None = Field(None, description="the probability that the answer is right (null: the reader "
+                                                       "has no confidence model)")
+    abstained: bool = Field(False, description="the confidence is below the threshold: no confident answer (``answer`` "
+                                               "is the best guess)")
 
 
 class AnswerResponse(SearchResponse):
@@ -136,6 +143,8 @@ class Health(BaseModel):
     backends: dict[str, str] = Field(default_factory=dict, description="what computes each model: torch fp32, torch bf16, "
                                      "onnx int8... (question_encoder, reader)")
     collection: CollectionInfo | None = Field(None, description="a served collection: its folder and the version served")
+    verified: str = Field("ok", description="checksums of index folders too large to check on load: ok, verifying, or "
+                                            "failed: <why> (the server then answers 503)")
 
 
 class ErrorBody(BaseModel):

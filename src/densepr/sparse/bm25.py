@@ -89,7 +89,7 @@ class BM25Retriever:
             write_manifest(tmp)
 
     @classmethod
-    def load(cls, index_dir: str | os.PathLike, mmap: bool = True, verify: bool = False) -> BM25Retriever:
+    def load(cls, index_dir: str | os.PathLike, mmap: bool = True, verify: bool | None = False) -> BM25Retriever:
         """Load an index folder (its files' sizes checked against the manifest; their checksums too with ``verify``)."""
         index_dir = Path(index_dir)
         meta = read_json(index_dir / "meta.json")
