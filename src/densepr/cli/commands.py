@@ -50,7 +50,7 @@ def collection(a: o.CollectionOptions, quiet: bool) -> None:
             about = kb.info(folder)
             print(json.dumps(about, indent=None if a.json else 2, ensure_ascii=False))
             return
-        run = {"sync": lambda: kb.sync(folder, progress=progress), "add": lambda: kb.add(folder, rest, progress=progress),
+        run = {"sync": lambda: kb.sync(folder, rehash=a.rehash, progress=progress), "add": lambda: kb.add(folder, rest, progress=progress),
                "remove": lambda: kb.remove(folder, rest, progress=progress)}[a.action]
         report = run()
     print(json.dumps(report, ensure_ascii=False) if a.json else summary_line(folder, report))

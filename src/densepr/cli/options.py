@@ -38,6 +38,8 @@ class CollectionOptions:
     model: str | None = opt(None, help="create: the encoder (default: offline all-MiniLM-L6-v2)")
     words: int = opt(100, help="create: words per passage (default 100)")
     max_file_mb: float = opt(100.0, help="create: files larger than this are skipped unread (default 100)")
+    rehash: bool = opt(False, help="sync: read and hash every file (default: only those whose size, mtime, ctime or "
+                                   "inode changed)")
     json: bool = opt(False, help="print the run's report (or info) as one JSON object")
 
 

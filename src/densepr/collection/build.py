@@ -29,7 +29,6 @@ from tqdm.auto import tqdm
 
 from densepr.collection.formats import Unreadable, read_file_noting
 from densepr.collection.scan import Found, Read, Skipped, key_of, read, walk
-from densepr.collection.segments import PassageEncoder, write_segment
 from densepr.corpus.passages import Passage, split_words
 from densepr.dense.loading import DEFAULT_MODEL
 from densepr.errors import DenseprError
@@ -104,11 +103,12 @@ def create(docs: Sequence[str], out: str | os.PathLike, *, model: str | None = N
         return _update(folder, record, None, progress)
 
 
-def sync(folder: str | os.PathLike, *, progress: bool = True) -> dict[str, Any]:
-    """Bring the collection up to date with its sources."""
+def sync(folder: str | os.PathLike, *, rehash: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Bring the collection up to date with its sources. A file whose size, mtime, ctime and inode are as last seen
+    keeps its hash (ctime changes with any write, and cannot be set back); ``rehash`` reads and hashes every file."""
     folder = Path(folder)
     with locked(folder):
-        return _update(folder, read_version(folder), None, progress)
+        return _update(folder, read_version(folder), None, progress, rehash=rehash)
 
 
 def add(folder: str | os.PathLike, files: Sequence[str], *, progress: bool = True) -> dict[str, Any]:
@@ -166,7 +166,7 @@ def _read_search(path: Path) -> dict[str, Any]:
 
 
 def _update(folder: Path, record: dict, scope: list[str] | None, progress: bool, sources_changed: bool = False,
-            rescan: bool = True) -> dict[str, Any]:
+            rescan: bool = True, rehash: bool = False) -> dict[str, Any]:
     """Scan (all sources, or the ``scope`` paths; with ``rescan`` off, drop them), publish a new version if anything
     changed, report."""
     start = time.perf_counter()
@@ -183,16 +183,20 @@ def _update(folder: Path, record: dict, scope: list[str] | None, progress: bool,
     reads: dict[str, Read] = {}
     skipped = {s["path"]: s["reason"] for s in record["skipped"] if not in_scope(s["path"])}
     max_bytes = int(settings["max_file_mb"] * 1e6)
+    entries = {k: v for k, v in old_files.items() if not in_scope(k)}
     for item in tqdm(list(walk(roots, base, ignored)), disable=not progress, unit="file", desc="scan"):
-        if isinstance(item, Found) and any(_under(str(item.path.absolute()), e) for e in record["excluded"]):
+        if isinstance(item, Found) and any(_under(os.path.abspath(item.path), e) for e in record["excluded"]):
+            continue
+        old = old_files.get(item.key, {})
+        if isinstance(item, Found) and not rehash and old.get("stat") == list(item.stat) and "hash" in old:
+            entries[item.key] = old  # size, mtime, ctime and inode unchanged: its last hash stands
             continue
         got = read(item, max_bytes) if isinstance(item, Found) else item
         if isinstance(got, Skipped):
             skipped[got.key] = got.reason
         else:
             reads[got.key] = got
-    entries = {k: v for k, v in old_files.items() if not in_scope(k) and k not in skipped}
-    entries.update({k: {"hash": r.hash, "size": len(r.data)} for k, r in reads.items()})
+            entries[got.key] = {"hash": got.hash, "size": len(got.data), "stat": list(item.stat)}
     paths_of: dict[str, list[str]] = {}
     for key in sorted(entries):
         paths_of.setdefault(entries[key]["hash"], []).append(key)
@@ -202,9 +206,9 @@ def _update(folder: Path, record: dict, scope: list[str] | None, progress: bool,
         first = paths_of[entries[key]["hash"]][0]
         old = old_files.get(key, {})
         if first != key:
-            files[key] = {"hash": entries[key]["hash"], "size": entries[key]["size"], "duplicate_of": first}
+            files[key] = {k: entries[key][k] for k in ("hash", "size", "stat") if k in entries[key]} | {"duplicate_of": first}
         elif old.get("hash") == entries[key]["hash"] and "documents" in old:
-            files[key] = old
+            files[key] = dict(old, stat=entries[key].get("stat", old.get("stat")))
         else:
             to_read.append(key)
     version = record["version"] + 1
@@ -237,7 +241,8 @@ def _update(folder: Path, record: dict, scope: list[str] | None, progress: bool,
             skipped[key] = "no text (an empty file)"
             continue
         passages += cut
-        files[key] = {"hash": got.hash, "size": len(got.data), "documents": documents}
+        files[key] = {"hash": got.hash, "size": len(got.data), "stat": entries.get(key, {}).get("stat"),
+                      "documents": documents}
     for key, entry in list(files.items()):  # a copy of a file that could not be read is skipped with it
         if entry.get("duplicate_of") in skipped:
             skipped[key] = f"same content as {entry['duplicate_of']}, skipped: {skipped[entry['duplicate_of']]}"
@@ -264,6 +269,8 @@ def _update(folder: Path, record: dict, scope: list[str] | None, progress: bool,
                 entry["row"] += offset
         carried = _carry(folder, new, name, plan)
         report["merged"] = len(segments)
+    from densepr.collection.segments import PassageEncoder, write_segment  # the model and its engine: only to write
+
     size = write_segment(folder / SEGMENTS / name, carried, passages, PassageEncoder(settings), settings, progress) \
         if passages or carried else 0
     new["segments"] = {s: record["segments"][s] for s in _live_segments(new) if s != name}
@@ -274,7 +281,7 @@ def _update(folder: Path, record: dict, scope: list[str] | None, progress: bool,
                      "documents": sum(len(f.get("documents", [])) for f in files.values()),
                      "passages": sum(d["count"] for d in live_documents(new)), "skipped": len(skipped),
                      "duplicates": sum(1 for f in files.values() if "duplicate_of" in f)}
-    write_json(version_path(folder, version), new)
+    write_json(version_path(folder, version), new, indent=None)  # one line: the C encoder (20k files: 0.9 s with indent)
     with atomic_open(folder / CURRENT, "w", encoding="utf-8") as fh:
         fh.write(f"{version}\n")
     (folder / SEGMENTS).mkdir(exist_ok=True)

@@ -21,10 +21,12 @@ from densepr.collection.formats import SUFFIXES
 
 @dataclass(frozen=True)
 class Found:
-    """A file to read: ``key`` names it in the collection (its path from the collection's base folder)."""
+    """A file to read: ``key`` names it in the collection (its path from the collection's base folder); ``stat``: its
+    size, mtime, ctime and inode, which tell whether it may have changed since it was last read."""
 
     key: str
     path: Path
+    stat: tuple[int, int, int, int] = (-1, -1, -1, -1)
 
 
 @dataclass(frozen=True)
@@ -45,13 +47,15 @@ class Read:
     hash: str
 
 
-def key_of(path: Path, base: Path) -> str:
+def key_of(path: Path | str, base: Path | str) -> str:
     """How the collection names ``path``: relative to ``base`` where it lies under it, else absolute."""
-    absolute = Path(os.path.abspath(path))
-    try:
-        return absolute.relative_to(base).as_posix()
-    except ValueError:
-        return absolute.as_posix()
+    absolute, root = os.path.abspath(path), str(base).rstrip("/") + "/"
+    return absolute[len(root):] if absolute.startswith(root) else absolute
+
+
+def stat_key(stat: os.stat_result) -> tuple[int, int, int, int]:
+    """What changes when a file's content may have: size, mtime, ctime (which no one can set back) and inode."""
+    return stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino
 
 
 def walk(sources: Sequence[Path], base: Path, ignored: list[str] | None = None) -> Iterator[Found | Skipped]:
@@ -63,7 +67,7 @@ def walk(sources: Sequence[Path], base: Path, ignored: list[str] | None = None) 
         elif source.is_dir():
             yield from _walk_folder(source, base, ignored)
         elif source.is_file():
-            yield Found(key_of(source, base), source)
+            yield Found(key_of(source, base), source, stat_key(source.stat()))
         else:
             yield Skipped(key_of(source, base), _why_not_a_file(source))
 
@@ -83,22 +87,22 @@ def _walk_folder(root: Path, base: Path, ignored: list[str] | None) -> Iterator[
             yield Skipped(key_of(folder, base), f"folder not readable ({exc.strerror or exc})")
             return
         for entry in entries:
-            path = Path(entry.path)
             if entry.name.startswith("."):
                 continue  # hidden files and folders (.git, editors' swap files)
             try:
                 is_dir, is_file = entry.is_dir(), entry.is_file()
+                changed = stat_key(entry.stat()) if is_file else (-1, -1, -1, -1)
             except OSError:
                 is_dir = is_file = False
             if is_dir:
-                yield from visit(path)
-            elif is_file and path.suffix.lower() in SUFFIXES:
-                yield Found(key_of(path, base), path)
+                yield from visit(Path(entry.path))
+            elif is_file and os.path.splitext(entry.name)[1].lower() in SUFFIXES:
+                yield Found(key_of(entry.path, base), Path(entry.path), changed)
             elif is_file:
                 if ignored is not None:
-                    ignored.append(path.suffix.lower() or "(no suffix)")
+                    ignored.append(os.path.splitext(entry.name)[1].lower() or "(no suffix)")
             else:
-                yield Skipped(key_of(path, base), _why_not_a_file(path))
+                yield Skipped(key_of(entry.path, base), _why_not_a_file(Path(entry.path)))
 
     yield from visit(root)
 

@@ -22,16 +22,18 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from densepr.corpus.passages import Passage, PassageStore
 from densepr.errors import DenseprError
 from densepr.fileio import check_manifest, read_json
-from densepr.index.matrix import MatrixIndex
-from densepr.sparse.terms import TermBM25, TermCounts
 from densepr.vector_checks import check_loaded
+
+if TYPE_CHECKING:  # faiss and bm25s load only when a collection is opened (a sync needs neither)
+    from densepr.index.matrix import MatrixIndex
+    from densepr.sparse.terms import TermBM25, TermCounts
 
 log = logging.getLogger(__name__)
 CURRENT, VERSIONS, SEGMENTS, LOCK = "CURRENT", "versions", "segments", ".lock"
@@ -90,6 +92,8 @@ class Segment:
 
     @classmethod
     def open(cls, folder: Path, verify: bool | None = False) -> Segment:
+        from densepr.sparse.terms import TermCounts
+
         check_manifest(folder, checksums=verify)
         try:
             vectors = np.load(folder / VECTORS_FILE, mmap_mode="r", allow_pickle=False)
@@ -151,6 +155,9 @@ def load_collection(folder: str | os.PathLike, verify: bool | None = False, vers
 
 
 def _assemble(folder: Path, number: int, record: dict, verify: bool | None) -> LoadedCollection:
+    from densepr.index.matrix import MatrixIndex
+    from densepr.sparse.terms import TermBM25, TermCounts
+
     documents = list(live_documents(record))
     if not documents:
         raise DenseprError(f"{folder}: version {number} holds no passages")
