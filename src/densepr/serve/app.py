@@ -82,7 +82,8 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
         answerer = load_reader(reader, graph=reader_backend(asked).name != "torch")
         place_reader(answerer, asked, service.searcher.store)  # the reader as asked: auto reads in torch bf16 here
 
-    verify = BackgroundVerify.of([spec.dense_dir, spec.bm25_dir]) if spec.verify is None else \
+    opened = service.searcher.spec  # resolved: its kind says which folders it holds
+    verify = BackgroundVerify.of([opened.dense_dir, opened.bm25_dir]) if spec.verify is None else \
         BackgroundVerify([], "ok" if spec.verify else "not checked (--no-verify)")
     watcher = None
     if spec.collection:
