@@ -159,7 +159,7 @@ def test_a_fingerprint_is_hashed_once_even_where_its_folder_cannot_keep_the_cach
     assert fileio.fingerprint(psgs) != first and len(hashed) == 2
 
 
-def test_verify_finds_a_flipped_byte_that_loading_alone_cannot(tiny_indexes, tmp_path, capsys):
+def test_a_flipped_byte_is_found_by_verify_and_by_loading_by_default(tiny_indexes, tmp_path, capsys):
     import shutil
 
     flat = tmp_path / "flat"
@@ -174,10 +174,11 @@ def test_verify_finds_a_flipped_byte_that_loading_alone_cannot(tiny_indexes, tmp
     questions = tmp_path / "q.jsonl"
     questions.write_text('{"question": "where was einstein born", "answer": ["Ulm"]}\n')
     retrieve = ["-q", "retrieve", "--index", str(flat), "--questions", str(questions), "--out", str(tmp_path / "r.json")]
-    assert main(retrieve + ["--backend", "torch"]) == 0  # loading checks sizes only
+    assert main(retrieve + ["--backend", "torch", "--no-verify"]) == 0  # sizes only: the flip goes unseen
     capsys.readouterr()
-    assert main(retrieve + ["--backend", "torch", "--verify"]) == 2  # --verify reads every byte
-    assert "index.faiss: its checksum differs from manifest.json" in capsys.readouterr().err
+    for verify in ([], ["--verify"]):  # a small folder is checksummed on every load; --verify checks any folder
+        assert main(retrieve + ["--backend", "torch", *verify]) == 2
+        assert "index.faiss: its checksum differs from manifest.json" in capsys.readouterr().err
     (flat / "index.faiss").write_bytes(bytes(data[:-8]))  # truncated: every load refuses it
     from densepr.index.faiss_index import DenseIndex
 
