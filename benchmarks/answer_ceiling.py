@@ -17,11 +17,10 @@ import tempfile
 from pathlib import Path
 
 import densepr
-from densepr.evaluate.answers import has_answer, tokenize
-
 from benchmarks.multi_recipe import SETS, accuracy, split_sets
 from benchmarks.report import publish
 from benchmarks.train_mini_wiki import DATA
+from densepr.evaluate.answers import has_answer, tokenize
 
 
 class CorpusAnswers:

@@ -319,9 +319,8 @@ def main() -> None:
     text = report(r)
     (out / "report.md").write_text(text, encoding="utf-8")
     if args.page:
-        from densepr.hardware import cpu_supports_bf16
-
         from benchmarks.report import write_page_section
+        from densepr.hardware import cpu_supports_bf16
 
         write_page_section("backends" if cpu_supports_bf16() else "backends-no-bf16", text)  # one section per CPU kind
     print(text)

@@ -20,11 +20,10 @@ from pathlib import Path
 import numpy as np
 
 import densepr
+from benchmarks.retrieval_mini_wiki import QUESTION_SETS
 from densepr import pipeline
 from densepr.fileio import write_json
 from densepr.index.faiss_index import DenseIndex
-
-from benchmarks.retrieval_mini_wiki import QUESTION_SETS
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -24,13 +24,12 @@ from pathlib import Path
 import numpy as np
 
 import densepr
+from benchmarks.learned_fusion import LearnedFusion, pool_features
+from benchmarks.multi_recipe import SETS
 from densepr.evaluate.answers import has_answer
 from densepr.fileio import write_json
 from densepr.retrieve.hybrid import HybridRetriever
 from densepr.retrieve.results import build_results
-
-from benchmarks.learned_fusion import LearnedFusion, pool_features
-from benchmarks.multi_recipe import SETS
 
 KS = (5, 20, 100)
 NORMALISED = (0.3, 0.5, 0.7, 1, 1.5, 2, 3)

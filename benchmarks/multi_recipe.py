@@ -30,13 +30,12 @@ import time
 from pathlib import Path
 
 import densepr
-from densepr import pipeline
+from benchmarks.train_mini_wiki import DATA, split_squad
+from densepr import pipeline, training
 from densepr.fileio import write_json
 from densepr.retrieve.hybrid import HybridRetriever, tune_lambda
 from densepr.self_train import self_train
 from densepr.train import TrainConfig
-
-from benchmarks.train_mini_wiki import DATA, split_squad
 
 SETS = {  # name: (file under the shared data, match mode, lines used)
     "nq": ("nq-open/NQ-open.dev.jsonl", "string", slice(0, None, 2)),
@@ -108,7 +107,7 @@ def main() -> None:
         pipeline.build_index(embeddings=start.parent / "emb", out=start)
     train_file = out / "train.json"
     if not train_file.is_file():
-        report["build_train"] = pipeline.build_train(questions=[s["train"] for s in splits.values()],
+        report["build_train"] = training.build_train(questions=[s["train"] for s in splits.values()],
                                                      match=[match[n] for n in splits], passages=psgs, bm25=corpus / "bm25",
                                                      out=train_file, dense_index=start if args.dense_positives else None)
     report["seconds"]["build_train"] = round(time.perf_counter() - began, 1)

@@ -201,12 +201,16 @@ def train_tool(tool: str, train_file: str, steps: int, batch: int, fp32: bool = 
             from datasets import Dataset
         except ImportError as exc:
             raise SystemExit(f"sentence-transformers training needs {exc.name}: pip install datasets accelerate") from None
-        from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+        from sentence_transformers import (
+            SentenceTransformer,
+            SentenceTransformerTrainer,
+            SentenceTransformerTrainingArguments,
+        )
         from sentence_transformers.losses import MultipleNegativesRankingLoss
         from transformers import TrainerCallback
 
-        from densepr.hardware import cpu_supports_bf16
         from densepr.dense.loading import packaged_default_model
+        from densepr.hardware import cpu_supports_bf16
 
         class StepClock(TrainerCallback):
             def on_train_begin(self, *args, **kwargs):

@@ -28,14 +28,13 @@ import torch
 from tqdm.auto import tqdm
 
 import densepr
-from densepr import pipeline
+from benchmarks.train_mini_wiki import DATA, split_squad
+from densepr import training
 from densepr.dense.loading import DEFAULT_MODEL
 from densepr.fileio import write_json
 from densepr.read import Reader, ReaderConfig, answers_at_k, predict, read_passages
 from densepr.retrieve.hybrid import HybridRetriever, tune_lambda
 from densepr.train import TrainingExample, squad_gold_rows, write_training_data
-
-from benchmarks.train_mini_wiki import DATA, split_squad
 
 RETRIEVERS = ("bm25", "dense", "hybrid", "hybrid-rrf")
 READ_BY = ("bm25", "dense", "hybrid")
@@ -167,7 +166,7 @@ def main() -> None:
     config = ReaderConfig(out=str(out / "reader"), passages_per_question=args.passages_per_question,
                           batch_size=args.batch_size, max_steps=args.max_steps, lr=args.lr, warmup_steps=args.warmup_steps,
                           save_every=100, seed=args.seed)
-    report["reader_train"] = pipeline.train_reader(results=train_results, config=config, model=args.reader_init,
+    report["reader_train"] = training.train_reader(results=train_results, config=config, model=args.reader_init,
                                                    max_length=args.max_length, depth=args.reader_depth, gold=gold)
     if report["reader_train"]["steps"] == 0 and (out / "reader_train.json").is_file():  # already trained by an earlier run
         report["reader_train"] = json.loads((out / "reader_train.json").read_text())

@@ -28,18 +28,17 @@ from pathlib import Path
 
 import torch
 
-from densepr.backends.gate import question_like, sample_passages
+from benchmarks.backends import cpu
+from benchmarks.report import publish
+from benchmarks.train_mini_wiki import DATA, split_squad
 from densepr.backends.export import export_graph
+from densepr.backends.gate import question_like, sample_passages
 from densepr.backends.onnx import OnnxRunner, down_projections, early_down_projections, quantize_int8
 from densepr.corpus.passages import PassageStore
 from densepr.fileio import write_json
 from densepr.read import Reader
 from densepr.read.backend import logit_correlations
 from densepr.read.inference import answer_results, read_passages
-
-from benchmarks.backends import cpu
-from benchmarks.report import publish
-from benchmarks.train_mini_wiki import DATA, split_squad
 
 DEFAULT_READER = Path(__file__).resolve().parents[1] / "src/densepr/default/reader"
 VARIANTS = ("torch fp32", "onnx fp32", "int8: all", "int8: early down-projections fp32", "int8: all down-projections fp32")

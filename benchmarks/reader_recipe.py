@@ -83,10 +83,9 @@ def retrieve(searcher, questions: list[Question], store: PassageStore, depth: in
 
 def prepare(args: argparse.Namespace) -> None:
     import densepr
+    from benchmarks.train_mini_wiki import split_squad
     from densepr.quickstart import ensure_default_index
     from densepr.train import squad_gold_rows
-
-    from benchmarks.train_mini_wiki import split_squad
 
     corpus, bundle = Path(args.corpus), Path(args.bundle)
     bundle.mkdir(parents=True, exist_ok=True)
@@ -164,7 +163,7 @@ def evaluate(reader, evals: dict[str, list[dict]]) -> dict[str, dict]:
 def train(args: argparse.Namespace) -> None:
     import torch
 
-    from densepr import pipeline
+    from densepr import training
     from densepr.read import Reader, ReaderConfig
     from densepr.train import TrainingExample, write_training_data
 
@@ -190,7 +189,7 @@ def train(args: argparse.Namespace) -> None:
                               batch_size=args.batch_size, epochs=args.epochs, lr=args.lr, warmup_steps=args.warmup_steps,
                               save_every=args.save_every, keep_checkpoints=1, seed=args.seed, log_every=50, max_steps=args.max_steps)
         start = time.perf_counter()
-        trained = pipeline.train_reader(results=results, config=config, model=args.model, max_length=args.max_length,
+        trained = training.train_reader(results=results, config=config, model=args.model, max_length=args.max_length,
                                         depth=args.depth, gold=work / "gold.json", progress=False)
         reader = Reader.load(work / variant / "final")
         reader.base_model = args.model_name

@@ -47,13 +47,12 @@ def ensure_inputs(corpus: Path, train_file: Path) -> None:
     if not (corpus / "flat" / "meta.json").is_file():
         subprocess.run([sys.executable, "-m", "benchmarks.retrieval_mini_wiki", "--out", str(corpus)], check=True)
     if not train_file.is_file():
-        from densepr import pipeline
-
         from benchmarks.train_mini_wiki import DATA, split_squad
+        from densepr import training
 
         train_file.parent.mkdir(parents=True, exist_ok=True)
         squad_train, _, _ = split_squad(DATA / "squad/squad-dev-v1.1.open.json", train_file.parent)
-        pipeline.build_train(questions=squad_train, passages=corpus / "psgs_w100.tsv", bm25=corpus / "bm25", out=train_file)
+        training.build_train(questions=squad_train, passages=corpus / "psgs_w100.tsv", bm25=corpus / "bm25", out=train_file)
 
 
 def machine() -> dict:
@@ -116,9 +115,8 @@ def main() -> None:
         results["seconds"][name] = round(time.perf_counter() - start)
         results["commands"][name] = f"python -m benchmarks.{' '.join(argv)}"
         results["sections"][name] = json.loads((out / name / "results.json").read_text())
-    from densepr.fileio import write_json
-
     from benchmarks.report import write_report
+    from densepr.fileio import write_json
 
     write_json(out / "results.json", results)
     write_report(results, out)

@@ -19,11 +19,17 @@ import time
 from pathlib import Path
 
 import densepr
-from densepr import pipeline
+from densepr import pipeline, training
 from densepr.dense.loading import DEFAULT_MODEL
 from densepr.fileio import write_json
-from densepr.train import (TrainConfig, build_training_data, mine_hard_negatives, read_training_data, squad_gold_rows,
-                           write_training_data)
+from densepr.train import (
+    TrainConfig,
+    build_training_data,
+    mine_hard_negatives,
+    read_training_data,
+    squad_gold_rows,
+    write_training_data,
+)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -87,7 +93,7 @@ def main() -> None:
     report["top_k_accuracy"]["untrained"] = evaluate(untrained, held_questions, "untrained", out)
 
     common = {"batch_size": args.batch_size, "lr": args.lr, "warmup_steps": 10, "save_every": 50}
-    report["train"] = pipeline.train(train=out / "train.json", model=DEFAULT_MODEL,
+    report["train"] = training.train(train=out / "train.json", model=DEFAULT_MODEL,
                                      config=TrainConfig(out=str(out / "model-r1"), max_steps=args.steps, **common))
     trained = dense_index(str(out / "model-r1" / "final"), corpus, out, "r1")
     report["top_k_accuracy"]["trained"] = evaluate(trained, held_questions, "trained", out)
@@ -96,7 +102,7 @@ def main() -> None:
     mined_examples, report["mine_audit"] = mine_hard_negatives(examples, trained, progress=False)
     write_training_data(out / "train-mined.json", mined_examples)
     report["mine_seconds"] = round(time.perf_counter() - start, 1)
-    report["train_mined"] = pipeline.train(train=out / "train-mined.json", model=str(out / "model-r1" / "final"),
+    report["train_mined"] = training.train(train=out / "train-mined.json", model=str(out / "model-r1" / "final"),
                                            config=TrainConfig(out=str(out / "model-r2"), max_steps=args.mined_steps, **common))
     mined = dense_index(str(out / "model-r2" / "final"), corpus, out, "r2")
     report["top_k_accuracy"]["trained+mined"] = evaluate(mined, held_questions, "trained+mined", out)

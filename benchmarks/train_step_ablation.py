@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.backends import cpu
 from densepr.dense.biencoder import BiEncoder
 from densepr.fileio import write_json
 from densepr.hardware import use_bf16
@@ -31,8 +32,6 @@ from densepr.train import DualEncoderModel, DualEncoderTask, TrainConfig, read_t
 from densepr.train.attention import NAME
 from densepr.train.model import LENGTH_GROUPS
 from densepr.train.task import set_dropout
-
-from benchmarks.backends import cpu
 
 SETTINGS = {"old": (0.1, "sdpa", 1), "no attention dropout": (0.0, "sdpa", 1), "fp32 attention": (0.0, NAME, 1),
             "densepr": (0.0, NAME, LENGTH_GROUPS)}

@@ -139,12 +139,12 @@ print("TORCH" if {{"torch", "transformers"}} & set(sys.modules) else "NO-TORCH",
 def test_an_exported_checkpoint_loads_as_graph_towers(tiny_dpr, tmp_path):
     """``densepr export``: a densepr checkpoint of two towers becomes an ONNX folder whose towers load without torch's
     models and compute what torch computes."""
-    from densepr import pipeline
+    from densepr import training
     from densepr.dense.encoder import Encoder
 
     checkpoint = BiEncoder(Encoder.from_pretrained(tiny_dpr[0]), Encoder.from_pretrained(tiny_dpr[1]))
     checkpoint.save(tmp_path / "ckpt")
-    assert pipeline.export(model=str(tmp_path / "ckpt"), out=tmp_path / "onnx") == tmp_path / "onnx"
+    assert training.export(model=str(tmp_path / "ckpt"), out=tmp_path / "onnx") == tmp_path / "onnx"
     lean, torch_model = BiEncoder.load(tmp_path / "onnx"), BiEncoder.load(tmp_path / "ckpt")
     assert isinstance(lean.question_encoder, GraphTower) and isinstance(lean.passage_encoder, GraphTower)
     np.testing.assert_allclose(lean.encode_questions(TEXTS), torch_model.encode_questions(TEXTS, bf16=False), atol=1e-4)
@@ -156,7 +156,7 @@ def test_an_exported_dpr_reader_reads_as_torch(tmp_path):
     from transformers import DPRConfig, DPRReader
 
     from conftest import _bert_config, _tokenizer
-    from densepr import pipeline
+    from densepr import training
     from densepr.read.model import Reader
 
     folder = tmp_path / "dpr_reader"
@@ -165,7 +165,7 @@ def test_an_exported_dpr_reader_reads_as_torch(tmp_path):
     DPRReader(DPRConfig(**{k: v for k, v in _bert_config().to_dict().items() if k in DPRConfig().to_dict()})).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     assert load_reader(folder, graph=True).__class__.__name__ == "Reader"  # DPRReader's layout: torch, until exported
-    pipeline.export(model=str(folder), out=tmp_path / "onnx", reader=True)
+    training.export(model=str(folder), out=tmp_path / "onnx", reader=True)
     graph, torch_reader = GraphReader.load(tmp_path / "onnx"), Reader.load(folder)
     assert graph is not None and graph.input_format == "dpr"
     ctxs = [p.ctx() for p in PASSAGES]

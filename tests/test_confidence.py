@@ -12,8 +12,15 @@ import pytest
 from densepr.cli.main import main
 from densepr.errors import DenseprError
 from densepr.quickstart import default_reader
-from densepr.read.confidence import (FEATURES, ConfidenceModel, calibration_error, coverage_curve_area, features,
-                                     reliability, selective)
+from densepr.read.confidence import (
+    FEATURES,
+    ConfidenceModel,
+    calibration_error,
+    coverage_curve_area,
+    features,
+    reliability,
+    selective,
+)
 from densepr.read.inference import PassageReading
 
 

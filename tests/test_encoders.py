@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from densepr.corpus.passages import Passage
-from densepr.dense.biencoder import BiEncoder
 from densepr.dense.batching import length_batches
+from densepr.dense.biencoder import BiEncoder
 from densepr.dense.encoder import Encoder
 from densepr.dense.loading import SHIPPED_DEFAULT, packaged_default_model
 from densepr.errors import DenseprError

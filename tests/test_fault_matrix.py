@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import run_forked
 
+from conftest import run_forked
 from densepr.fileio import KILL_AT, WRITE_TRACE
 
 KILLED = -9  # a multiprocessing child's exit code after SIGKILL

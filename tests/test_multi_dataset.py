@@ -7,11 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from conftest import shared
 from densepr.errors import DenseprError
 from densepr.train import read_training_data
 from densepr.train.sampling import epoch_order, source_shares
-
-from conftest import shared
 from test_train_data import squad_corpus  # noqa: F401  (fixture)
 
 SOURCES = np.array([0] * 60 + [1] * 20 + [2] * 10)  # 90 examples of three sets
@@ -57,7 +56,7 @@ def test_bad_sampling_options_fail_clearly():
 
 
 def test_build_train_several_files_each_with_its_match_mode(squad_corpus, tmp_path):  # noqa: F811
-    from densepr.pipeline import build_train
+    from densepr.training import build_train
 
     path, store, _ = squad_corpus
     trec = tmp_path / "trec.txt"

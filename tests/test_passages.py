@@ -9,12 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from densepr.corpus.documents import detect_format, documents_to_passages, read_documents, Document
+from conftest import shared
+from densepr.corpus.documents import Document, detect_format, documents_to_passages, read_documents
 from densepr.corpus.passages import Passage, PassageStore, split_words, write_passages
 from densepr.errors import DenseprError
 from densepr.pipeline import make_passages
-
-from conftest import shared
 
 
 def test_split_words_disjoint_windows():

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import shared
 from densepr.errors import DenseprError
 from densepr.questions import read_questions
-
-from conftest import shared
 
 
 def test_nq_open_jsonl():

@@ -266,7 +266,7 @@ def test_cli_train_reader_qa_and_ask(tmp_path, capsys, bert, docs_jsonl):
     assert {"answer", "passage_id", "exact_match"} <= set(preds[0]["predictions"][0])
 
     # resume: a second run with more steps continues from the last checkpoint
-    from densepr.pipeline import train_reader
+    from densepr.training import train_reader
 
     config = ReaderConfig(out=str(tmp_path / "reader"), passages_per_question=3, batch_size=2, epochs=2, max_steps=3,
                           warmup_steps=1, bf16=False)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from densepr.train import read_training_data
-
 from test_train_data import squad_corpus  # noqa: F401  (fixture)
 
 

@@ -21,7 +21,6 @@ from densepr.retrieve.fusion import rrf
 from densepr.serve import create_app
 from densepr.serve.batching import MicroBatcher
 
-
 QUESTIONS = ["where was einstein born", "what river flows through paris", "who recorded the song with reba"]
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_forked
 
+from conftest import run_forked
 from densepr.dense.embedding_rows import EmbeddingRows, shard_name
 from densepr.errors import DenseprError
 from densepr.fileio import KILL_AT, WRITE_TRACE

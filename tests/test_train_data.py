@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from conftest import free_port, shared
 from densepr.corpus.passages import PassageStore
 from densepr.errors import DenseprError
 from densepr.evaluate.answers import has_answer
@@ -14,8 +15,6 @@ from densepr.pipeline import build_bm25, make_passages
 from densepr.questions import Question, read_questions
 from densepr.retrieve.searcher import open_searcher
 from densepr.train import TrainingExample, build_training_data, read_training_data, squad_gold_rows, write_training_data
-
-from conftest import free_port, shared
 
 SQUAD = {"data": [
     {"title": "Ulm_City", "paragraphs": [

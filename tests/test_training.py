@@ -10,13 +10,12 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
+from conftest import free_port, shared
 from densepr.dense.biencoder import BiEncoder
 from densepr.loop import TrainingLoop
 from densepr.train import DualEncoderModel, DualEncoderTask, TrainConfig, read_training_data
 from densepr.train.batches import make_batch
 from densepr.train.grad_cache import grad_cache_backward
-
-from conftest import free_port, shared
 
 
 def _model(tiny_bert) -> DualEncoderModel:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from densepr import pipeline
+from densepr import pipeline, training
 from densepr.errors import DenseprError
 from densepr.fileio import read_json, write_json
 from densepr.retrieve.spec import SearchSpec
@@ -45,7 +45,7 @@ def self_train(*, train: str | Path | Sequence[str | Path], passages: str | Path
             log.info("round %d: %s is trained already", r, final)
         else:
             log.info("round %d: training from %s on %s", r, start or "the default model", data)
-            entry["train"] = pipeline.train(train=data, config=dataclasses.replace(config, out=str(folder / "model")),
+            entry["train"] = training.train(train=data, config=dataclasses.replace(config, out=str(folder / "model")),
                                             model=start, dev=dev, progress=progress)
         start = str(final)
         if r < rounds:
@@ -55,7 +55,7 @@ def self_train(*, train: str | Path | Sequence[str | Path], passages: str | Path
                     pipeline.encode(passages=passages, out=folder / "emb", model=start, progress=progress)
                     pipeline.build_index(embeddings=folder / "emb", out=folder / "index")
                 spec = SearchSpec(kind="dense", index=str(folder / "index"), passages=str(passages))
-                write_json(audit_file, pipeline.mine(train=data, spec=spec, out=mined, depth=depth, keep=keep, match=match,
+                write_json(audit_file, training.mine(train=data, spec=spec, out=mined, depth=depth, keep=keep, match=match,
                                                      margin=margin, keep_old=keep_old, progress=progress))
             entry["mine_audit"] = read_json(audit_file)
             data = mined

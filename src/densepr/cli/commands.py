@@ -159,13 +159,13 @@ def tune_hybrid(a: o.TuneHybridOptions, spec: SearchSpec, quiet: bool) -> None:
 
 
 def build_train(a: o.BuildTrainOptions, quiet: bool) -> None:
-    from densepr.pipeline import build_train as run
+    from densepr.training import build_train as run
 
     run(**dataclasses.asdict(a))
 
 
 def train(a: o.TrainOptions, config: Any, quiet: bool) -> None:
-    from densepr.pipeline import train as run
+    from densepr.training import train as run
 
     run(**dataclasses.asdict(a), config=config, progress=not quiet)
 
@@ -178,13 +178,13 @@ def self_train(a: o.SelfTrainOptions, config: Any, quiet: bool) -> None:
 
 
 def mine(a: o.MineOptions, spec: SearchSpec, quiet: bool) -> None:
-    from densepr.pipeline import mine as run
+    from densepr.training import mine as run
 
     run(spec=spec, **dataclasses.asdict(a))
 
 
 def train_reader(a: o.TrainReaderOptions, config: Any, quiet: bool) -> None:
-    from densepr.pipeline import train_reader as run
+    from densepr.training import train_reader as run
 
     run(**dataclasses.asdict(a), config=config, progress=not quiet)
 
@@ -210,6 +210,6 @@ def qa(a: o.QAOptions, quiet: bool) -> None:
 
 
 def export(a: o.ExportOptions, quiet: bool) -> None:
-    from densepr.pipeline import export as run
+    from densepr.training import export as run
 
     print(run(**dataclasses.asdict(a)))

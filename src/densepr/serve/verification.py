@@ -8,8 +8,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from densepr.errors import DenseprError
 from densepr import fileio
+from densepr.errors import DenseprError
 
 log = logging.getLogger("densepr")
 
