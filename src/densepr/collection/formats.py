@@ -59,8 +59,11 @@ def decode_text(data: bytes) -> tuple[str, str | None]:
     try:
         from charset_normalizer import from_bytes
 
-        best = from_bytes(data).best()
-        if best is not None:
+        matches = list(from_bytes(data))
+        if matches:  # among equally likely guesses, the most common legacy encoding (short texts tie often)
+            tied = [m for m in matches if (m.percent_chaos, m.percent_coherence) ==
+                    (matches[0].percent_chaos, matches[0].percent_coherence)]
+            best = next((m for m in tied if m.encoding == "cp1252"), matches[0])
             return str(best), f"not UTF-8: decoded as {best.encoding}"
     except ImportError:
         pass

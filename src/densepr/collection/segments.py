@@ -24,6 +24,7 @@ from densepr.retrieve.collection import PASSAGES_FILE, VECTORS_FILE, Segment
 from densepr.sparse.terms import TermCounts
 
 log = logging.getLogger("densepr")
+CHUNK = 2048  # passages tokenised and encoded at a time
 
 
 class PassageEncoder:
@@ -38,9 +39,10 @@ class PassageEncoder:
         if self.model is None:
             self.model = self._load(passages)
         bar = tqdm(total=len(passages), disable=not progress, unit="passage", desc="encode")
-        vectors = self.model.encode_passages(passages, batch_size=1, progress=bar.update, warn_truncation=False)
+        parts = [self.model.encode_passages(passages[i : i + CHUNK], batch_size=1, progress=bar.update, warn_truncation=False)
+                 for i in range(0, len(passages), CHUNK)]  # tokenised a chunk at a time: 200k at once held 5 GB
         bar.close()
-        return vectors
+        return np.concatenate(parts)
 
     def _load(self, sample: Sequence[Passage]) -> BiEncoder:
         recorded = self.settings.get("backend")
