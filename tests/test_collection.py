@@ -84,7 +84,11 @@ def test_a_sync_encodes_only_what_changed(tmp_path, tiny_bert, caplog):
     docs.mkdir()
     for i in range(5):
         (docs / f"d{i}.txt").write_text(text(random.Random(i), 120), encoding="utf-8")
-    kb.create([str(docs)], tmp_path / "kb", model=str(tiny_bert), progress=False)
+    kb.create([str(docs)], docs / "kb", model=str(tiny_bert), progress=False)  # the collection inside its own source
+    shutil.move(docs / "kb", tmp_path / "moved")  # a collection folder can move: it names its sources absolutely
+    shutil.move(tmp_path / "moved", docs / "kb")
+    assert kb.sync(docs / "kb", progress=False)["up_to_date"]  # its own files (passages.tsv...) are not documents
+    shutil.move(docs / "kb", tmp_path / "kb")
     before = read_version(tmp_path / "kb")
     (docs / "d2.txt").write_text("a new text about the river seine in paris", encoding="utf-8")
     (docs / "d4.txt").unlink()

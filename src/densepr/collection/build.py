@@ -180,12 +180,13 @@ def _update(folder: Path, record: dict, scope: list[str] | None, progress: bool,
     ignored: list[str] = []
     roots = [Path(p) for p in (scope if scope is not None else record["sources"])
              if rescan and not any(_under(p, e) for e in record["excluded"])]
+    left_out = [*record["excluded"], os.path.abspath(folder)]  # and the collection itself, when it lies among its sources
     reads: dict[str, Read] = {}
     skipped = {s["path"]: s["reason"] for s in record["skipped"] if not in_scope(s["path"])}
     max_bytes = int(settings["max_file_mb"] * 1e6)
     entries = {k: v for k, v in old_files.items() if not in_scope(k)}
     for item in tqdm(list(walk(roots, base, ignored)), disable=not progress, unit="file", desc="scan"):
-        if isinstance(item, Found) and any(_under(os.path.abspath(item.path), e) for e in record["excluded"]):
+        if isinstance(item, Found) and any(_under(os.path.abspath(item.path), e) for e in left_out):
             continue
         old = old_files.get(item.key, {})
         if isinstance(item, Found) and not rehash and old.get("stat") == list(item.stat) and "hash" in old:
