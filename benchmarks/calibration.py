@@ -129,12 +129,31 @@ def table(rows: list[dict], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return np.array(x), np.array(y, dtype=np.float64), np.array(span)
 
 
+def splits(sets: dict[str, list[dict]], out: Path, with_seen: bool,
+           a_split: bool = False) -> tuple[list[dict], dict[str, list[dict]]]:
+    """Calibration questions and held-out ones. The reader was trained on SQuAD's training articles and on NQ-open's
+    even dev lines, so the confidence is fitted on questions it did not see: half of SQuAD's held-out articles (by
+    article) and half of the odd NQ-open lines, plus EfficientQA's even lines, CuratedTREC and WebQuestions (as the
+    reader's recipe used them); the other halves and EfficientQA's odd lines are the held-out sets. ``with_seen`` adds
+    the SQuAD training articles and the even NQ-open lines to the fit."""
+    articles = json.loads((out / "squad-heldout.json").read_text(encoding="utf-8"))["data"]
+    article_of = {qa["question"]: i for i, a in enumerate(articles) for p in a["paragraphs"] for qa in p["qas"]}
+    squad, nq = sets.get("squad-heldout", []), sets.get("nq-heldout", [])
+    fit_rows = ([r for r in squad if article_of.get(r["question"], 0) % 2 == 0] if a_split else squad[0::2]) + nq[0::2]
+    for name in ("efficientqa-fit", "curatedtrec-fit", "webquestions-fit") + (("squad-fit", "nq-fit") if with_seen else ()):
+        fit_rows += sets.get(name, [])
+    held = {"squad-heldout": [r for r in squad if article_of.get(r["question"], 0) % 2 == 1] if a_split else squad[1::2],
+            "nq-heldout": nq[1::2],
+            "efficientqa-heldout": sets.get("efficientqa-heldout", [])}
+    return fit_rows, {**{k: v for k, v in held.items() if v}, "squad-train-articles (seen)": sets.get("squad-fit", []),
+                      "nq-even (seen)": sets.get("nq-fit", [])}
+
+
 def fit(a: argparse.Namespace) -> None:
     from densepr.read.confidence import ConfidenceModel, coverage_curve_area, reliability, selective
 
     out = Path(a.out)
-    sets = load_rows(out)
-    fit_rows = [r for name, rows in sets.items() if name.endswith("-fit") for r in rows]
+    fit_rows, sets = splits(load_rows(out), out, a.with_seen, a.by_article)
     parts = [table(fit_rows, k) for k in KS]
     x, y = np.vstack([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     model = ConfidenceModel.fit(x, y, l2=a.l2)
@@ -146,6 +165,8 @@ def fit(a: argparse.Namespace) -> None:
                      "fit_questions": len(fit_rows), "sets": {}}
     lines = []
     for name, rows in sets.items():
+        if not rows:
+            continue
         for k in KS:
             xs, ys, span = table(rows, k)
             conf = model.probability(xs)
@@ -158,10 +179,10 @@ def fit(a: argparse.Namespace) -> None:
             lines.append([name, k, len(rows), f"{sel['em_always']:.1f}", f"{sel['coverage']:.1f}",
                           f"{sel['em_answered']:.1f}", f"{sel['area']:.1f} ({sel['area_span_score']:.1f})",
                           f"{sel['ece']:.3f}"])
-    model.card = {"fitted_on": {n: len(r) for n, r in sets.items() if n.endswith("-fit")}, "ks": list(KS),
+    model.card = {"fitted_on": f"{len(fit_rows)} questions (benchmarks/calibration.py splits)", "ks": list(KS),
                   "threshold_rule": f"the lowest confidence at which the fit questions' EM among answered is >= "
                                     f"{a.precision:.0%}", "date": results["date"],
-                  "heldout": {n: v["5"] for n, v in results["sets"].items() if n.endswith("-heldout")}}
+                  "heldout": {n: dict(v["5"]) for n, v in results["sets"].items() if n.endswith("-heldout")}}
     for v in model.card["heldout"].values():
         v.pop("reliability", None)
     if a.install:
@@ -187,6 +208,8 @@ def main() -> None:
     p.add_argument("--precision", type=float, default=0.7)
     p.add_argument("--l2", type=float, default=1.0)
     p.add_argument("--install", action="store_true")
+    p.add_argument("--with-seen", action="store_true", help="also fit on questions the reader was trained on")
+    p.add_argument("--by-article", action="store_true", help="split SQuAD's held-out questions by article, not by question")
     p.add_argument("--page", action="store_true")
     a = p.parse_args()
     collect(a) if a.step == "collect" else fit(a)

@@ -192,21 +192,34 @@ def main() -> None:
     p.add_argument("--work", default="/tmp/densepr-collections-bench")
     p.add_argument("--out", default="benchmarks/out/collections")
     p.add_argument("--page", action="store_true", help="write the section 'collections' of benchmarks/RESULTS.md")
+    p.add_argument("--again", default="", help="comma-separated parts to measure again (sync, add, scale) on the work "
+                                               "folder and results of an earlier full run; the others are kept")
     a = p.parse_args()
     from densepr.corpus.documents import read_wiki_vital
 
     rng = random.Random(0)
-    work = Path(a.work)
-    shutil.rmtree(work, ignore_errors=True)
-    docs = list(read_wiki_vital())[: a.docs]
-    records = write_corpus(docs, work / "docs")
-    results: dict = {"date": str(date.today()), "cpu": cpu(), "documents": len(docs)}
-    results["create"] = create_vs_manual(work / "docs", records, work)
-    kb = work / "kb"
-    results["sync_one_edit_s"] = edit_syncs(kb, work / "docs", a.syncs, rng)
-    results["add"] = add_hundred(kb, work / "docs")
-    results["equality"] = equality(kb, work / "docs", work, a.rounds, nq_questions(a.questions), rng)
-    if a.scale_passages:
+    work, kb = Path(a.work), Path(a.work) / "kb"
+    again = {part for part in a.again.split(",") if part}
+    if again:
+        results = json.loads((Path(a.out) / "results.json").read_text())
+        results.update(date=str(date.today()), cpu=cpu())
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+        docs = list(read_wiki_vital())[: a.docs]
+        records = write_corpus(docs, work / "docs")
+        results = {"date": str(date.today()), "cpu": cpu(), "documents": len(docs)}
+        results["create"] = create_vs_manual(work / "docs", records, work)
+    if not again or "sync" in again:
+        results["sync_one_edit_s"] = edit_syncs(kb, work / "docs", a.syncs, rng)
+    if not again or "add" in again:
+        shutil.rmtree(work / "docs" / "added", ignore_errors=True)
+        cli("collection", "sync", str(kb))  # the earlier run's added documents drop out, to be added again
+        results["add"] = add_hundred(kb, work / "docs")
+    if not again:
+        results["equality"] = equality(kb, work / "docs", work, a.rounds, nq_questions(a.questions), rng)
+    if a.scale_passages and (not again or "scale" in again):
+        for size in (12_000, a.scale_passages):
+            shutil.rmtree(work / f"kb-{size}", ignore_errors=True)
         results["scale"] = scale(work, [12_000, a.scale_passages], a.syncs, rng)
     c, sync = results["create"], statistics.median(results["sync_one_edit_s"])
     rows = [["create (vs the 4 manual commands)", f"{c['create_s']:.1f} s vs {c['manual_total_s']:.1f} s ({c['ratio']:.2f}x)",
@@ -223,8 +236,9 @@ def main() -> None:
     manual = ", ".join(f"{k} {v:.1f} s" for k, v in c["manual_s"].items())
     text = "\n".join([f"## collections: a folder of files, kept current ({results['date']})", "",
                       f"CPU: {results['cpu']}. Command: `python -m benchmarks.collections --rounds {a.rounds} --questions "
-                      f"{a.questions} --scale-passages {a.scale_passages}`. The default corpus's {len(docs):,} articles as "
-                      f".txt files; wall times of CLI calls, start-up included; manual: {manual}.", "",
+                      f"{a.questions} --scale-passages {a.scale_passages}`{f' (then --again {a.again})' if again else ''}. "
+                      f"The default corpus's {results['documents']:,} articles as .txt files; wall times of CLI calls, "
+                      f"start-up included; manual: {manual}.", "",
                       *_table(["what", "measured", "target"], rows)])
     publish(Path(a.out), results, text, "collections" if a.page else None)
 

@@ -120,3 +120,19 @@ def test_sharded_search_over_ray_without_torch(tiny_indexes, questions_jsonl, tm
     got, want = (json.loads((tmp_path / name).read_text()) for name in ("remote.json", "local.json"))
     assert [[c["id"] for c in r["ctxs"]] for r in got] == [[c["id"] for c in r["ctxs"]] for r in want]
     assert [c["score"] for r in got for c in r["ctxs"]] == pytest.approx([c["score"] for r in want for c in r["ctxs"]], abs=1e-5)
+
+
+def test_a_collection_without_torch_and_without_the_formats_extra(tiny_bert, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "paris.md").write_text("# Paris\n\nParis is the capital of France on the river Seine.", encoding="utf-8")
+    (docs / "ulm.txt").write_text("Einstein was born in Ulm in Germany.", encoding="utf-8")
+    (docs / "page.html").write_text("<title>London</title><p>London is on the Thames.</p>", encoding="utf-8")
+    made = densepr("collection", "create", str(docs), "--out", str(tmp_path / "kb"), "--model", str(tiny_bert))
+    assert made.returncode == 0, made.stderr
+    has_bs4 = lean("-c", "import bs4").returncode == 0
+    assert has_bs4 or "page.html: skipped: reading it needs BeautifulSoup" in made.stderr
+    found = densepr("ask", "--collection", str(tmp_path / "kb"), "--passages-only", "--json", "--retriever", "bm25",
+                    "born in ulm")
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["passages"][0]["id"] == "ulm.txt#1"
