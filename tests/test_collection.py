@@ -271,3 +271,49 @@ def test_a_served_collection_switches_to_each_synced_version_without_failing_a_r
         health = client.get("/health").json()
     assert health["collection"] == {"path": "kb", "version": 4, "load_error": None}
     assert len(statuses) > 10 and set(statuses) == {200}
+
+
+def test_a_file_that_vanishes_or_is_denied_between_scan_and_read_is_one_skip(tmp_path, monkeypatch):
+    from densepr.collection.scan import Found, Skipped, read, walk
+
+    (tmp_path / "gone.txt").write_text("soon gone", encoding="utf-8")
+    (tmp_path / "denied.txt").write_text("not for you", encoding="utf-8")
+    found = {f.key: f for f in walk([tmp_path], tmp_path) if isinstance(f, Found)}
+    (tmp_path / "gone.txt").unlink()
+    assert read(found["gone.txt"], 1 << 20) == Skipped("gone.txt", "vanished during the scan")
+    real_open = open
+
+    def deny(path, *args, **kwargs):
+        if str(path).endswith("denied.txt"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", deny)
+    assert read(found["denied.txt"], 1 << 20) == Skipped("denied.txt", "permission denied")
+
+
+def test_term_bm25_scores_as_the_bm25_index_does(tiny_indexes):
+    from densepr.corpus.passages import PassageStore
+    from densepr.sparse.bm25 import BM25Retriever
+    from densepr.sparse.terms import TermBM25, TermCounts
+
+    passages = list(PassageStore(tiny_indexes / "psgs.tsv"))
+    counts = TermCounts.count([f"{p.title} {p.text}" for p in passages])
+    ours, theirs = TermBM25(counts, [p.id for p in passages]), BM25Retriever.load(tiny_indexes / "bm25")
+    for question in ("where was einstein born", "capital of france river", "song album reba"):
+        rows = np.arange(len(passages))
+        assert np.allclose(ours.scores(question, rows), theirs.scores(question, rows), atol=1e-5)
+    # rows picked and the matrix read by column agree with a dense copy of it
+    dense = np.zeros(counts.matrix.shape)
+    for r in range(counts.matrix.shape[0]):
+        a, z = counts.matrix.indptr[r], counts.matrix.indptr[r + 1]
+        dense[r, counts.matrix.indices[a:z]] = counts.matrix.data[a:z]
+    picked = counts.matrix[np.array([3, 0, 3])]
+    again = np.zeros(picked.shape)
+    for r in range(3):
+        again[r, picked.indices[picked.indptr[r] : picked.indptr[r + 1]]] = picked.data[picked.indptr[r] : picked.indptr[r + 1]]
+    assert np.array_equal(again, dense[[3, 0, 3]])
+    indptr, rows, data = counts.matrix.columns()
+    for c in range(dense.shape[1]):
+        assert np.array_equal(rows[indptr[c] : indptr[c + 1]], np.flatnonzero(dense[:, c]))
+        assert np.array_equal(data[indptr[c] : indptr[c + 1]], dense[dense[:, c] > 0, c])

@@ -116,7 +116,8 @@ def test_tune_hybrid_saves_the_spec_that_retrieve_and_serve_use(tiny_indexes, qu
     assert (tuned.kind, tuned.fusion, tuned.lam) == ("hybrid", "linear", best)
 
 
-# Each command's options are the keyword arguments of its pipeline function, with the same defaults.
+# Each command's options are the keyword arguments of its function in densepr.pipeline (or densepr.training), with the
+# same defaults.
 PIPELINE_OF = {"passages": "make_passages", "bm25": "build_bm25", "encode": "encode", "index": "build_index",
                "retrieve": "retrieve", "build-train": "build_train", "train": "train", "mine": "mine",
                "train-reader": "train_reader", "export": "export"}
@@ -124,12 +125,13 @@ PIPELINE_OF = {"passages": "make_passages", "bm25": "build_bm25", "encode": "enc
 
 @pytest.mark.parametrize("command", sorted(PIPELINE_OF))
 def test_command_options_are_the_pipeline_functions_keywords(command):
-    from densepr import pipeline
+    from densepr import pipeline, training
 
-    params = inspect.signature(getattr(pipeline, PIPELINE_OF[command])).parameters
+    function = getattr(pipeline, PIPELINE_OF[command], None) or getattr(training, PIPELINE_OF[command])
+    params = inspect.signature(function).parameters
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params.values())
     for field, _ in option_fields(COMMANDS[command].options):
-        assert field.name in params, f"{command}: --{field.name} is not a keyword of pipeline.{PIPELINE_OF[command]}"
+        assert field.name in params, f"{command}: --{field.name} is not a keyword of {function.__qualname__}"
         default = params[field.name].default
         if field.default is not dataclasses.MISSING:
             assert default == field.default, f"{command} --{field.name}: {field.default!r} vs {default!r}"

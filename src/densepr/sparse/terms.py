@@ -22,7 +22,6 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # as in densepr
 
 import bm25s  # noqa: E402
 import numpy as np  # noqa: E402
-import scipy.sparse as sp  # noqa: E402
 import Stemmer  # noqa: E402
 
 from densepr.errors import DenseprError  # noqa: E402
@@ -40,19 +39,46 @@ def tokenize(texts: Sequence[str], stemmer: str | None = "english", stopwords: s
 
 
 @dataclass(frozen=True)
+class Rows:
+    """A compressed sparse row matrix in three numpy arrays (no scipy: the lean install has none): row ``r`` holds
+    ``data[indptr[r]:indptr[r + 1]]`` at columns ``indices[...]``."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    data: np.ndarray
+    shape: tuple[int, int]
+
+    def __getitem__(self, rows: np.ndarray) -> Rows:
+        """The given rows, in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        starts, sizes = self.indptr[rows], np.diff(self.indptr)[rows]
+        indptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        take = np.repeat(starts - indptr[:-1], sizes) + np.arange(indptr[-1])
+        return Rows(indptr, self.indices[take], self.data[take], (len(rows), self.shape[1]))
+
+    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The same matrix by column (CSC): ``(indptr, rows, data)``, rows ascending within a column."""
+        order = np.argsort(self.indices, kind="stable")  # rows are in order already: a stable sort keeps them so
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(self.indices, minlength=self.shape[1]))]).astype(np.int64)
+        row_of = np.repeat(np.arange(self.shape[0]), np.diff(self.indptr))
+        return indptr, row_of[order], self.data[order]
+
+
+@dataclass(frozen=True)
 class TermCounts:
     """Term counts of passages: a CSR matrix (passage rows × ``vocab`` columns) and each passage's length in terms."""
 
     vocab: list[str]
-    matrix: sp.csr_matrix
+    matrix: Rows
     lengths: np.ndarray
 
     @classmethod
     def count(cls, texts: Sequence[str], stemmer: str | None = "english", stopwords: str | None = "en") -> TermCounts:
         """Count the terms of ``texts`` (one row each)."""
         vocab: dict[str, int] = {}
-        indptr, indices, data = [0], [], []
+        indptr, indices, data, lengths = [0], [], [], []
         for terms in tokenize(texts, stemmer, stopwords):
+            lengths.append(len(terms))
             row: dict[int, int] = {}
             for term in terms:
                 col = vocab.setdefault(term, len(vocab))
@@ -61,9 +87,9 @@ class TermCounts:
             indices += cols
             data += [row[c] for c in cols]
             indptr.append(len(indices))
-        matrix = sp.csr_matrix((np.asarray(data, np.int32), np.asarray(indices, np.int32), np.asarray(indptr, np.int64)),
-                               shape=(len(texts), len(vocab)))
-        return cls(list(vocab), matrix, np.asarray(matrix.sum(1), dtype=np.int64).ravel())
+        matrix = Rows(np.asarray(indptr, np.int64), np.asarray(indices, np.int32), np.asarray(data, np.int32),
+                      (len(texts), len(vocab)))
+        return cls(list(vocab), matrix, np.asarray(lengths, dtype=np.int64))
 
     def save(self, folder: Path) -> None:
         """``terms.npz`` (the matrix and lengths) and ``vocab.txt`` (one term a line) into ``folder``."""
@@ -76,7 +102,7 @@ class TermCounts:
     def load(cls, folder: Path) -> TermCounts:
         try:
             with np.load(folder / COUNTS_FILE, allow_pickle=False) as z:
-                matrix = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
+                matrix = Rows(z["indptr"], z["indices"], z["data"], (int(z["shape"][0]), int(z["shape"][1])))
                 lengths = z["lengths"]
             vocab = (folder / VOCAB_FILE).read_text(encoding="utf-8").split("\n")[:-1]
         except (OSError, ValueError, KeyError) as exc:
@@ -98,9 +124,9 @@ class TermCounts:
         indptr = [np.zeros(1, np.int64)]
         for ptr, _, _ in blocks:
             indptr.append(ptr[1:].astype(np.int64) + indptr[-1][-1])
-        matrix = sp.csr_matrix((np.concatenate([b[2] for b in blocks] or [np.zeros(0, np.int32)]),
-                                np.concatenate([b[1] for b in blocks] or [np.zeros(0, np.int32)]),
-                                np.concatenate(indptr)), shape=(sum(len(r) for _, r in parts), len(vocab)))
+        matrix = Rows(np.concatenate(indptr), np.concatenate([b[1] for b in blocks] or [np.zeros(0, np.int32)]),
+                      np.concatenate([b[2] for b in blocks] or [np.zeros(0, np.int32)]),
+                      (sum(len(r) for _, r in parts), len(vocab)))
         return cls(list(vocab), matrix, np.concatenate(lengths) if lengths else np.zeros(0, np.int64))
 
 
@@ -116,16 +142,16 @@ class TermBM25:
         self.meta = {"retriever": "bm25", "k1": k1, "b": b, "method": "lucene", "stemmer": stemmer,
                      "stopwords": stopwords, "size": len(ids), **(meta or {})}
         self.columns = {t: i for i, t in enumerate(counts.vocab)}
-        csc = counts.matrix.tocsc()
+        indptr, rows, data = counts.matrix.columns()
         n = len(ids)
         avgdl = int(counts.lengths.sum()) / max(n, 1)
-        df = np.diff(csc.indptr)
+        df = np.diff(indptr)
         idf = np.log(1 + (n - df + 0.5) / (df + 0.5))
         norm = k1 * ((1 - b) + b * counts.lengths.astype(np.float64) / max(avgdl, 1e-12))
-        tf = csc.data.astype(np.float64)
+        tf = data.astype(np.float64)
         column_of = np.repeat(np.arange(len(df)), df)
-        self._indptr, self._rows = csc.indptr, csc.indices
-        self._weights = idf[column_of] * tf / (tf + norm[csc.indices])  # each (passage, term) pair's score
+        self._indptr, self._rows = indptr, rows
+        self._weights = idf[column_of] * tf / (tf + norm[rows])  # each (passage, term) pair's score
 
     def _scores(self, question: str) -> np.ndarray:
         scores = np.zeros(len(self.ids))
