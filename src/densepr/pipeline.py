@@ -222,7 +222,7 @@ def answer(*, results: str | Path, reader: str | Path, out: str | Path, ks: Sequ
     asked = choose(backend, precision, gpu=gpu_available(), int8=False, bulk=bf16 is not False)
     model = load_reader(reader, graph=asked.name != "torch")
     placed = attach_any_reader(model, asked, ctx_sample(entries))
-    calibrated = ConfidenceModel.load(Path(reader)) if Path(reader).is_dir() else None
+    calibrated = ConfidenceModel.load(reader)
     judge = None
     if calibrated is not None:
         def judge(readings, best, scores):

@@ -51,6 +51,19 @@ class Answer(TypedDict):
     passages: list[ScoredPassage]
 
 
+def answer_threshold(confidence: ConfidenceModel | None, min_confidence: float | None = None,
+                     always_answer: bool = False) -> float | None:
+    """The confidence below which answers abstain: ``min_confidence``, else the model's threshold; ``None`` (always
+    answer) with ``always_answer`` or without a model. ``min_confidence`` without a model is refused in one line."""
+    if min_confidence is not None and not 0 <= min_confidence <= 1:
+        raise DenseprError(f"--min-confidence is a probability in [0, 1], not {min_confidence}")
+    if min_confidence is not None and confidence is None:
+        raise DenseprError("--min-confidence needs a reader with a confidence model (confidence.json beside it)")
+    if always_answer or confidence is None:
+        return None
+    return min_confidence if min_confidence is not None else confidence.threshold
+
+
 def read_answer(reader: AnyReader, question: str, passages: list[ScoredPassage], confidence: ConfidenceModel | None = None,
                 threshold: float | None = None) -> Answer:
     """Read ``passages`` and answer from the best-selected one, with the answer's confidence; ``abstained`` when it is
@@ -85,13 +98,8 @@ class Answerer:
                  min_confidence: float | None = None, always_answer: bool = False):
         if k < 1:
             raise DenseprError(f"--top-k must be >= 1, got {k}")
-        if min_confidence is not None and not 0 <= min_confidence <= 1:
-            raise DenseprError(f"--min-confidence is a probability in [0, 1], not {min_confidence}")
-        if min_confidence is not None and confidence is None:
-            raise DenseprError("--min-confidence needs a reader with a confidence model (confidence.json beside it)")
         self.searcher, self.reader, self.k, self.confidence = searcher, reader, k, confidence
-        default = confidence.threshold if confidence is not None else None
-        self.threshold = None if always_answer else min_confidence if min_confidence is not None else default
+        self.threshold = answer_threshold(confidence, min_confidence, always_answer)
 
     def answer(self, question: str, k: int | None = None) -> Answer:
         """The answer from the top ``k`` passages (default: the answerer's ``k``)."""

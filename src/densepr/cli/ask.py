@@ -6,7 +6,6 @@ import json
 import sys
 import textwrap
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from densepr.cli.options import AskOptions
@@ -19,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def run(a: AskOptions, spec: SearchSpec, quiet: bool) -> None:
-    from densepr.qa import Answerer, place_reader, reader_backend
+    from densepr.qa import Answerer, answer_threshold, place_reader, reader_backend
     from densepr.questions import check_question
     from densepr.quickstart import default_reader, default_spec
     from densepr.read.confidence import ConfidenceModel
@@ -31,9 +30,8 @@ def run(a: AskOptions, spec: SearchSpec, quiet: bool) -> None:
     reader_path = None if a.passages_only else (a.reader or default_reader())
     graph = reader_backend(spec).name != "torch"
     reader = load_reader(reader_path, graph) if reader_path else None  # a bad reader folder fails before retrieval
-    model = ConfidenceModel.load(Path(reader_path)) if reader_path and Path(reader_path).is_dir() else None
-    if a.min_confidence is not None and model is None:
-        raise DenseprError("--min-confidence needs a reader with a confidence model (confidence.json beside it)")
+    model = ConfidenceModel.load(reader_path)
+    answer_threshold(model, a.min_confidence, a.always_answer)  # bad options fail before the indexes load
     searcher = open_searcher(default_spec(spec, progress=not quiet))
     answerer = None
     if reader is not None:

@@ -32,7 +32,7 @@ from densepr.collection.scan import Found, Read, Skipped, key_of, read, walk
 from densepr.corpus.passages import Passage, split_words
 from densepr.dense.loading import DEFAULT_MODEL
 from densepr.errors import DenseprError
-from densepr.fileio import atomic_open, write_json
+from densepr.fileio import atomic_open, read_json, write_json
 from densepr.retrieve.collection import (
     CURRENT,
     FORMAT,
@@ -93,7 +93,8 @@ def create(docs: Sequence[str], out: str | os.PathLike, *, model: str | None = N
             log.info("%s is already a collection of these sources: syncing it", folder)
             return _update(folder, record, None, progress)
         model = model or DEFAULT_MODEL
-        search = _read_search(SHIPPED_SEARCH) if model in (DEFAULT_MODEL, "default") else {}
+        shipped = model in (DEFAULT_MODEL, "default") and SHIPPED_SEARCH.is_file()
+        search = read_json(SHIPPED_SEARCH) if shipped else {}
         bases = [s if os.path.isdir(s) else os.path.dirname(s) for s in sources]
         settings = {"model": model, "words": words, "k1": 0.9, "b": 0.4, "stemmer": "english", "stopwords": "en",
                     "max_file_mb": max_file_mb, "base": os.path.commonpath(bases), "search": search,
@@ -157,12 +158,6 @@ def _named(files: Sequence[str]) -> list[str]:
 
 def _under(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
-
-
-def _read_search(path: Path) -> dict[str, Any]:
-    import json
-
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def _update(folder: Path, record: dict, scope: list[str] | None, progress: bool, sources_changed: bool = False,

@@ -13,7 +13,6 @@ margin. It is fitted on dev questions (``benchmarks/calibration.py``) and stored
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -99,12 +98,14 @@ class ConfidenceModel:
         write_json(folder / CONFIDENCE_FILE, self.to_dict())
 
     @classmethod
-    def load(cls, folder: Path | None) -> ConfidenceModel | None:
-        """The model stored with a reader folder, or ``None`` if it has none."""
-        if folder is None or not (Path(folder) / CONFIDENCE_FILE).is_file():
+    def load(cls, reader: str | Path | None) -> ConfidenceModel | None:
+        """The model stored with a reader folder; ``None`` if it has none, or ``reader`` is no folder (a hub name)."""
+        path = Path(reader) / CONFIDENCE_FILE if reader is not None else None
+        if path is None or not path.is_file():
             return None
-        path = Path(folder) / CONFIDENCE_FILE
-        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")), str(path))
+        from densepr.fileio import read_json
+
+        return cls.from_dict(read_json(path), str(path))
 
 
 def calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:

@@ -44,8 +44,8 @@ class Searcher:
 
     def __init__(self, spec: SearchSpec, retriever: Retriever, store: Passages, lock: Any = None):
         self.spec, self.retriever, self.store = spec, retriever, store
-        self._lock = lock or threading.RLock()
-        self.version: int | None = None  # a collection's version number  # a PassageStore reads through one file handle; bm25s tokenises in place
+        self._lock = lock or threading.RLock()  # a PassageStore reads through one file handle; bm25s tokenises in place
+        self.version: int | None = None  # a collection's version number
 
     @property
     def kind(self) -> Kind:

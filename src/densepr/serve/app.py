@@ -75,7 +75,7 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
     if reader is not None:
         from densepr.read.confidence import ConfidenceModel
 
-        confidence = ConfidenceModel.load(Path(reader)) if Path(reader).is_dir() else None
+        confidence = ConfidenceModel.load(reader)
         from densepr.qa import place_reader, reader_backend
         from densepr.read.graph_reader import load_reader
 
@@ -164,12 +164,9 @@ def create_app(spec: SearchSpec | None = None, *, reader: str | Path | None = No
         found = await run(body)
         answers: list[ReaderAnswer] = []
         if answerer is not None:
-            from densepr.qa import read_answer
+            from densepr.qa import answer_threshold, read_answer
 
-            if body.min_confidence is not None and confidence is None:
-                raise DenseprError("min_confidence needs a reader with a confidence model (confidence.json beside it)")
-            threshold = None if body.always_answer else body.min_confidence if body.min_confidence is not None else \
-                confidence.threshold if confidence is not None else None
+            threshold = answer_threshold(confidence, body.min_confidence, body.always_answer)
             for entry in found["results"]:
                 if not entry["passages"]:
                     continue
