@@ -1,6 +1,6 @@
 """Every inference backend × precision on this CPU, side by side with sentence-transformers' backends, in one run.
 
-    python -m benchmarks.backends [--corpus benchmarks/out/retrieval] [--st-python /path/to/venv/bin/python]
+    python -m benchmarks backends [--corpus benchmarks/out/retrieval] [--st-python VENV/bin/python] [--lean-python P]
 
 For the default model (all-MiniLM-L6-v2, max length 256, the machine's threads), its towers and the default reader
 loaded for inference (``lite``) as the CLI and the service load them:
@@ -14,10 +14,10 @@ loaded for inference (``lite``) as the CLI and the service load them:
 - one question end to end (encode + flat search over the default corpus's index): p50/p95 ms;
 - the reader over 5 passages: p50/p95 ms, and exact match on ``reader_recipe``'s held-out SQuAD split (k = 5) when
   ``--bundle`` is there;
-- encoding the default corpus (12,324 passages) with what ``auto`` picks: seconds.
+- encoding the default corpus (12,324 passages) with what ``auto`` picks: seconds;
+- ``ask`` (part ``ask``): the lean path against the torch path, see :mod:`benchmarks.lean_ask`.
 
-Writes ``results.json`` and ``report.md`` under ``--out``; ``--page`` also writes them into ``benchmarks/RESULTS.md``
-(section ``backends`` on a CPU with bf16 units, ``backends-no-bf16`` on one without).
+``--publish`` writes section ``backends`` on a CPU with bf16 units, ``backends-no-bf16`` on one without, and ``lean-ask``.
 """
 
 from __future__ import annotations
@@ -25,17 +25,19 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import platform
 import statistics
 import subprocess
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from benchmarks import lean_ask
+from benchmarks.harness import DATA, NQ, cpu_line, machine, parser, publish
+
+SMOKE = ["--n", "16", "--runs", "1", "--questions", "3", "--no-accuracy", "--no-default-corpus", "--variants", "onnx-int8",
+         "--ask-runs", "1", "--ask-questions", "2", "--no-cold"]
 VARIANTS = [("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("onnx", "int8")]
 if importlib.util.find_spec("openvino") is not None:  # the optional extra: pip install 'densepr[openvino]'
     VARIANTS += [("openvino", "fp32"), ("openvino", "bf16")]
@@ -61,17 +63,6 @@ print(json.dumps(out))
 ST_QUANTIZE = (  # sentence-transformers' own int8 export: dynamic quantisation with its avx2 config
     "import sys\nfrom sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model as q\n"
     "m = SentenceTransformer(sys.argv[1], backend='onnx', device='cpu'); m.save(sys.argv[2]); q(m, 'avx2', sys.argv[2])\n")
-
-
-def cpu() -> dict:
-    """The CPU model and the flags that decide speed here."""
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), platform.processor())
-    keep = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if f in flags]
-    import torch
-
-    return {"model": name, "flags": keep, "threads": torch.get_num_threads()}
 
 
 def st_encode(python: str, folder: str, pairs: list[list[str]], runs: int, onnx: bool, work: Path) -> dict:
@@ -166,7 +157,7 @@ def latency(towers: dict, n: int) -> dict:
     spec = ensure_default_index(progress=False)
     index = densepr.DenseIndex.load(spec.dense_dir)
     towers = {**towers, "auto": densepr.open_searcher(spec.part("dense")).retriever.model.question_encoder}
-    questions = [q.text for q in densepr.read_questions(DATA / "nq-open/NQ-open.dev.jsonl")][:n]
+    questions = [q.text for q in densepr.read_questions(NQ)][:n]
     out = {}
     for k, tower in towers.items():
         tower.embed(questions[:5])
@@ -190,11 +181,11 @@ def reader_figures(n: int, bundle: Path | None, variants: list[tuple[str, str]])
     from densepr.read.inference import read_passages
     store = default_store()
     sample = sample_passages(store)
-    questions = [q.text for q in densepr.read_questions(DATA / "nq-open/NQ-open.dev.jsonl")][:n]
+    questions = [q.text for q in densepr.read_questions(NQ)][:n]
     ctxs = [p.ctx() for p in sample_passages(store, 5 * n)]
     evals = None
     if bundle is not None and (bundle / "bundle.json.gz").is_file():
-        from benchmarks.reader_recipe import eval_sets, unpack
+        from recipes.reader_recipe import eval_sets, unpack
 
         evals = eval_sets(*unpack(bundle, Path("/tmp/reader_recipe_eval")))
     out = {}
@@ -242,10 +233,7 @@ def report(r: dict) -> str:
     st = r["st"]
     base = st.get("st-torch", {}).get("passages_per_s")
     best_st = max((v["passages_per_s"], k) for k, v in st.items() if "passages_per_s" in v) if base else None
-    lines = [f"# Inference backends, {r['date']}", "",
-             f"CPU: {r['cpu']['model']}, flags {' '.join(r['cpu']['flags'])}, {r['cpu']['threads']} threads. "
-             f"Command: `{r['command']}`.", "",
-             "## Passage encoding (all-MiniLM-L6-v2, max length 256)", "",
+    lines = [f"{cpu_line(r['machine'])}.", "", "## Passage encoding (all-MiniLM-L6-v2, max length 256)", "",
              "| who | runs on | passages/s | × ST default | × ST fastest here | cosine to fp32 (mean / min) | top-1 / top-20 change (points) |",
              "|---|---|---|---|---|---|---|"]
     for k, v in r["encode"].items():
@@ -272,38 +260,50 @@ def report(r: dict) -> str:
         lines.append(f"| {k} | {v['ran_on']} | {v['p50_ms']:.1f} | {v['p95_ms']:.1f} | "
                      + (f"{em['1']:.2f} / {em['5']:.2f}" if em else "-") + " |")
     d = r["default_corpus"]
-    lines += ["", f"Encoding the default corpus ({d['passages']:,} passages) with auto ({d['ran_on']}): {d['seconds']:.1f} s.", ""]
+    lines += [] if not d else ["", f"Encoding the default corpus ({d['passages']:,} passages) with auto ({d['ran_on']}): {d['seconds']:.1f} s.", ""]
     return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", default="benchmarks/out/retrieval", help="benchmarks.retrieval_mini_wiki's output")
-    parser.add_argument("--n", type=int, default=1000, help="passages timed")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--questions", type=int, default=200, help="questions timed one at a time")
-    parser.add_argument("--st-python", default=sys.executable, help="Python for sentence-transformers (with optimum-onnx)")
-    parser.add_argument("--bundle", default="benchmarks/out/reader_bundle", help="reader_recipe's bundle (reader EM)")
-    parser.add_argument("--no-accuracy", action="store_true", help="skip whole-corpus top-k accuracy")
-    parser.add_argument("--out", default="benchmarks/out/backends")
-    parser.add_argument("--page", action="store_true", help="also write benchmarks/RESULTS.md")
-    parser.add_argument("--variants", default=",".join(f"{n}-{p}" for n, p in VARIANTS),
+    ap = parser(__doc__, "backends")
+    ap.add_argument("--corpus", default="benchmarks/out/retrieval", help="the retrieval suite's --out")
+    ap.add_argument("--articles", type=int, help="when the corpus is made here: the first N articles of each source")
+    ap.add_argument("--parts", default="encode,ask", help="encode (backends x precisions), ask (lean vs torch ask)")
+    ap.add_argument("--no-default-corpus", action="store_true", help="skip encoding the whole default corpus")
+    ap.add_argument("--ask-runs", type=int, default=5, help="ask: alternating runs behind each median")
+    ap.add_argument("--ask-questions", type=int, default=60, help="ask: NQ-open questions piped on stdin")
+    ap.add_argument("--no-cold", action="store_true", help="ask: skip the first ask on cold caches")
+    ap.add_argument("--lean-python", help="ask: the python of a venv without torch (pip install densepr)")
+    ap.add_argument("--n", type=int, default=1000, help="passages timed")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--questions", type=int, default=200, help="questions timed one at a time")
+    ap.add_argument("--st-python", default=sys.executable, help="Python for sentence-transformers (with optimum-onnx)")
+    ap.add_argument("--bundle", default="benchmarks/out/reader_bundle", help="reader_recipe's bundle (reader EM)")
+    ap.add_argument("--no-accuracy", action="store_true", help="skip whole-corpus top-k accuracy")
+    ap.add_argument("--variants", default=",".join(f"{n}-{p}" for n, p in VARIANTS),
                         help="densepr's backend-precision pairs to run (torch-fp32, the reference, always runs); default: all "
                         "installed. OpenVINO bf16 on a CPU without bf16 units took minutes per 1,000 passages")
-    args = parser.parse_args()
+    args = ap.parse_args()
     asked, known = set(args.variants.split(",")), {f"{n}-{p}" for n, p in VARIANTS}
     if asked - known:
-        parser.error(f"unknown variants {', '.join(sorted(asked - known))}; choose from {', '.join(sorted(known))}")
+        ap.error(f"unknown variants {', '.join(sorted(asked - known))}; choose from {', '.join(sorted(known))}")
     variants = [v for v in VARIANTS if v == ("torch", "fp32") or f"{v[0]}-{v[1]}" in asked]
     import densepr
     from densepr.dense.loading import packaged_default_model
-    from densepr.fileio import write_json
+    from densepr.hardware import cpu_supports_bf16
 
-    corpus, out = Path(args.corpus), Path(args.out)
+    if "ask" in args.parts.split(","):
+        ask, text = lean_ask.measure(sys.executable, args.ask_runs, args.ask_questions, args.lean_python, not args.no_cold)
+        publish("backends", argparse.Namespace(out=f"{args.out}/ask", publish=args.publish), ask, text, "lean-ask")
+    if "encode" not in args.parts.split(","):
+        return
+    from benchmarks.harness import mini_wiki
+
+    corpus, out = mini_wiki(Path(args.corpus), args.articles), Path(args.out)
     store = densepr.PassageStore(corpus / "psgs_w100.tsv")
     rows = sorted(np.random.default_rng(0).choice(len(store), size=min(args.n, len(store)), replace=False))
     passages = [store[int(r)] for r in rows]
-    r: dict = {"date": date.today().isoformat(), "cpu": cpu(), "command": "python -m benchmarks.backends " + " ".join(sys.argv[1:])}
+    r: dict = {"machine": machine()}
     r["st"] = st_encode(args.st_python, str(packaged_default_model()), [[p.title, p.text] for p in passages], args.runs,
                         args.st_python != sys.executable, out / "st")
     print("st", r["st"], flush=True)
@@ -313,17 +313,9 @@ def main() -> None:
     r["accuracy"] = {} if args.no_accuracy else accuracy(state["towers"], corpus, out / "emb")
     r["latency"] = latency(state["towers"], args.questions)
     r["reader"] = reader_figures(min(args.questions, 100), Path(args.bundle), variants)
-    r["default_corpus"] = default_corpus_seconds()
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "results.json", r)
-    text = report(r)
-    (out / "report.md").write_text(text, encoding="utf-8")
-    if args.page:
-        from benchmarks.report import write_page_section
-        from densepr.hardware import cpu_supports_bf16
+    r["default_corpus"] = None if args.no_default_corpus else default_corpus_seconds()
+    publish("backends", args, r, report(r), "backends" if cpu_supports_bf16() else "backends-no-bf16")
 
-        write_page_section("backends" if cpu_supports_bf16() else "backends-no-bf16", text)  # one section per CPU kind
-    print(text)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,11 @@
 - scale: sync after one edit on synthetic collections of 12,000 and ``--scale-passages`` passages (10 a document) with
   a small random BERT (2 layers, 64-d), so that building 200,000 passages takes minutes, not hours.
 
-    python -m benchmarks.collections [--docs 10033] [--rounds 20] [--questions 200] [--scale-passages 200000] [--page]
+    python -m benchmarks collections [--docs 10033] [--rounds 20] [--questions 200] [--scale-passages 200000]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import shutil
@@ -22,11 +21,11 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
-from benchmarks.lean_ask import DATA, cpu
-from benchmarks.report import _table, publish
+from benchmarks.harness import DATA, cpu_line, machine, parser, publish, table
+
+SMOKE = ["--docs", "12", "--syncs", "1", "--rounds", "2", "--questions", "5", "--scale-passages", "0"]
 
 
 def cli(*args: str) -> float:
@@ -183,15 +182,13 @@ def scale(work: Path, sizes: list[int], syncs: int, rng: random.Random) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__, "collections")
     p.add_argument("--docs", type=int, default=None, help="documents of the default corpus (default: all 10,033)")
     p.add_argument("--syncs", type=int, default=5)
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--questions", type=int, default=200)
     p.add_argument("--scale-passages", type=int, default=200_000, help="0: no scale runs")
     p.add_argument("--work", default="/tmp/densepr-collections-bench")
-    p.add_argument("--out", default="benchmarks/out/collections")
-    p.add_argument("--page", action="store_true", help="write the section 'collections' of benchmarks/RESULTS.md")
     p.add_argument("--again", default="", help="comma-separated parts to measure again (sync, add, scale) on the work "
                                                "folder and results of an earlier full run; the others are kept")
     a = p.parse_args()
@@ -202,12 +199,12 @@ def main() -> None:
     again = {part for part in a.again.split(",") if part}
     if again:
         results = json.loads((Path(a.out) / "results.json").read_text())
-        results.update(date=str(date.today()), cpu=cpu())
+        results.update(machine=machine())
     else:
         shutil.rmtree(work, ignore_errors=True)
         docs = list(read_wiki_vital())[: a.docs]
         records = write_corpus(docs, work / "docs")
-        results = {"date": str(date.today()), "cpu": cpu(), "documents": len(docs)}
+        results = {"documents": len(docs)}
         results["create"] = create_vs_manual(work / "docs", records, work)
     if not again or "sync" in again:
         results["sync_one_edit_s"] = edit_syncs(kb, work / "docs", a.syncs, rng)
@@ -234,13 +231,11 @@ def main() -> None:
                  ", ".join(f"{k}: {eq[k]['differing_ids']} ids differ, scores ±{eq[k]['max_score_diff']:.1e}"
                            for k in ("bm25", "dense", "hybrid")), "0 ids"])
     manual = ", ".join(f"{k} {v:.1f} s" for k, v in c["manual_s"].items())
-    text = "\n".join([f"## collections: a folder of files, kept current ({results['date']})", "",
-                      f"CPU: {results['cpu']}. Command: `python -m benchmarks.collections --rounds {a.rounds} --questions "
-                      f"{a.questions} --scale-passages {a.scale_passages}`{f' (then --again {a.again})' if again else ''}. "
-                      f"The default corpus's {results['documents']:,} articles as .txt files; wall times of CLI calls, "
+    text = "\n".join(["## collections: a folder of files, kept current", "",
+                      f"{cpu_line(results.get('machine'))}. The default corpus's {results['documents']:,} articles as .txt files; wall times of CLI calls, "
                       f"start-up included; manual: {manual}.", "",
-                      *_table(["what", "measured", "target"], rows)])
-    publish(Path(a.out), results, text, "collections" if a.page else None)
+                      *table(["what", "measured", "target"], rows)])
+    publish("collections", a, results, text)
 
 
 if __name__ == "__main__":

@@ -1,32 +1,26 @@
-"""Dense index types at 100k and 1M passages: build time, memory, search throughput, recall@100 vs exact.
+"""The planner suite's ``types`` part: dense index types at 100k and 1M passages: build time, memory, search
+throughput, recall@100 vs exact.
 
-    python -m benchmarks.index_scale [--sizes 100000,1000000] [--types flat,hnsw,ivfpq,ivfsq8,sq8]
-
-The real part: the default model's embeddings of the mini-Wikipedia corpus (``benchmarks.retrieval_mini_wiki``,
-14,885 passages) and NQ-open dev question vectors as queries. The rest is synthesised: each extra vector mixes
+The real part: the default model's embeddings of the mini-Wikipedia corpus (the retrieval suite's, 14,885 passages) and NQ-open dev question vectors as queries. The rest is synthesised: each extra vector mixes
 two random real passage vectors (weights 0.6-1.0 and 0-0.4) plus Gaussian noise of 0.15 x the per-dimension
 spread, then is scaled to a real passage norm, so it keeps the real vectors' anisotropy and norm distribution
 (random but realistic, not real text). Recall@100 is measured against exact (flat) search of the same vectors.
-Writes ``results.json`` and ``report.md`` under ``--out``.
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
 import statistics
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import faiss
 import numpy as np
 
 import densepr
-from densepr.fileio import write_json
 from densepr.index.faiss_index import build_faiss
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from benchmarks.harness import NQ, cpu_line, table
 
 
 def synthesize(real: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
@@ -52,22 +46,12 @@ def index_bytes(index: faiss.Index) -> int:
     return int(faiss.serialize_index(index).nbytes)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--embeddings", default="benchmarks/out/retrieval/emb")
-    parser.add_argument("--sizes", default="100000,1000000")
-    parser.add_argument("--types", default="flat,hnsw,ivfpq,ivfsq8,sq8")
-    parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--nprobes", default="16,32,64,128")
-    parser.add_argument("--out", default="benchmarks/out/index_scale")
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+def measure(args) -> tuple[dict, str]:
+    """Every index type (``args.types``) at every size (``args.sizes``): rows and a report section."""
     real, _, meta = densepr.load_embeddings(args.embeddings)
     real = np.ascontiguousarray(real, dtype=np.float32)
     model = densepr.BiEncoder.load(meta["model"])
-    questions = [q.text for q in densepr.read_questions(DATA / "nq-open/NQ-open.dev.jsonl")][: args.queries]
+    questions = [q.text for q in densepr.read_questions(NQ)][: args.queries]
     queries = model.encode_questions(questions)
     rows = []
     for n in map(int, args.sizes.split(",")):
@@ -103,17 +87,10 @@ def main() -> None:
             gc.collect()
         del vectors
         gc.collect()
-        write_json(out / "results.json", {"rows": rows, "queries": len(queries), "dim": int(real.shape[1]), "real_vectors": len(real)})
-    lines = ["# Dense index types at scale (inner product, k=100)", "",
-             f"Queries: {len(queries)} NQ-open dev questions; {len(real):,} real passage vectors, the rest synthesised (see script).", "",
-             "| passages | type | nprobe/efSearch | build s | index MB | queries/s (median of runs) | recall@100 vs exact |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['n']:,} | {r['type']} | {r['param'] or ''} | {r['build_s']} | {r['index_mb']} | {r['queries_per_s_median']} | "
-                     f"{r['recall@100']:.3f} |" if r["recall@100"] is not None else "n/a |")
-    (out / "report.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-
-
-if __name__ == "__main__":
-    main()
+    cells = [[f"{r['n']:,}", r["type"], r["param"] or "", r["build_s"], r["index_mb"], r["queries_per_s_median"],
+              f"{r['recall@100']:.3f}"] for r in rows]
+    text = "\n".join(["## Dense index types at scale (inner product, k = 100)", "", f"{cpu_line()}. Queries: {len(queries)} "
+                      f"NQ-open dev questions; {len(real):,} real passage vectors, the rest synthesised.", "",
+                      *table(["passages", "type", "nprobe/efSearch", "build s", "index MB", "queries/s (median)",
+                              "recall@100 vs exact"], cells)])
+    return {"rows": rows, "queries": len(queries), "dim": int(real.shape[1]), "real_vectors": len(real)}, text

@@ -1,39 +1,26 @@
-"""``densepr ask`` on the lean path (ONNX graphs, no torch imported) against the torch path, side by side.
+"""The backends suite's ``ask`` part: ``densepr ask`` on the lean path (ONNX graphs, no torch) against the torch path.
 
 Alternating processes on the default corpus: warm single-shot ``ask`` (wall and peak RSS), the import split
 (``-X importtime``), the first ``ask`` on cold caches (the corpus cut, BM25 built, the graphs written and quantised),
 60 NQ-open dev questions from stdin (wall, and how many answers each path gives alike). ``--lean-python`` adds a
 virtual environment without torch (``pip install densepr``) as a third column.
-
-    python -m benchmarks.lean_ask [--runs 5] [--lean-python /tmp/lean/bin/python] [--page]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.report import _table, publish
+from benchmarks.harness import NQ, cpu_line, table
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 QUESTION = "Who developed the theory of relativity?"
 DEFAULT = Path(__file__).resolve().parents[1] / "src" / "densepr" / "default"
-
-
-def cpu() -> str:
-    info = Path("/proc/cpuinfo").read_text()
-    model = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
-    flags = set(next(line for line in info.splitlines() if line.startswith("flags")).split())
-    shown = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if f in flags]
-    return f"{model}, {os.cpu_count()} cores, flags: {' '.join(shown)}"
 
 
 def run(python: str, args: list[str], stdin: str | None = None, env: dict | None = None) -> tuple[float, float, str]:
@@ -68,34 +55,28 @@ def cold_first_ask(python: str, extra: list[str]) -> float:
         return run(python, ["ask", QUESTION, *extra], env=dict(os.environ, XDG_CACHE_HOME=cache))[0]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--questions", type=int, default=60)
-    parser.add_argument("--lean-python", help="the python of a venv without torch (pip install densepr)")
-    parser.add_argument("--out", default="benchmarks/out/lean_ask")
-    parser.add_argument("--page", action="store_true", help="write section lean-ask of benchmarks/RESULTS.md")
-    a = parser.parse_args()
-    paths = {"lean (auto: ONNX graphs)": (sys.executable, []), "torch (--backend torch)": (sys.executable, ["--backend", "torch"])}
-    if a.lean_python:
-        paths["lean venv (no torch installed)"] = (a.lean_python, [])
-    results: dict = {"cpu": cpu(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "paths": {}}
-    cold = {name: cold_first_ask(python, extra) for name, (python, extra) in paths.items()}
+def measure(python: str, runs: int, n_questions: int, lean_python: str | None, cold: bool = True) -> tuple[dict, str]:
+    """The lean and torch paths (and ``lean_python``'s venv) side by side: results and a report section."""
+    paths = {"lean (auto: ONNX graphs)": (python, []), "torch (--backend torch)": (python, ["--backend", "torch"])}
+    if lean_python:
+        paths["lean venv (no torch installed)"] = (lean_python, [])
+    results: dict = {"paths": {}}
+    first = {name: cold_first_ask(py, extra) if cold else float("nan") for name, (py, extra) in paths.items()}
     walls: dict[str, list[float]] = {name: [] for name in paths}
     rss: dict[str, list[float]] = {name: [] for name in paths}
-    for _ in range(a.runs):  # alternating, after one warm-up each
-        for name, (python, extra) in paths.items():
-            wall, peak, _ = run(python, ["ask", QUESTION, *extra])
+    for _ in range(runs):  # alternating, after one warm-up each
+        for name, (py, extra) in paths.items():
+            wall, peak, _ = run(py, ["ask", QUESTION, *extra])
             walls[name].append(wall)
             rss[name].append(peak)
-    questions = [json.loads(line)["question"] for line in (DATA / "nq-open/NQ-open.dev.jsonl").read_text().splitlines()[: a.questions]]
+    questions = [json.loads(line)["question"] for line in NQ.read_text().splitlines()[:n_questions]]
     answers = {}
-    for name, (python, extra) in paths.items():
-        wall, _, out = run(python, ["ask", "--json", *extra], stdin="\n".join(questions) + "\n")
+    for name, (py, extra) in paths.items():
+        wall, _, out = run(py, ["ask", "--json", *extra], stdin="\n".join(questions) + "\n")
         answers[name] = [json.loads(line)["answer"] for line in out.splitlines()]
         results["paths"][name] = {"warm_ask_s": walls[name], "warm_ask_median_s": statistics.median(walls[name]),
-                                  "peak_rss_mb": statistics.median(rss[name]), "first_ask_cold_s": cold[name],
-                                  "stdin_questions": len(questions), "stdin_s": wall, "imports_s": imports(python, ["ask", QUESTION, *extra])}
+                                  "peak_rss_mb": statistics.median(rss[name]), "first_ask_cold_s": first[name],
+                                  "stdin_questions": len(questions), "stdin_s": wall, "imports_s": imports(py, ["ask", QUESTION, *extra])}
     reference = answers["torch (--backend torch)"]
     for name in paths:
         results["paths"][name]["answers_as_torch"] = sum(x == y for x, y in zip(answers[name], reference))
@@ -104,14 +85,9 @@ def main() -> None:
              f"{r['first_ask_cold_s']:.1f} s", f"{r['stdin_s']:.1f} s", f"{r['answers_as_torch']}/{len(questions)}",
              ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["imports_s"].items(), key=lambda kv: -kv[1])[:4])]
             for name, r in results["paths"].items()]
-    text = "\n".join([f"## lean-ask: `densepr ask` without torch ({results['date']})", "",
-                      f"CPU: {results['cpu']}. Command: `python -m benchmarks.lean_ask --runs {a.runs}"
-                      f"{' --lean-python ' + a.lean_python if a.lean_python else ''}`. Warm: median of {a.runs} alternating "
-                      f"runs; first: empty caches; stdin: {len(questions)} NQ-open dev questions.", "",
-                      *_table(["path", "warm ask (vs torch)", "peak RSS", "first ask", "stdin", "answers as torch",
-                               "imports (cumulative s)"], rows)])
-    publish(Path(a.out), results, text, "lean-ask" if a.page else None)
-
-
-if __name__ == "__main__":
-    main()
+    text = "\n".join(["## `densepr ask` without torch", "",
+                      f"{cpu_line()}. Warm: median of {runs} alternating runs; first: empty caches; stdin: "
+                      f"{len(questions)} NQ-open dev questions.", "",
+                      *table(["path", "warm ask (vs torch)", "peak RSS", "first ask", "stdin", "answers as torch",
+                              "imports (cumulative s)"], rows)])
+    return results, text

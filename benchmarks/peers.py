@@ -1,20 +1,20 @@
 """densepr side by side with the tools users would otherwise pick, in one run, as ratios.
 
-    python -m benchmarks.peers [--corpus benchmarks/out/retrieval] [--runs 3]
+    python -m benchmarks peers [--corpus benchmarks/out/retrieval] [--train-file benchmarks/out/training/train.json] [--runs 3]
 
 - passage encoding (passages/s, same model, passages, max length 256): densepr vs sentence-transformers ``encode()``;
 - single-question encoding latency p50/p95: densepr vs sentence-transformers;
 - BM25 index build and search (questions/s): densepr (bm25s + stemmer + stopwords) vs plain ``bm25s``, ``rank_bm25``
   and pyserini (Lucene; where it imports: needs Java 21+, found under /usr/lib/jvm when JAVA_HOME is unset);
 - training throughput (questions/s, batch 32, 1 hard negative; median step time, loading and saving not timed):
-  densepr vs sentence-transformers MultipleNegativesRankingLoss on the same model and triples.
-Each measurement runs in its own process (so peak RSS is its own); medians of ``--runs``.
-Writes ``results.json`` and ``report.md`` under ``--out``. Peers are benchmark-only dependencies.
+  densepr vs sentence-transformers MultipleNegativesRankingLoss on the same model and triples (the training suite's
+  ``train.json``; skipped when it is missing).
+Each measurement runs in its own process (so peak RSS is its own); medians of ``--runs``. Peers are benchmark-only
+dependencies (``pip install -e ".[bench]"``); one that is not installed is left out of its table.
 """
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
@@ -26,7 +26,10 @@ from pathlib import Path
 
 from densepr.hardware import peak_rss_mb
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from benchmarks.harness import NQ, cpu_line, mini_wiki, parser, publish
+
+SMOKE = ["--passages", "16", "--runs", "1", "--questions", "5", "--bm25-questions", "20", "--train-steps", "3",
+         "--train-batch", "4", "--articles", "3"]
 
 
 def _passages(corpus: str, n: int):
@@ -42,7 +45,7 @@ def _passages(corpus: str, n: int):
 def _questions(n: int) -> list[str]:
     import densepr
 
-    return [q.text for q in densepr.read_questions(DATA / "nq-open/NQ-open.dev.jsonl")][:n]
+    return [q.text for q in densepr.read_questions(NQ)][:n]
 
 
 def encode_densepr(corpus: str, n: int, runs: int, bf16: bool | None) -> dict:
@@ -233,6 +236,12 @@ def train_tool(tool: str, train_file: str, steps: int, batch: int, fp32: bool = 
             "wall_s": time.perf_counter() - start, "peak_mb": peak_rss_mb()}
 
 
+def installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 def isolated(fn, *args) -> dict:
     """``fn(*args)`` in a fresh spawned process (its own imports and peak RSS)."""
     with cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
@@ -240,21 +249,22 @@ def isolated(fn, *args) -> dict:
 
 
 def main() -> None:
-    from densepr.fileio import write_json
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", default="benchmarks/out/retrieval")
-    parser.add_argument("--train-file", default="benchmarks/out/train/train.json")
-    parser.add_argument("--passages", type=int, default=1000)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--train-steps", type=int, default=8)
-    parser.add_argument("--train-fp32", action="store_true", help="train in fp32 (both tools), as on CPUs without bf16")
-    parser.add_argument("--skip", default="", help="comma-separated sections to skip: encode,latency,bm25,train")
-    parser.add_argument("--out", default="benchmarks/out/peers")
-    args = parser.parse_args()
-    skip, out, r = set(args.skip.split(",")), Path(args.out), {}
+    ap = parser(__doc__, "peers")
+    ap.add_argument("--corpus", default="benchmarks/out/retrieval", help="the retrieval suite's --out (made if missing)")
+    ap.add_argument("--articles", type=int, help="when the corpus is made here: the first N articles of each source")
+    ap.add_argument("--train-file", default="benchmarks/out/training/train.json", help="the training suite's")
+    ap.add_argument("--passages", type=int, default=1000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--questions", type=int, default=200, help="questions encoded one at a time")
+    ap.add_argument("--bm25-questions", type=int, default=3610, help="questions searched (rank_bm25: at most 500)")
+    ap.add_argument("--train-steps", type=int, default=8)
+    ap.add_argument("--train-batch", type=int, default=32)
+    ap.add_argument("--train-fp32", action="store_true", help="train in fp32 (both tools), as on CPUs without bf16")
+    ap.add_argument("--skip", default="", help="comma-separated sections to skip: encode,latency,bm25,train")
+    args = ap.parse_args()
+    skip, r = set(args.skip.split(",")), {}
+    args.corpus = str(mini_wiki(Path(args.corpus), args.articles))
     use_temurin_java()
-    out.mkdir(parents=True, exist_ok=True)
     if "encode" not in skip:
         from densepr.hardware import cpu_supports_bf16
 
@@ -264,29 +274,29 @@ def main() -> None:
         r["encode"]["sentence_transformers"] = isolated(encode_st, args.corpus, args.passages, args.runs)
         print(r["encode"], flush=True)
     if "latency" not in skip:
-        r["latency"] = {t: isolated(question_latency, t, 200, args.runs) for t in ("densepr", "sentence_transformers")}
+        r["latency"] = {t: isolated(question_latency, t, args.questions, args.runs) for t in ("densepr", "sentence_transformers")}
         print(r["latency"], flush=True)
     if "bm25" not in skip:
-        tools = ["densepr", "bm25s", "rank_bm25"] + (["pyserini"] if pyserini_available() else [])
-        r["bm25"] = {t: isolated(bm25_tool, t, args.corpus, 500 if t == "rank_bm25" else 3610, args.runs) for t in tools}
+        tools = ["densepr", *(t for t in ("bm25s", "rank_bm25") if installed(t))] + (["pyserini"] if pyserini_available() else [])
+        r["bm25"] = {t: isolated(bm25_tool, t, args.corpus, min(500, args.bm25_questions) if t == "rank_bm25" else args.bm25_questions,
+                                 args.runs) for t in tools}
         print(r["bm25"], flush=True)
     if "train" not in skip and Path(args.train_file).is_file():
-        r["train"] = {t: isolated(train_tool, t, args.train_file, args.train_steps, 32, args.train_fp32)
-                      for t in ("densepr", "densepr_shared", "sentence_transformers")}
+        r["train"] = {t: isolated(train_tool, t, args.train_file, args.train_steps, args.train_batch, args.train_fp32)
+                      for t in ("densepr", "densepr_shared", *(["sentence_transformers"] if installed("accelerate")
+                                                                and installed("datasets") else []))}
         print(r["train"], flush=True)
-    write_json(out / "results.json", r)
-    lines = ["# densepr vs peers (same machine, same run)", ""]
+    lines = ["## densepr vs peers (same machine, same run)", "", f"{cpu_line()}.", ""]
     for section, metric in (("encode", "passages_per_s"), ("bm25", "questions_per_s"), ("train", "questions_per_s")):
         if section in r:
             base = r[section]["densepr"][metric]
-            lines += [f"## {section}: {metric}", "", "| tool | value | densepr / tool | peak MB |", "|---|---|---|---|"]
+            lines += [f"### {section}: {metric}", "", "| tool | value | densepr / tool | peak MB |", "|---|---|---|---|"]
             lines += [f"| {t} | {v[metric]:.1f} | {base / v[metric]:.2f} | {v['peak_mb']:.0f} |" for t, v in r[section].items()]
             lines.append("")
     if "latency" in r:
-        lines += ["## single-question encoding latency", "", "| tool | p50 ms | p95 ms |", "|---|---|---|"]
+        lines += ["### single-question encoding latency", "", "| tool | p50 ms | p95 ms |", "|---|---|---|"]
         lines += [f"| {t} | {v['p50_ms']:.2f} | {v['p95_ms']:.2f} |" for t, v in r["latency"].items()]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    publish("peers", args, r, "\n".join(lines))
 
 
 if __name__ == "__main__":

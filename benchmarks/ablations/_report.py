@@ -1,0 +1,25 @@
+"""What the one-off studies share: their report files, and their sections in the "how we got here" page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks.harness import RESULTS, machine, write_section
+
+
+def cpu() -> dict:
+    """The CPU model, the flags that decide speed here, and the threads."""
+    m = machine()
+    return {"model": m["cpu"], "flags": m["flags"], "threads": m["cores"]}
+
+
+def publish(out: Path, results: dict, text: str, section: str | None = None, page: str = "history") -> None:
+    """Write ``results.json`` and ``report.md`` under ``out``, print the report, and with ``section`` put it into
+    ``docs/results/PAGE.md`` (the "how we got here" page unless told)."""
+    from densepr.fileio import write_json
+
+    write_json(out / "results.json", results)
+    (out / "report.md").write_text(text, encoding="utf-8")
+    if section:
+        write_section(RESULTS / f"{page}.md", section, text)
+    print(text)

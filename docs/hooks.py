@@ -1,0 +1,1 @@
+"""MkDocs hooks: pages generated at build time (placeholder)."""
