@@ -7,7 +7,7 @@ at least one corpus passage under DPR's matching (string, or regex for CuratedTR
 it. Beside it, BM25's and the zero-shot default's top-20 and top-100 (the corpus's ``bm25`` and ``flat`` indexes of
 :mod:`benchmarks.retrieval`), and what the issue's "zero-shot + 8 points at top-20" asks as a share of the
 ceiling. Writes ``results.json`` and ``report.md`` under ``--out`` (``--page``: section ``answer-ceiling`` of
-``benchmarks/RESULTS.md``).
+``docs/results/history.md``).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--corpus", default="benchmarks/out/retrieval", help="output folder of benchmarks.retrieval")
     parser.add_argument("--data", default=str(DATA), help="the shared data folder")
     parser.add_argument("--out", default="benchmarks/out/ceiling")
-    parser.add_argument("--page", action="store_true", help="also write the report into benchmarks/RESULTS.md")
+    parser.add_argument("--page", action="store_true", help="also write the report into docs/results/history.md")
     args = parser.parse_args()
     corpus, out = Path(args.corpus), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

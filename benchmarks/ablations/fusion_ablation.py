@@ -10,7 +10,7 @@ z-scored and on min-max-normalised lists (a λ grid each), and reciprocal rank f
 dev (top-20, then top-100) is scored on test beside BM25, dense, and the one raw λ the recipe tuned on all dev sets
 together, and a small learned fusion (:mod:`benchmarks.ablations.learned_fusion`) fitted on every set's dev questions and
 on the set's own. Writes ``fusion.json`` and ``fusion.md`` under ``--out`` (``--page``: also section ``fusion`` of
-``benchmarks/RESULTS.md``).
+``docs/results/history.md``).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--corpus", default="benchmarks/out/retrieval")
     parser.add_argument("--multi", default="benchmarks/out/multi", help="output folder of recipes.multi_recipe")
     parser.add_argument("--out", default="benchmarks/out/fusion")
-    parser.add_argument("--page", action="store_true", help="also write the report into benchmarks/RESULTS.md")
+    parser.add_argument("--page", action="store_true", help="also write the report into docs/results/history.md")
     args = parser.parse_args()
     corpus, multi, out = Path(args.corpus), Path(args.multi), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

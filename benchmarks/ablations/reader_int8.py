@@ -13,7 +13,7 @@ Runtime's spinning threads slow a torch reader running beside them); exact match
 answer at k = 5 is torch fp32's, over held-out SQuAD questions (the articles ``benchmarks.harness.split_squad``
 holds out) with their dense top 5 over the corpus (torch fp32 questions).
 Writes ``results.json`` and ``report.md`` under ``--out`` (``--page``: section ``reader-int8`` of
-``benchmarks/RESULTS.md``).
+``docs/results/history.md``).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--speed-questions", type=int, default=120)
     parser.add_argument("--rounds", type=int, default=3, help="timing rounds (every variant once a round, order alternating)")
     parser.add_argument("--out", default="benchmarks/out/reader_int8")
-    parser.add_argument("--page", action="store_true", help="also write the report into benchmarks/RESULTS.md")
+    parser.add_argument("--page", action="store_true", help="also write the report into docs/results/history.md")
     parser.add_argument("--time", nargs=2, metavar=("VARIANT", "GRAPH"), help=argparse.SUPPRESS)  # one timing process
     args = parser.parse_args()
     out, reader_dir = Path(args.out), Path(args.reader)

@@ -77,7 +77,7 @@ def early_down_projections(graph: Path) -> list[str]:
 
     Their inputs (after GELU) carry the outliers int8 rounds worst, and the early layers' errors grow through the later
     ones. The default reader's logits then correlate 0.9958 with torch fp32 on mini-Wikipedia passages (all int8:
-    0.9924, under the gate's 0.995; section ``reader-int8`` of ``benchmarks/RESULTS.md``)."""
+    0.9924, under the gate's 0.995; section ``reader-int8`` of ``docs/results/history.md``)."""
     down = down_projections(graph)
     return down[: (len(down) + 1) // 2]
 

@@ -1,7 +1,7 @@
 """Attention for training on CPUs: under bf16 autocast, fused attention runs in fp32.
 
 PyTorch's fused (flash) attention on CPU is fast forward in bf16 but ~3x slower backward in bf16 than in fp32
-(``benchmarks/RESULTS.md``, section ``train-speed``); the projections around it stay bf16. Elsewhere (GPUs, fp32
+(``docs/results/training.md``, section ``train-speed``); the projections around it stay bf16. Elsewhere (GPUs, fp32
 training) this is transformers' own ``sdpa`` attention.
 """
 
