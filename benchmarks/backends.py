@@ -17,7 +17,8 @@ loaded for inference (``lite``) as the CLI and the service load them:
 - encoding the default corpus (12,324 passages) with what ``auto`` picks: seconds;
 - ``ask`` (part ``ask``): the lean path against the torch path, see :mod:`benchmarks.lean_ask`.
 
-``--publish`` writes section ``backends`` on a CPU with bf16 units, ``backends-no-bf16`` on one without, and ``lean-ask``.
+``--publish`` writes section ``backends`` on a CPU with bf16 units, ``backends-no-bf16`` on an AVX-512 one without,
+``backends-avx2`` on an AVX2-only one, and ``lean-ask``.
 """
 
 from __future__ import annotations
@@ -314,7 +315,8 @@ def main() -> None:
     r["latency"] = latency(state["towers"], args.questions)
     r["reader"] = reader_figures(min(args.questions, 100), Path(args.bundle), variants)
     r["default_corpus"] = None if args.no_default_corpus else default_corpus_seconds()
-    publish("backends", args, r, report(r), "backends" if cpu_supports_bf16() else "backends-no-bf16")
+    kind = "backends" if cpu_supports_bf16() else "backends-no-bf16" if "avx512f" in r["machine"]["flags"] else "backends-avx2"
+    publish("backends", args, r, report(r), kind)  # one section per kind of CPU
 
 
 

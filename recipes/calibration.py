@@ -150,6 +150,13 @@ def splits(sets: dict[str, list[dict]], out: Path, with_seen: bool,
                       "nq-even (seen)": sets.get("nq-fit", [])}
 
 
+def risk_coverage(scores: np.ndarray, correct: np.ndarray, points: int = 20) -> list[list[float]]:
+    """[coverage %, EM % among answered] when answering the questions with the highest scores first."""
+    hits = np.asarray(correct, dtype=float)[np.argsort(-np.asarray(scores), kind="stable")]
+    sizes = sorted({max(1, round(len(hits) * i / points)) for i in range(1, points + 1)})
+    return [[round(100 * n / len(hits), 1), round(100 * hits[:n].mean(), 1)] for n in sizes]
+
+
 def fit(a: argparse.Namespace) -> None:
     from densepr.read.confidence import ConfidenceModel, coverage_curve_area, reliability, selective
 
@@ -176,6 +183,7 @@ def fit(a: argparse.Namespace) -> None:
             sel["questions"] = len(rows)
             if k == 5:
                 sel["reliability"] = reliability(conf, ys)
+                sel["curve"] = {"confidence": risk_coverage(conf, ys), "span score": risk_coverage(span, ys)}
             results["sets"].setdefault(name, {})[str(k)] = sel
             lines.append([name, k, len(rows), f"{sel['em_always']:.1f}", f"{sel['coverage']:.1f}",
                           f"{sel['em_answered']:.1f}", f"{sel['area']:.1f} ({sel['area_span_score']:.1f})",
@@ -186,6 +194,7 @@ def fit(a: argparse.Namespace) -> None:
                   "heldout": {n: dict(v["5"]) for n, v in results["sets"].items() if n.endswith("-heldout")}}
     for v in model.card["heldout"].values():
         v.pop("reliability", None)
+        v.pop("curve", None)
     if a.install:
         model.save(SHIPPED_READER)
     results["model"] = model.to_dict()

@@ -15,11 +15,12 @@ def cpu() -> dict:
 
 def publish(out: Path, results: dict, text: str, section: str | None = None, page: str = "history") -> None:
     """Write ``results.json`` and ``report.md`` under ``out``, print the report, and with ``section`` put it into
-    ``docs/results/PAGE.md`` (the "how we got here" page unless told)."""
+    ``docs/results/PAGE.md`` (the "how we got here" page unless told) and the results into ``docs/results/data``."""
     from densepr.fileio import write_json
 
     write_json(out / "results.json", results)
     (out / "report.md").write_text(text, encoding="utf-8")
     if section:
         write_section(RESULTS / f"{page}.md", section, text)
+        write_json(RESULTS / "data" / f"{section}.json", results)
     print(text)

@@ -11,18 +11,18 @@ installed: there it encoded passages 1.41x and read 1.84x as fast as torch bf16,
 (``benchmarks/backends.py``, 2-core Xeon with AMX). For the reader, ``auto`` never picks int8: on a Xeon without bf16
 units its int8 graph (early feed-forward down-projections kept fp32, the variant that passes the gate) read 5 passages
 1.16x as fast as torch fp32, for exact match -0.29 / -0.47 point at k = 1 / 5 on 1,720 held-out SQuAD questions and
-another answer than fp32's on 12% of them (``benchmarks/reader_int8.py``); ``--precision int8`` still asks for it,
+another answer than fp32's on 12% of them (``benchmarks/ablations/reader_int8.py``); ``--precision int8`` still asks for it,
 behind the gate. Without torch (the lean install) ``auto`` never picks torch, and asking for it is a one-line error.
 An int8 (or any exported) graph is used only when it agrees with the fp32 reference (torch, or the fp32 graph) on a
 sample of the corpus's own passages (:data:`GATE`); otherwise the next choice runs, said in one log line.
 
 A server is another matter (:func:`serving_backend`): on a CPU with bf16 units, ``serve``'s ``auto`` runs ONNX Runtime
-fp32 where it is installed. In a 10-minute soak at 64 clients (``benchmarks/serve_load.py``, 2-core Xeon with AMX),
+fp32 where it is installed. In a 10-minute soak at 64 clients (``benchmarks/serve.py``, 2-core Xeon with AMX),
 torch bf16's resident memory grew 13.7% and levelled off only after 7 minutes (native memory, as each new batch shape
 arrived; the Python heap stayed flat), while ONNX Runtime fp32 stayed within 1.5% and answered 7% more requests.
 
->>> choose("torch", "fp32")
-Backend(name='torch', precision='fp32')
+>>> choose("torch", "fp32") == Backend("torch", "fp32")
+True
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ def export_graph(module: torch.nn.Module, sample: Mapping[str, torch.Tensor], ou
     axes.update({o: {0: "batch"} for o in outputs})
     modes = [(m, m.training) for m in module.modules()]
     # eager attention: the SDPA path traces into mask arithmetic (Where, IsNaN) that took 13-23% of ONNX Runtime's time;
-    # eager exported 12% (fp32) to 40% (int8) faster with the same vectors (benchmarks/backend_profile.py)
+    # eager exported 12% (fp32) to 40% (int8) faster with the same vectors (benchmarks/ablations/backend_profile.py)
     attention: list[tuple[Any, str]] = [(m, cast(Any, m).config._attn_implementation) for m in module.modules()
                                          if hasattr(m, "set_attn_implementation")]
     for m, _ in attention:

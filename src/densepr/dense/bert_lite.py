@@ -6,7 +6,7 @@ its question. The question/passage towers and the reader load through here when 
 so the same state dict, and the same outputs as ``transformers.BertModel`` (``tests/test_bert_lite.py``). Anything
 else, and all training, goes through transformers.
 
->>> model = BertLite.load("path/to/bert")  # doctest: +SKIP  (None when the folder is not a plain BERT)
+>>> model = BertLite.load("path/to/bert")  # None when the folder is not a plain BERT   # doctest: +SKIP
 >>> model(input_ids, attention_mask).last_hidden_state.shape  # doctest: +SKIP
 torch.Size([2, 7, 384])
 """

@@ -10,8 +10,8 @@ scores are ordered by row.
 
 The products run on one BLAS thread: OpenBLAS's idle threads keep spinning after a call, and on 2 cores they slowed
 what ran next. With 2 BLAS threads, one question's encoding (torch) right after a search took p50 104.6 ms instead of
-6.7 ms (``benchmarks/question_latency.py``), and a server answered 127 instead of 224 requests/s at 16 clients
-(``benchmarks/serve_load.py``).
+6.7 ms (``benchmarks/ablations/question_latency.py``), and a server answered 127 instead of 224 requests/s at 16 clients
+(``benchmarks/serve.py``).
 """
 
 from __future__ import annotations

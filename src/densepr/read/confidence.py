@@ -3,11 +3,11 @@
 A logistic model over features of one question's reading: the chosen span's score, the chosen passage's selection
 probability (softmax over the passages read), how much of that probability sits on passages whose best span is the
 same answer (evidence across passages), the share of passages agreeing, the chosen passage's rank and the retrieval
-margin. It is fitted on dev questions (``benchmarks/calibration.py``) and stored with the reader as
+margin. It is fitted on dev questions (``recipes/calibration.py``) and stored with the reader as
 ``confidence.json``, with its own version, the threshold ``ask`` abstains below, and the figures it was chosen on.
 
 >>> model = ConfidenceModel(FEATURES, np.zeros(len(FEATURES)), 0.0, np.zeros(len(FEATURES)), np.ones(len(FEATURES)), 0.5)
->>> round(model.probability(np.zeros((1, len(FEATURES))))[0], 2)
+>>> float(round(model.probability(np.zeros((1, len(FEATURES))))[0], 2))
 0.5
 """
 

@@ -27,7 +27,7 @@ def similarity(q: torch.Tensor, p: torch.Tensor, kind: str = "dot") -> torch.Ten
 
 # Passages are encoded in this many groups of similar length: less padding. With 2 groups against 1, a CPU training step
 # (MiniLM, batch 32, one hard negative; 2-core Xeon) took 1.09x less time in fp32 with torch capped to AVX2 and 1.06x
-# in bf16 (benchmarks/train_step_ablation.py); a first probe gave 1.16x and 1.32x (4 groups: 1.17x and 1.26x).
+# in bf16 (benchmarks/ablations/train_step_ablation.py); a first probe gave 1.16x and 1.32x (4 groups: 1.17x and 1.26x).
 LENGTH_GROUPS = 2
 
 
