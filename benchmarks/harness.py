@@ -110,8 +110,8 @@ def split_squad(path: Path, out: Path) -> tuple[Path, Path, list[str]]:
 
 def publish(suite: str, args: argparse.Namespace, results: dict, text: str, section: str | None = None) -> None:
     """Write ``results.json`` and ``report.md`` under ``args.out`` and print the report; with ``args.publish`` also
-    put the report into section ``section`` (default: the suite) of ``docs/results/SUITE.md`` and the results into
-    ``docs/results/data/SUITE.json``, headed by the date, the command and the CPU."""
+    put the report (which names the CPU) into section ``section`` (default: the suite) of ``docs/results/SUITE.md``,
+    headed by the date and the command, and the results into ``docs/results/data/SECTION.json``."""
     from densepr.fileio import write_json
 
     out = Path(args.out)
@@ -124,7 +124,7 @@ def publish(suite: str, args: argparse.Namespace, results: dict, text: str, sect
     print(text)
     if args.publish:
         name = section or suite
-        head = f"_{m['date']}; `{command}`; {cpu_line(m)}; commit {m['commit']}._"
+        head = f"_{m['date']}; `{command}`; commit {m['commit']}._"  # the report names the CPU
         write_section(RESULTS / f"{suite}.md", name, f"{head}\n\n{text.strip()}")
         write_json(RESULTS / "data" / f"{name}.json", results)
 
