@@ -24,9 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-from densepr.hardware import peak_rss_mb
-
 from benchmarks.harness import NQ, cpu_line, mini_wiki, parser, publish
+from densepr.hardware import peak_rss_mb
 
 SMOKE = ["--passages", "16", "--runs", "1", "--questions", "5", "--bm25-questions", "20", "--train-steps", "3",
          "--train-batch", "4", "--articles", "3"]

@@ -1,15 +1,13 @@
-"""The index planner at RAM budgets (its choice, predicted and measured bytes, build time, peak RSS, recall card),
-and the index types at scale.
+"""The index planner at RAM budgets: its choice, predicted and measured bytes, build time, peak RSS and recall card.
 
     python -m benchmarks planner [--corpus benchmarks/out/retrieval] [--size 1000000] [--budgets 2GB,4GB,8GB]
-        [--parts budgets,types] [--sizes 100000,1000000] [--types flat,hnsw,ivfpq,ivfsq8,sq8]
 
-Part ``budgets``:
+Two parts:
 
 - the arithmetic for DPR's Wikipedia (21,015,324 passages x 768 dims): the planner's choice and predicted bytes at each
   budget (nothing built: a flat index alone is 64.5 GB);
-- measured: ``--size`` vectors synthesised from a real model's passage vectors (``--embeddings``, an encode folder;
-  by default the mini-Wikipedia's 384-d MiniLM vectors; ``benchmarks.index_scale``'s method: the real vectors, then
+- measured: ``--size`` vectors synthesised from a real model's passage vectors (the retrieval suite's 384-d MiniLM
+  vectors of the mini-Wikipedia, ``--corpus``) by :func:`synthesize` (the real vectors, then
   mixtures of two of them plus noise, rescaled to real norms), written to disk as float16 embedding shards (never all
   in memory), then ``densepr index --ram-budget`` at each budget scaled to keep the bytes a vector's code may take per
   dimension (``(budget/21M − 24) × dim/768 + 24`` bytes a vector, 24 being its id and list entry), so each budget meets
@@ -17,23 +15,21 @@ Part ``budgets``:
   the build's own peak RSS (recorded by the build before its recall card) against the rule "index + 1 GB", and the
   whole command's (recall card included, which holds the ids and the probe queries).
 
-Part ``types``: every index type at each of ``--sizes`` synthesised vectors (:mod:`benchmarks.index_scale`).
+Every index type swept at 100k and 1M vectors: :mod:`benchmarks.ablations.index_scale`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks import index_scale
 from benchmarks.harness import cpu_line, mini_wiki, parser, publish
-from benchmarks.index_scale import synthesized_chunks
 from densepr.dense.passage_encoding import load_embeddings, shard_name
 from densepr.fileio import read_json, write_json
 from densepr.hardware import peak_rss_mb
@@ -42,8 +38,28 @@ from densepr.index.planner import ivf_lists, parse_bytes, plan
 DPR = (21_015_324, 768)
 OVERHEAD = 24  # bytes a vector besides its code: its id (16) and its IVF list entry (8)
 SHARD_ROWS = 2_000_000
-SMOKE = ["--size", "20000", "--budgets", "8GB", "--sizes", "3000", "--types", "flat,ivfsq8", "--queries", "50",
-         "--nprobes", "16", "--runs", "1", "--articles", "3"]
+SMOKE = ["--size", "20000", "--budgets", "8GB", "--articles", "3"]
+
+
+def synthesize(real: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` vectors: the real ones first, then mixtures of two real vectors plus noise (see module doc)."""
+    return np.concatenate(list(synthesized_chunks(real, n, seed)))
+
+
+def synthesized_chunks(real: np.ndarray, n: int, seed: int = 0, chunk: int = 100_000) -> Iterator[np.ndarray]:
+    """:func:`synthesize`'s ``n`` vectors, ``chunk`` rows at a time (never all in memory)."""
+    rng = np.random.default_rng(seed)
+    yield real[:n].astype(np.float32)
+    spread, norms = real.std(0), np.linalg.norm(real, axis=1)
+    for start in range(len(real), n, chunk):
+        m = min(chunk, n - start)
+        a, b = real[rng.integers(len(real), size=m)], real[rng.integers(len(real), size=m)]
+        v = rng.uniform(0.6, 1.0, (m, 1)) * a + rng.uniform(0.0, 0.4, (m, 1)) * b
+        v += 0.15 * spread * rng.standard_normal(v.shape).astype(np.float32)
+        v *= (norms[rng.integers(len(real), size=m)] / np.linalg.norm(v, axis=1))[:, None]
+        yield v.astype(np.float32)
+
+
 
 
 def write_vectors(real: np.ndarray, n: int, folder: Path) -> None:
@@ -94,26 +110,15 @@ def main() -> None:
     ap = parser(__doc__, "planner")
     ap.add_argument("--corpus", default="benchmarks/out/retrieval", help="the retrieval suite's --out (its vectors)")
     ap.add_argument("--articles", type=int, help="when the corpus is made here: the first N articles of each source")
-    ap.add_argument("--parts", default="budgets,types", help="budgets (the planner), types (index types at scale)")
-    ap.add_argument("--size", type=int, default=1_000_000, help="budgets: vectors synthesised")
+    ap.add_argument("--size", type=int, default=1_000_000, help="vectors synthesised")
     ap.add_argument("--budgets", default="2GB,4GB,8GB")
-    ap.add_argument("--work", help="budgets: where the synthesised vectors go (default: OUT/vectors-SIZE)")
-    ap.add_argument("--keep", action="store_true", help="budgets: keep those OUT/results.json measured already (at this "
+    ap.add_argument("--work", help="where the synthesised vectors go (default: OUT/vectors-SIZE)")
+    ap.add_argument("--keep", action="store_true", help="keep the budgets OUT/results.json measured already (at this "
                                                        "size) instead of building them again")
-    ap.add_argument("--sizes", default="100000,1000000", help="types: vectors synthesised, one run each")
-    ap.add_argument("--types", default="flat,hnsw,ivfpq,ivfsq8,sq8")
-    ap.add_argument("--queries", type=int, default=1000, help="types: NQ-open dev questions as queries")
-    ap.add_argument("--nprobes", default="16,32,64,128")
-    ap.add_argument("--runs", type=int, default=3, help="types: searches behind each median")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     args.embeddings = str(mini_wiki(Path(args.corpus), args.articles) / "emb")
-    if "types" in args.parts.split(","):
-        rows, text = index_scale.measure(args)
-        publish("planner", argparse.Namespace(out=f"{args.out}/types", publish=args.publish), rows, text, "index-types")
-    if "budgets" not in args.parts.split(","):
-        return
     budgets = args.budgets.split(",")
     r: dict = {"dpr": {b: plan(*DPR, parse_bytes(b)).to_dict() for b in budgets}, "measured": {}}
     earlier = read_json(out / "results.json") if args.keep and (out / "results.json").is_file() else {}

@@ -29,7 +29,6 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-
 from benchmarks.ablations._report import publish
 from benchmarks.harness import DATA, cpu_line
 from benchmarks.harness import table as markdown_table
@@ -38,8 +37,10 @@ KS = (1, 5)
 SHIPPED_READER = Path(__file__).resolve().parents[1] / "src" / "densepr" / "default" / "reader"
 
 
-def mini_wiki(work: Path):
-    """The mini-Wikipedia (wiki-vital + SQuAD dev articles): passages, BM25, the default model's flat index."""
+def mini_wiki(work: Path, lam: float):
+    """The mini-Wikipedia (wiki-vital + SQuAD dev articles): passages, BM25, the default model's flat index, searched
+    by the default hybrid with ``lam`` (the reader's recipe reads SQuAD with BM25 + 20·dense, chosen on SQuAD's
+    training-article questions)."""
     from densepr import pipeline
     from densepr.quickstart import SHIPPED
     from densepr.retrieve.spec import SearchSpec
@@ -50,13 +51,14 @@ def mini_wiki(work: Path):
         pipeline.encode(passages=work / "mini.tsv", out=work / "mini-emb", progress=False)
         pipeline.build_index(embeddings=work / "mini-emb", out=work / "mini-index")
     settings = json.loads((SHIPPED / "search.json").read_text())
-    return SearchSpec.from_dict({**settings, "kind": "hybrid", "index": str(work / "mini-index"),
+    return SearchSpec.from_dict({**settings, "lam": lam, "kind": "hybrid", "index": str(work / "mini-index"),
                                  "bm25_index": str(work / "mini-bm25")})
 
 
 def question_sets(work: Path, per_set: int) -> dict[str, tuple[str, str, list, str]]:
     """name -> (role, corpus, questions, match)."""
     from benchmarks.harness import split_squad
+
     from densepr.questions import read_questions
 
     rng = random.Random(0)
@@ -67,7 +69,7 @@ def question_sets(work: Path, per_set: int) -> dict[str, tuple[str, str, list, s
     train_squad, held_squad, _ = split_squad(DATA / "squad" / "squad-dev-v1.1.open.json", work)
     nq, eqa = (read_questions(DATA / "nq-open" / f) for f in ("NQ-open.dev.jsonl", "NQ-open.efficientqa.dev.1.1.jsonl"))
     return {"squad-fit": ("fit", "mini", sample(read_questions(train_squad), per_set), "string"),
-            "squad-heldout": ("heldout", "mini", sample(read_questions(held_squad), per_set), "string"),
+            "squad-heldout": ("heldout", "mini", read_questions(held_squad), "string"),  # all 1,720
             "nq-fit": ("fit", "vital", sample(nq[0::2], per_set), "string"),
             "nq-heldout": ("heldout", "vital", sample(nq[1::2], per_set), "string"),
             "efficientqa-fit": ("fit", "vital", sample(eqa[0::2], per_set * 2 // 3), "string"),
@@ -85,7 +87,7 @@ def collect(a: argparse.Namespace) -> None:
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    searchers = {"vital": open_searcher(ensure_default_index(progress=False)), "mini": open_searcher(mini_wiki(out))}
+    searchers = {"vital": open_searcher(ensure_default_index(progress=False)), "mini": open_searcher(mini_wiki(out, a.squad_lam))}
     reader = load_reader(default_reader(), graph=True)
     place_reader(reader, searchers["vital"].spec, searchers["vital"].store)
     for name, (role, corpus, questions, match) in question_sets(out, a.per_set).items():
@@ -215,6 +217,7 @@ def main() -> None:
     p.add_argument("step", choices=("collect", "fit"))
     p.add_argument("--out", default="benchmarks/out/calibration")
     p.add_argument("--per-set", type=int, default=900)
+    p.add_argument("--squad-lam", type=float, default=20.0, help="hybrid λ over the mini-Wikipedia (SQuAD)")
     p.add_argument("--precision", type=float, default=0.7)
     p.add_argument("--l2", type=float, default=1.0)
     p.add_argument("--install", action="store_true")

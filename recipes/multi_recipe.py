@@ -29,8 +29,9 @@ import logging
 import time
 from pathlib import Path
 
-import densepr
 from benchmarks.harness import DATA, split_squad
+
+import densepr
 from densepr import pipeline, training
 from densepr.fileio import write_json
 from densepr.retrieve.hybrid import HybridRetriever, tune_lambda

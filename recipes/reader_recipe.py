@@ -82,8 +82,9 @@ def retrieve(searcher, questions: list[Question], store: PassageStore, depth: in
 
 
 def prepare(args: argparse.Namespace) -> None:
-    import densepr
     from benchmarks.harness import split_squad
+
+    import densepr
     from densepr.quickstart import ensure_default_index
     from densepr.train import squad_gold_rows
 

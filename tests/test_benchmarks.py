@@ -7,13 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
-
 from benchmarks.__main__ import SUITES
 from benchmarks.__main__ import main as run_suite
 from benchmarks.harness import write_section
+
 from conftest import SHARED_DATA
 
-pytestmark = pytest.mark.skipif(not (SHARED_DATA / "squad").is_dir(), reason=f"needs the shared data in {SHARED_DATA}")
+pytestmark = [pytest.mark.suites,
+              pytest.mark.skipif(not (SHARED_DATA / "squad").is_dir(), reason=f"needs the shared data in {SHARED_DATA}")]
 HEADINGS = {"retrieval": "## Retrieval on the mini-Wikipedia", "backends": "## Passage encoding", "serve": "## `densepr serve`",
             "training": "## Training on SQuAD articles", "qa": "## Open-domain QA", "planner": "## Index planner",
             "peers": "## densepr vs peers", "collections": "## collections"}

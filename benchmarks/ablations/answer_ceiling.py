@@ -16,8 +16,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import densepr
 from recipes.multi_recipe import SETS, accuracy, split_sets
+
+import densepr
 from benchmarks.ablations._report import publish
 from benchmarks.harness import DATA
 from densepr.evaluate.answers import has_answer, tokenize

@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from recipes.multi_recipe import SETS
 
 import densepr
 from benchmarks.ablations.learned_fusion import LearnedFusion, pool_features
-from recipes.multi_recipe import SETS
 from densepr.evaluate.answers import has_answer
 from densepr.fileio import write_json
 from densepr.retrieve.hybrid import HybridRetriever

@@ -28,8 +28,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.ablations._report import cpu
-from benchmarks.ablations._report import publish
+from benchmarks.ablations._report import cpu, publish
 from benchmarks.harness import DATA, split_squad
 from densepr.backends.export import export_graph
 from densepr.backends.gate import question_like, sample_passages

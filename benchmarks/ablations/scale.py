@@ -6,7 +6,7 @@
    process, one thread each) and, in the same run, by one process using both cores; the two-shard folder is merged
    by ``densepr index`` and must give the single-process vectors and top-100 lists.
 2. A 1,000,000-passage embeddings folder in the same shard layout: the real shard vectors plus synthesised ones
-   (``benchmarks.index_scale.synthesize``: mixtures of two real vectors plus noise, scaled to real norms), ids
+   (``benchmarks.planner.synthesize``: mixtures of two real vectors plus noise, scaled to real norms), ids
    ``synth-N``. ``densepr index --type ivfsq8`` merges its shards (timed, peak RSS of that process); a fresh process
    then loads the index folder and searches NQ-open question vectors (peak RSS of that process: the RAM the index
    needs), with recall@100 against exact search of the same vectors.
@@ -78,7 +78,7 @@ def sharded_encoding(corpus: Path, work: Path, questions: np.ndarray, limit: int
 
 def write_million(real: np.ndarray, real_ids: list[str], out: Path, total: int, shards: int) -> None:
     """An embeddings folder of ``total`` vectors in ``shards`` shards, laid out as ``densepr encode`` writes it."""
-    from benchmarks.index_scale import synthesize
+    from benchmarks.planner import synthesize
     from densepr.dense.passage_encoding import shard_name, shard_range
     from densepr.fileio import save_npy, write_json
 

@@ -21,6 +21,7 @@ from densepr.backends.choice import Backend
 from densepr.corpus.passages import Passage, Passages
 from densepr.dense.biencoder import BiEncoder
 from densepr.errors import DenseprError
+from densepr.fileio import ChecksumsOnLoad
 from densepr.hits import Hit, ResultEntry, ScoredPassage
 from densepr.questions import Question
 from densepr.retrieve.collection import load_collection
@@ -144,6 +145,21 @@ def open_searcher(spec: SearchSpec | None = None, /, **options: Any) -> Searcher
         log.warning("--no-verify: index files are not checksummed on load")
     if spec.collection:
         return open_collection(spec)
+    # by default, the checksums of folders up to AUTO_VERIFY_BYTES are made while the folders load, and awaited
+    pending = ChecksumsOnLoad([spec.dense_dir, spec.bm25_dir]) if spec.verify is None else None
+    try:
+        searcher = _open_folders(spec, verify=False if pending else spec.verify)
+    except Exception:
+        if pending:
+            pending.wait()  # a corrupt file explains a failed load better than its symptom does
+        raise
+    if pending:
+        pending.wait()
+    return searcher
+
+
+def _open_folders(spec: SearchSpec, verify: bool | None) -> Searcher:
+    """:func:`open_searcher`'s loading: the dense and BM25 folders, the passages, the question encoder."""
     dense = None
     if spec.dense_dir:
         from densepr.backends.choice import choose
@@ -151,10 +167,10 @@ def open_searcher(spec: SearchSpec | None = None, /, **options: Any) -> Searcher
 
         asked = choose(spec.backend, spec.precision, gpu=gpu_available())
         dense = DenseRetriever.load(spec.dense_dir, model=spec.model, allow_model_mismatch=spec.allow_model_mismatch,
-                                    verify=spec.verify, ray_address=spec.ray_address, ray_cpus=spec.ray_cpus,
+                                    verify=verify, ray_address=spec.ray_address, ray_cpus=spec.ray_cpus,
                                     graph=asked.name != "torch")
         dense.index.configure(nprobe=spec.nprobe, ef_search=spec.ef_search)
-    bm25 = BM25Retriever.load(spec.bm25_dir, verify=spec.verify) if spec.bm25_dir else None
+    bm25 = BM25Retriever.load(spec.bm25_dir, verify=verify) if spec.bm25_dir else None
     retriever: Retriever
     if bm25 is not None and dense is not None:
         retriever = HybridRetriever(bm25, dense, depth=spec.depth, lam=spec.lam, normalize=spec.normalize,

@@ -1,5 +1,7 @@
-"""The planner suite's ``types`` part: dense index types at 100k and 1M passages: build time, memory, search
-throughput, recall@100 vs exact.
+"""Dense index types at 100k and 1M passages: build time, memory, search throughput, recall@100 vs exact. (The planner
+suite measures the index the planner picks at each RAM budget; this sweeps every type.)
+
+    python -m benchmarks.ablations.index_scale [--corpus benchmarks/out/retrieval] [--sizes 100000,1000000]
 
 The real part: the default model's embeddings of the mini-Wikipedia corpus (the retrieval suite's, 14,885 passages) and NQ-open dev question vectors as queries. The rest is synthesised: each extra vector mixes
 two random real passage vectors (weights 0.6-1.0 and 0-0.4) plus Gaussian noise of 0.15 x the per-dimension
@@ -12,42 +14,32 @@ from __future__ import annotations
 import gc
 import statistics
 import time
-from collections.abc import Iterator
 
 import faiss
 import numpy as np
 
 import densepr
-from densepr.index.faiss_index import build_faiss
-
 from benchmarks.harness import NQ, cpu_line, table
-
-
-def synthesize(real: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` vectors: the real ones first, then mixtures of two real vectors plus noise (see module doc)."""
-    return np.concatenate(list(synthesized_chunks(real, n, seed)))
-
-
-def synthesized_chunks(real: np.ndarray, n: int, seed: int = 0, chunk: int = 100_000) -> Iterator[np.ndarray]:
-    """:func:`synthesize`'s ``n`` vectors, ``chunk`` rows at a time (never all in memory)."""
-    rng = np.random.default_rng(seed)
-    yield real[:n].astype(np.float32)
-    spread, norms = real.std(0), np.linalg.norm(real, axis=1)
-    for start in range(len(real), n, chunk):
-        m = min(chunk, n - start)
-        a, b = real[rng.integers(len(real), size=m)], real[rng.integers(len(real), size=m)]
-        v = rng.uniform(0.6, 1.0, (m, 1)) * a + rng.uniform(0.0, 0.4, (m, 1)) * b
-        v += 0.15 * spread * rng.standard_normal(v.shape).astype(np.float32)
-        v *= (norms[rng.integers(len(real), size=m)] / np.linalg.norm(v, axis=1))[:, None]
-        yield v.astype(np.float32)
+from benchmarks.planner import synthesize
+from densepr.index.faiss_index import build_faiss
 
 
 def index_bytes(index: faiss.Index) -> int:
     return int(faiss.serialize_index(index).nbytes)
 
 
-def measure(args) -> tuple[dict, str]:
-    """Every index type (``args.types``) at every size (``args.sizes``): rows and a report section."""
+def main() -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--corpus", default="benchmarks/out/retrieval", help="the retrieval suite's --out (its vectors)")
+    p.add_argument("--sizes", default="100000,1000000", help="vectors synthesised, one run each")
+    p.add_argument("--types", default="flat,hnsw,ivfpq,ivfsq8,sq8")
+    p.add_argument("--queries", type=int, default=1000, help="NQ-open dev questions as queries")
+    p.add_argument("--nprobes", default="16,32,64,128")
+    p.add_argument("--runs", type=int, default=3, help="searches behind each median")
+    args = p.parse_args()
+    args.embeddings = f"{args.corpus}/emb"
     real, _, meta = densepr.load_embeddings(args.embeddings)
     real = np.ascontiguousarray(real, dtype=np.float32)
     model = densepr.BiEncoder.load(meta["model"])
@@ -93,4 +85,8 @@ def measure(args) -> tuple[dict, str]:
                       f"NQ-open dev questions; {len(real):,} real passage vectors, the rest synthesised.", "",
                       *table(["passages", "type", "nprobe/efSearch", "build s", "index MB", "queries/s (median)",
                               "recall@100 vs exact"], cells)])
-    return {"rows": rows, "queries": len(queries), "dim": int(real.shape[1]), "real_vectors": len(real)}, text
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
