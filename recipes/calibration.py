@@ -190,7 +190,7 @@ def fit(a: argparse.Namespace) -> None:
             lines.append([name, k, len(rows), f"{sel['em_always']:.1f}", f"{sel['coverage']:.1f}",
                           f"{sel['em_answered']:.1f}", f"{sel['area']:.1f} ({sel['area_span_score']:.1f})",
                           f"{sel['ece']:.3f}"])
-    model.card = {"fitted_on": f"{len(fit_rows)} questions (benchmarks/calibration.py splits)", "ks": list(KS),
+    model.card = {"fitted_on": f"{len(fit_rows)} questions (recipes/calibration.py splits)", "ks": list(KS),
                   "threshold_rule": f"the lowest confidence at which the fit questions' EM among answered is >= "
                                     f"{a.precision:.0%}", "date": results["date"],
                   "heldout": {n: dict(v["5"]) for n, v in results["sets"].items() if n.endswith("-heldout")}}

@@ -64,6 +64,7 @@ def test_features_pool_the_evidence_of_passages_giving_the_same_answer():
     assert x["selection_prob"] == pytest.approx(probs[0]) and x["answer_prob"] == pytest.approx(probs[0] + probs[1])
     assert x["agreeing_share"] == pytest.approx(2 / 3) and x["chosen_rank"] == 1
     assert x["retrieval_margin"] == pytest.approx(1 / 3) and x["answer_words"] == 1
+    assert x["selection_logit"] == 2.0 and x["selection_logit_margin"] == pytest.approx(1.0)
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,9 @@
 
 A logistic model over features of one question's reading: the chosen span's score, the chosen passage's selection
 probability (softmax over the passages read), how much of that probability sits on passages whose best span is the
-same answer (evidence across passages), the share of passages agreeing, the chosen passage's rank and the retrieval
-margin. It is fitted on dev questions (``recipes/calibration.py``) and stored with the reader as
+same answer (evidence across passages), the share of passages agreeing, the chosen passage's rank, the retrieval
+margin, the answer's length, and the chosen passage's selection logit and its margin over the next passage's (the
+logit's scale says how sure the reader is that any passage holds the answer, which the softmax hides). It is fitted on dev questions (``recipes/calibration.py``) and stored with the reader as
 ``confidence.json``, with its own version, the threshold ``ask`` abstains below, and the figures it was chosen on.
 
 >>> model = ConfidenceModel(FEATURES, np.zeros(len(FEATURES)), 0.0, np.zeros(len(FEATURES)), np.ones(len(FEATURES)), 0.5)
@@ -26,9 +27,9 @@ from densepr.evaluate.exact_match import normalize_answer
 from densepr.read.inference import PassageReading
 
 CONFIDENCE_FILE = "confidence.json"
-VERSION = 1
+VERSION = 2
 FEATURES = ("span_score", "selection_prob", "answer_prob", "agreeing_share", "chosen_rank", "retrieval_margin",
-            "answer_words")
+            "answer_words", "selection_logit", "selection_logit_margin")
 
 
 def features(readings: Sequence[PassageReading], chosen: PassageReading, scores: Sequence[float]) -> np.ndarray:
@@ -41,8 +42,10 @@ def features(readings: Sequence[PassageReading], chosen: PassageReading, scores:
     same = np.array([bool(answer) and normalize_answer(r.answer) == answer for r in readings])
     top = np.asarray(scores[:2], dtype=np.float64)
     margin = (top[0] - top[1]) / (abs(top[0]) + 1e-9) if len(top) == 2 else 1.0
+    ranked = np.sort(logits)
+    logit_margin = ranked[-1] - ranked[-2] if len(ranked) > 1 else 0.0
     return np.array([chosen.span_score, probs[chosen.index], probs[same].sum(), same.mean(), chosen.index + 1,
-                     margin, len(chosen.answer.split())], dtype=np.float64)
+                     margin, len(chosen.answer.split()), chosen.selection, logit_margin], dtype=np.float64)
 
 
 @dataclass
