@@ -69,7 +69,7 @@ ST_QUANTIZE = (  # sentence-transformers' own int8 export: dynamic quantisation 
 def st_encode(python: str, folder: str, pairs: list[list[str]], runs: int, onnx: bool, work: Path) -> dict:
     """sentence-transformers ``encode()`` in ``python``: its default backend, and its onnx fp32 and int8 if ``onnx``."""
     work.mkdir(parents=True, exist_ok=True)
-    variants: list = [("st-torch", folder, {})]
+    variants: list = [("st-torch", folder, {"model_kwargs": {"torch_dtype": "float32"}})]  # the packaged weights are fp16
     if onnx:
         q8 = work / "st-onnx-q8"
         if not q8.is_dir():

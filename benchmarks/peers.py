@@ -27,6 +27,7 @@ from pathlib import Path
 from benchmarks.harness import NQ, cpu_line, mini_wiki, parser, publish
 from densepr.hardware import peak_rss_mb
 
+FP32 = {"torch_dtype": "float32"}  # the packaged weights are fp16, which sentence-transformers 5+ would keep on a CPU
 SMOKE = ["--passages", "16", "--runs", "1", "--questions", "5", "--bm25-questions", "20", "--train-steps", "3",
          "--train-batch", "4", "--articles", "3"]
 
@@ -69,7 +70,7 @@ def encode_st(corpus: str, n: int, runs: int) -> dict:
     from densepr.dense.loading import packaged_default_model
 
     passages = _passages(corpus, n)
-    model = SentenceTransformer(str(packaged_default_model()), device="cpu")
+    model = SentenceTransformer(str(packaged_default_model()), device="cpu", model_kwargs=FP32)
     model.max_seq_length = 256
     pairs = [[p.title, p.text] for p in passages]
     model.encode(pairs[:64])
@@ -95,7 +96,7 @@ def question_latency(tool: str, n: int, runs: int) -> dict:
 
         from densepr.dense.loading import packaged_default_model
 
-        st = SentenceTransformer(str(packaged_default_model()), device="cpu")
+        st = SentenceTransformer(str(packaged_default_model()), device="cpu", model_kwargs=FP32)
         encode = lambda q: st.encode([q])  # noqa: E731
     encode(questions[0])
     p50, p95 = [], []
@@ -221,7 +222,7 @@ def train_tool(tool: str, train_file: str, steps: int, batch: int, fp32: bool = 
             def on_step_end(self, *args, **kwargs):
                 ends.append(time.perf_counter())
 
-        model = SentenceTransformer(str(packaged_default_model()), device="cpu")
+        model = SentenceTransformer(str(packaged_default_model()), device="cpu", model_kwargs=FP32)
         data = Dataset.from_dict({"anchor": [e.question for e in examples],
                                   "positive": [f"{e.positives[0].title} {e.positives[0].text}" for e in examples],
                                   "negative": [f"{e.hard_negatives[0].title} {e.hard_negatives[0].text}" for e in examples]})

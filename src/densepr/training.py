@@ -26,7 +26,7 @@ log = logging.getLogger("densepr")
 
 def build_train(*, questions: str | Path | Sequence[str | Path], passages: str | Path, bm25: str | Path, out: str | Path,
                 match: str | Sequence[str] = "string", hard_negatives: int = 30, random_negatives: int = 10, depth: int = 100,
-                words: int = 100, dense_index: str | Path | None = None) -> dict[str, dict[str, int]]:
+                words: int = 100, dense_index: str | Path | None = None, progress: bool = True) -> dict[str, dict[str, int]]:
     """Write DPR training JSON for one or several question files (SQuAD files get gold positives); ``match``: one
     mode for all, or one per file. With several files each example's ``dataset`` is its file's name. With
     ``dense_index`` (over the same passages), a question without an answer in BM25's top ``depth`` takes its
@@ -48,7 +48,7 @@ def build_train(*, questions: str | Path | Sequence[str | Path], passages: str |
         assert isinstance(searcher.store, PassageStore)  # a BM25 folder's passages file
         gold = squad_gold_rows(file, searcher.store, words) if str(file).endswith(".json") else None
         built, report[name] = build_training_data(read_questions(file), searcher, gold, hard_negatives, random_negatives,
-                                                  depth, mode, dense=dense)
+                                                  depth, mode, progress=progress, dense=dense)
         examples += [dataclasses.replace(ex, dataset=name) for ex in built] if len(files) > 1 else built
     if len(files) > 1:
         for name, counts in report.items():

@@ -161,7 +161,7 @@ def tune_hybrid(a: o.TuneHybridOptions, spec: SearchSpec, quiet: bool) -> None:
 def build_train(a: o.BuildTrainOptions, quiet: bool) -> None:
     from densepr.training import build_train as run
 
-    run(**dataclasses.asdict(a))
+    run(**dataclasses.asdict(a), progress=not quiet)
 
 
 def train(a: o.TrainOptions, config: Any, quiet: bool) -> None:
