@@ -29,7 +29,7 @@ from densepr.hardware import peak_rss_mb
 
 FP32 = {"torch_dtype": "float32"}  # the packaged weights are fp16, which sentence-transformers 5+ would keep on a CPU
 SMOKE = ["--passages", "16", "--runs", "1", "--questions", "5", "--bm25-questions", "20", "--train-steps", "3",
-         "--train-batch", "4", "--articles", "3"]
+         "--train-batch", "4", "--articles", "3", "--in-process"]
 
 
 def _passages(corpus: str, n: int):
@@ -242,7 +242,7 @@ def installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def isolated(fn, *args) -> dict:
+def measured_alone(fn, *args) -> dict:
     """``fn(*args)`` in a fresh spawned process (its own imports and peak RSS)."""
     with cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
         return pool.submit(fn, *args).result()
@@ -261,8 +261,11 @@ def main() -> None:
     ap.add_argument("--train-batch", type=int, default=32)
     ap.add_argument("--train-fp32", action="store_true", help="train in fp32 (both tools), as on CPUs without bf16")
     ap.add_argument("--skip", default="", help="comma-separated sections to skip: encode,latency,bm25,train")
+    ap.add_argument("--in-process", action="store_true", help="measure in this process, not one fresh process each "
+                                                              "(quicker; peak memory is then the whole run's)")
     args = ap.parse_args()
     skip, r = set(args.skip.split(",")), {}
+    isolated = (lambda fn, *a: fn(*a)) if args.in_process else measured_alone
     args.corpus = str(mini_wiki(Path(args.corpus), args.articles))
     use_temurin_java()
     if "encode" not in skip:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.harness import DATA
-from benchmarks.peers import isolated
+from benchmarks.peers import measured_alone as isolated
 from densepr.hardware import peak_rss_mb
 
 
