@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -60,15 +59,6 @@ def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float
     return value, time.perf_counter() - start
 
 
-def interleaved(fns: dict[str, Callable[[], Any]], runs: int) -> dict[str, float]:
-    """Median seconds of each function, run in turn ``runs`` times (so drift hits all of them alike)."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(runs):
-        for name, fn in fns.items():
-            times[name].append(timed(fn)[1])
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
 def table(header: list[str], rows: list[list]) -> list[str]:
     """A Markdown table's lines."""
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(map(str, r)) + " |" for r in rows)]
@@ -114,19 +104,25 @@ def publish(suite: str, args: argparse.Namespace, results: dict, text: str, sect
     headed by the date and the command, and the results into ``docs/results/data/SECTION.json``."""
     from densepr.fileio import write_json
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     m = results.setdefault("machine", machine())
     command = "python -m benchmarks " + " ".join([suite, *sys.argv[1:]])
     results["command"] = command
-    write_json(out / "results.json", results)
-    (out / "report.md").write_text(text, encoding="utf-8")
-    print(text)
+    write_report(Path(args.out), results, text)
     if args.publish:
         name = section or suite
         head = f"_{m['date']}; `{command}`; commit {m['commit']}._"  # the report names the CPU
         write_section(RESULTS / f"{suite}.md", name, f"{head}\n\n{text.strip()}")
         write_json(RESULTS / "data" / f"{name}.json", results)
+
+
+def write_report(out: Path, results: dict, text: str) -> None:
+    """``results.json`` and ``report.md`` under ``out``; the report printed."""
+    from densepr.fileio import write_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "results.json", results)
+    (out / "report.md").write_text(text, encoding="utf-8")
+    print(text)
 
 
 def write_section(page: Path, name: str, text: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.harness import RESULTS, machine, write_section
+from benchmarks.harness import RESULTS, machine, write_report, write_section
 
 
 def cpu() -> dict:
@@ -18,9 +18,7 @@ def publish(out: Path, results: dict, text: str, section: str | None = None, pag
     ``docs/results/PAGE.md`` (the "how we got here" page unless told) and the results into ``docs/results/data``."""
     from densepr.fileio import write_json
 
-    write_json(out / "results.json", results)
-    (out / "report.md").write_text(text, encoding="utf-8")
+    write_report(out, results, text)
     if section:
         write_section(RESULTS / f"{page}.md", section, text)
         write_json(RESULTS / "data" / f"{section}.json", results)
-    print(text)
