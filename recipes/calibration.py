@@ -4,10 +4,12 @@
     python -m recipes.calibration fit [--out benchmarks/out/calibration] [--install] [--page]
 
 ``collect`` retrieves the top 5 passages of each question with the default hybrid and reads them with the default
-reader, keeping every passage's reading (selection logit, best span, its score) and retrieval score:
+reader, keeping every passage's id, retrieval score and reading (selection logit, best span, its score, log
+probability and margin):
 
-- over wiki-vital (the default corpus): NQ-open dev (even lines: fit; odd: held out), EfficientQA dev (even: fit;
-  odd: held out), CuratedTREC train (regex answers) and WebQuestions train (fit);
+- over wiki-vital (the default corpus): NQ-open dev (all 1,805 odd lines: half fit, half held out; 900 of the even
+  lines, which the reader was trained on, apart), EfficientQA dev (600 even lines: fit; all 900 odd: held out),
+  CuratedTREC train (regex answers) and WebQuestions train (fit);
 - over the mini-Wikipedia (wiki-vital + the SQuAD dev articles): SQuAD's reader-training articles (fit) and its
   held-out articles (every 4th, ``benchmarks.harness.split_squad``).
 
@@ -71,9 +73,9 @@ def question_sets(work: Path, per_set: int) -> dict[str, tuple[str, str, list, s
     return {"squad-fit": ("fit", "mini", sample(read_questions(train_squad), per_set), "string"),
             "squad-heldout": ("heldout", "mini", read_questions(held_squad), "string"),  # all 1,720
             "nq-fit": ("fit", "vital", sample(nq[0::2], per_set), "string"),
-            "nq-heldout": ("heldout", "vital", sample(nq[1::2], per_set), "string"),
+            "nq-heldout": ("heldout", "vital", nq[1::2], "string"),  # all 1,805
             "efficientqa-fit": ("fit", "vital", sample(eqa[0::2], per_set * 2 // 3), "string"),
-            "efficientqa-heldout": ("heldout", "vital", sample(eqa[1::2], per_set * 2 // 3), "string"),
+            "efficientqa-heldout": ("heldout", "vital", eqa[1::2], "string"),  # all 900
             "curatedtrec-fit": ("fit", "vital", sample(read_questions(DATA / "curatedtrec" / "CuratedTrec-train.txt"), per_set // 2), "regex"),
             "webquestions-fit": ("fit", "vital", sample(read_questions(DATA / "webquestions" / "WebQuestions-train.txt"), per_set // 2), "string")}
 
@@ -100,7 +102,9 @@ def collect(a: argparse.Namespace) -> None:
             readings = read_passages(reader, q.text, passages)
             rows.append({"question": q.text, "answers": list(q.answers), "match": match, "role": role,
                          "scores": [p["score"] for p in passages],
-                         "readings": [[r.index, r.selection, r.span_score, r.answer] for r in readings]})
+                         "ids": [p["id"] for p in passages],
+                         "readings": [[r.index, r.selection, r.span_score, r.answer, r.span_logprob, r.span_margin]
+                                      for r in readings]})
         with gzip.open(path, "wt", encoding="utf-8") as fh:
             fh.write("".join(json.dumps(r) + "\n" for r in rows))
         print(f"{name}: {len(rows)} questions in {time.perf_counter() - start:.0f} s", flush=True)
@@ -119,7 +123,8 @@ def table(rows: list[dict], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
     x, y, span = [], [], []
     for row in rows:
-        readings = [PassageReading(i, sel, score, 0, 0, answer) for i, sel, score, answer in row["readings"]][:k]
+        readings = [PassageReading(i, sel, score, 0, 0, answer, -1, logprob, margin)
+                    for i, sel, score, answer, logprob, margin in row["readings"]][:k]
         if not readings:
             x.append(np.zeros(len(FEATURES)))
             y.append(False)
@@ -135,10 +140,11 @@ def table(rows: list[dict], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 def splits(sets: dict[str, list[dict]], out: Path, with_seen: bool,
            a_split: bool = False) -> tuple[list[dict], dict[str, list[dict]]]:
     """Calibration questions and held-out ones. The reader was trained on SQuAD's training articles and on NQ-open's
-    even dev lines, so the confidence is fitted on questions it did not see: half of SQuAD's held-out articles (by
-    article) and half of the odd NQ-open lines, plus EfficientQA's even lines, CuratedTREC and WebQuestions (as the
-    reader's recipe used them); the other halves and EfficientQA's odd lines are the held-out sets. ``with_seen`` adds
-    the SQuAD training articles and the even NQ-open lines to the fit."""
+    even dev lines, so the confidence is fitted on questions it did not see: every other question of SQuAD's held-out
+    articles (whole articles with ``a_split``) and half of the odd NQ-open lines, plus EfficientQA's even lines,
+    CuratedTREC and WebQuestions (as the reader's recipe used them); the other halves and EfficientQA's odd lines are
+    the held-out sets, NQ-open's and EfficientQA's also pooled ("NQ-style"). ``with_seen`` adds the SQuAD training
+    articles and the even NQ-open lines to the fit."""
     articles = json.loads((out / "squad-heldout.json").read_text(encoding="utf-8"))["data"]
     article_of = {qa["question"]: i for i, a in enumerate(articles) for p in a["paragraphs"] for qa in p["qas"]}
     squad, nq = sets.get("squad-heldout", []), sets.get("nq-heldout", [])
@@ -148,6 +154,7 @@ def splits(sets: dict[str, list[dict]], out: Path, with_seen: bool,
     held = {"squad-heldout": [r for r in squad if article_of.get(r["question"], 0) % 2 == 1] if a_split else squad[1::2],
             "nq-heldout": nq[1::2],
             "efficientqa-heldout": sets.get("efficientqa-heldout", [])}
+    held["nq-style-heldout"] = held["nq-heldout"] + held["efficientqa-heldout"]  # the target's "NQ-style questions"
     return fit_rows, {**{k: v for k, v in held.items() if v}, "squad-train-articles (seen)": sets.get("squad-fit", []),
                       "nq-even (seen)": sets.get("nq-fit", [])}
 
@@ -170,7 +177,7 @@ def fit(a: argparse.Namespace) -> None:
     confidence = model.probability(x)
     candidates = [t for t in np.linspace(0.05, 0.95, 181)
                   if (confidence >= t).any() and y[confidence >= t].mean() >= a.precision]
-    model.threshold = float(min(candidates)) if candidates else 0.5
+    model.threshold = round(float(min(candidates)), 3) if candidates else 0.5
     results: dict = {"date": str(date.today()), "cpu": cpu_line(), "precision": a.precision, "threshold": model.threshold,
                      "fit_questions": len(fit_rows), "sets": {}}
     lines = []

@@ -22,6 +22,7 @@ from densepr.read.confidence import (
     selective,
 )
 from densepr.read.inference import PassageReading
+from densepr.read.spans import MASKED, best_spans, span_certainty
 
 
 def synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -65,6 +66,26 @@ def test_features_pool_the_evidence_of_passages_giving_the_same_answer():
     assert x["agreeing_share"] == pytest.approx(2 / 3) and x["chosen_rank"] == 1
     assert x["retrieval_margin"] == pytest.approx(1 / 3) and x["answer_words"] == 1
     assert x["selection_logit"] == 2.0 and x["selection_logit_margin"] == pytest.approx(1.0)
+    chosen = PassageReading(0, 2.0, 5.0, 3, 4, "Ulm", 7, span_logprob=-0.25, span_margin=6.0)
+    x = dict(zip(FEATURES, features([chosen, *readings[1:]], chosen, [30.0, 20.0, 10.0])))
+    assert (x["span_logprob"], x["span_margin"]) == (-0.25, 6.0)
+
+
+def test_span_certainty_matches_every_span_counted_by_hand():
+    rng = np.random.default_rng(3)
+    start, end = rng.normal(size=(6, 12)) * 3, rng.normal(size=(6, 12)) * 3
+    start[:, :2] = end[:, :2] = MASKED  # the question's tokens: never part of a span
+    starts, ends, _ = best_spans(start, end, max_answer_len=4)
+    logprob, margin = span_certainty(start, end, starts, ends, max_answer_len=4)
+    for row in range(6):
+        s, e = int(starts[row]), int(ends[row])
+        log_softmax = [v - np.log(np.exp(v - v.max()).sum()) - v.max() for v in (start[row], end[row])]
+        assert logprob[row] == pytest.approx(log_softmax[0][s] + log_softmax[1][e])
+        others = [start[row, i] + end[row, j] for i in range(12) for j in range(i, min(i + 4, 12)) if j < s or i > e]
+        assert margin[row] == pytest.approx(min(start[row, s] + end[row, e] - max(others), 15.0))
+        assert logprob[row] <= 0 and margin[row] >= 0
+    _, alone = span_certainty(np.array([[0.0, 2.0]]), np.array([[0.0, 2.0]]), np.array([0]), np.array([1]))
+    assert alone[0] == 15.0  # no span outside the chosen one: the cap
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +152,16 @@ def test_qa_reports_selective_measures_with_a_calibrated_reader(calibrated_reade
         assert s["em_always"] == summary["exact_match"][k] and 0 <= s["coverage"] <= 100 and 0 <= s["ece"] <= 1
     predictions = json.loads((tmp_path / "p.json").read_text())
     assert all(0 <= p["confidence"] <= 1 for e in predictions for p in e["predictions"])
+
+
+def test_the_shipped_reader_abstains_by_default_at_its_fitted_threshold(tiny_indexes, capsys):
+    shipped = default_reader()
+    if shipped is None:
+        pytest.skip("this install has no default reader")
+    model = ConfidenceModel.load(shipped)  # refuses a model of another version or other features
+    assert model is not None and 0 < model.threshold < 1
+    assert {"squad-heldout", "nq-heldout", "efficientqa-heldout"} <= set(model.card["heldout"])
+    index = ["--index", str(tiny_indexes / "flat"), "--bm25-index", str(tiny_indexes / "bm25")]
+    assert main(["-q", "ask", "where was einstein born", "--json", *index]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["abstained"] == (found["confidence"] < model.threshold) and found["answer"]

@@ -3,8 +3,10 @@
 A logistic model over features of one question's reading: the chosen span's score, the chosen passage's selection
 probability (softmax over the passages read), how much of that probability sits on passages whose best span is the
 same answer (evidence across passages), the share of passages agreeing, the chosen passage's rank, the retrieval
-margin, the answer's length, and the chosen passage's selection logit and its margin over the next passage's (the
-logit's scale says how sure the reader is that any passage holds the answer, which the softmax hides). It is fitted on dev questions (``recipes/calibration.py``) and stored with the reader as
+margin, the answer's length, the chosen passage's selection logit and its margin over the next passage's (the
+logit's scale says how sure the reader is that any passage holds the answer, which the softmax hides), and how sure the
+reader is of the span within its passage: its log probability and its margin over the best span not overlapping it
+(version 3). It is fitted on dev questions (``recipes/calibration.py``) and stored with the reader as
 ``confidence.json``, with its own version, the threshold ``ask`` abstains below, and the figures it was chosen on.
 
 >>> model = ConfidenceModel(FEATURES, np.zeros(len(FEATURES)), 0.0, np.zeros(len(FEATURES)), np.ones(len(FEATURES)), 0.5)
@@ -27,9 +29,9 @@ from densepr.evaluate.exact_match import normalize_answer
 from densepr.read.inference import PassageReading
 
 CONFIDENCE_FILE = "confidence.json"
-VERSION = 2
+VERSION = 3
 FEATURES = ("span_score", "selection_prob", "answer_prob", "agreeing_share", "chosen_rank", "retrieval_margin",
-            "answer_words", "selection_logit", "selection_logit_margin")
+            "answer_words", "selection_logit", "selection_logit_margin", "span_logprob", "span_margin")
 
 
 def features(readings: Sequence[PassageReading], chosen: PassageReading, scores: Sequence[float]) -> np.ndarray:
@@ -45,7 +47,8 @@ def features(readings: Sequence[PassageReading], chosen: PassageReading, scores:
     ranked = np.sort(logits)
     logit_margin = ranked[-1] - ranked[-2] if len(ranked) > 1 else 0.0
     return np.array([chosen.span_score, probs[chosen.index], probs[same].sum(), same.mean(), chosen.index + 1,
-                     margin, len(chosen.answer.split()), chosen.selection, logit_margin], dtype=np.float64)
+                     margin, len(chosen.answer.split()), chosen.selection, logit_margin, chosen.span_logprob,
+                     chosen.span_margin], dtype=np.float64)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from densepr.errors import DenseprError
 from densepr.evaluate.exact_match import exact_match
-from densepr.read.spans import best_spans, masked
+from densepr.read.spans import best_spans, masked, span_certainty
 
 if TYPE_CHECKING:
     from densepr.read.graph_reader import GraphReader
@@ -32,6 +32,8 @@ class PassageReading:
     end: int
     answer: str
     answer_start: int = -1  # where the answer begins in the passage text (characters; -1: no span)
+    span_logprob: float = 0.0  # log P(start) + log P(end) of the span within its passage
+    span_margin: float = 0.0  # its score over the best span not overlapping it (at most 15)
 
 
 def read_passages(reader: AnyReader, question: str, ctxs: Sequence[Mapping[str, Any]], batch_size: int = 32,
@@ -42,14 +44,17 @@ def read_passages(reader: AnyReader, question: str, ctxs: Sequence[Mapping[str, 
         chunk = ctxs[first : first + batch_size]
         batch = reader.encode([question] * len(chunk), chunk)
         start, end, select = reader.logits(batch, bf16)
-        starts, ends, scores = best_spans(masked(start, batch.text_mask), masked(end, batch.text_mask), reader.max_answer_len)
+        start, end = masked(start, batch.text_mask), masked(end, batch.text_mask)
+        starts, ends, scores = best_spans(start, end, reader.max_answer_len)
+        logprobs, margins = span_certainty(start, end, starts, ends, reader.max_answer_len)
         for i in range(len(chunk)):
             s, e = int(starts[i]), int(ends[i])
             inside = batch.text_start[i] <= s <= e <= batch.text_end[i]
             left, right = batch.span_chars(i, s, e) if inside else (0, 0)
             text_offset = len(batch.seconds[i]) - len(chunk[i]["text"])  # the text ends "title [SEP] text"
             out.append(PassageReading(first + i, float(select[i]), float(scores[i]), s, e,
-                                      batch.seconds[i][left:right], left - text_offset if inside else -1))
+                                      batch.seconds[i][left:right], left - text_offset if inside else -1,
+                                      float(logprobs[i]), float(margins[i])))
     return out
 
 

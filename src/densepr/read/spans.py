@@ -29,3 +29,31 @@ def best_spans(start_logits: Any, end_logits: Any, max_answer_len: int = 10) -> 
     scores = np.where(allowed[None], start[:, :, None] + end[:, None, :], -np.inf)
     flat = scores.reshape(n, -1).argmax(-1)
     return flat // length, flat % length, scores.reshape(n, -1)[np.arange(n), flat]
+
+
+def span_certainty(start_logits: np.ndarray, end_logits: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                   max_answer_len: int = 10, cap: float = 15.0) -> tuple[np.ndarray, np.ndarray]:
+    """How sure the reader is of each row's chosen span (``starts``, ``ends``) within its passage: the span's log
+    probability (log-softmax of its start plus that of its end, over the masked logits) and its score's margin over the
+    best span that does not overlap it (at most ``cap``; ``cap`` when there is none).
+
+    >>> logprob, margin = span_certainty(np.array([[0.0, 5.0, 1.0]]), np.array([[0.0, 1.0, 4.0]]), np.array([1]), np.array([2]))
+    >>> round(float(logprob[0]), 2), float(margin[0])
+    (-0.09, 9.0)
+    """
+    start, end = np.asarray(start_logits, dtype=np.float64), np.asarray(end_logits, dtype=np.float64)
+    rows, length = np.arange(len(start)), start.shape[1]
+
+    def log_softmax_at(logits: np.ndarray, at: np.ndarray) -> np.ndarray:
+        top = logits.max(-1)
+        return logits[rows, at] - top - np.log(np.exp(logits - top[:, None]).sum(-1))
+
+    logprob = log_softmax_at(start, starts) + log_softmax_at(end, ends)
+    i = np.arange(length)
+    width = i[None, :] - i[:, None]
+    allowed = (width >= 0) & (width < max_answer_len)
+    overlaps = (i[None, :, None] <= ends[:, None, None]) & (i[None, None, :] >= starts[:, None, None])
+    scores = np.where(allowed[None] & ~overlaps, start[:, :, None] + end[:, None, :], -np.inf)
+    best = start[rows, starts] + end[rows, ends]
+    margin = np.minimum(best - scores.reshape(len(start), -1).max(-1), cap)
+    return logprob, np.where(np.isfinite(margin), margin, cap)
