@@ -27,6 +27,15 @@ NQ = DATA / "nq-open" / "NQ-open.dev.jsonl"
 FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
 
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
 def parser(doc: str | None, out: str) -> argparse.ArgumentParser:
     """A suite's parser with the options every suite takes (``--out``, ``--publish``)."""
     p = argparse.ArgumentParser(description=(doc or "").splitlines()[0])

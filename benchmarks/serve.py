@@ -19,7 +19,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -29,7 +28,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from benchmarks.harness import cpu_line, parser, publish
+from benchmarks.harness import cpu_line, free_port, parser, publish
 from densepr.serve.admission import ALWAYS_ADMITTED
 
 QUESTIONS = [
@@ -43,12 +42,6 @@ QUESTIONS = [
 ]
 LOOPBACK = "127.0.0.1"
 SMOKE = ["--requests", "8", "--concurrency", "2", "--max-seconds", "10", "--articles", "3"]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
 
 
 def start_server(args, port: int, log_path: Path) -> subprocess.Popen:

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from benchmarks.harness import free_port  # noqa: F401 - the tests take it from here
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -126,15 +127,6 @@ def random_vectors(n: int, dim: int, queries: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     return (rng.normal(size=(n, dim)).astype(np.float32), [f"p{i}" for i in range(n)],
             rng.normal(size=(queries, dim)).astype(np.float32))
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def shared(relative: str) -> Path:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,15 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.harness import DATA
+from benchmarks.harness import DATA, free_port
 from benchmarks.peers import measured_alone as isolated
 from densepr.hardware import peak_rss_mb
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def densepr_cli(*argv: str, processes: int = 1) -> float:

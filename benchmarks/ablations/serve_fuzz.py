@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 
 from benchmarks.ablations._report import cpu
-from benchmarks.serve import LOOPBACK, free_port, wait_healthy
+from benchmarks.harness import free_port
+from benchmarks.serve import LOOPBACK, wait_healthy
 from densepr.fileio import write_json
 
 

@@ -12,7 +12,7 @@ import re
 import shutil
 import signal
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -288,29 +288,37 @@ def check_manifest(folder: str | os.PathLike, checksums: bool | None = False) ->
 
 
 class ChecksumsOnLoad:
-    """The checksums :func:`check_manifest` makes on load (``checksums=None``: folders up to
-    :data:`AUTO_VERIFY_BYTES`), computed in a thread while the caller loads the same folders (blake2b releases the
-    GIL, so the hashing overlaps the loading); :meth:`wait` returns once they match and raises the first mismatch.
+    """The checksums of folders' manifests, made in a thread while the caller goes on (blake2b releases the GIL, so
+    the hashing overlaps loading the same folders). ``checksums``: as :func:`check_manifest` takes it (``None``, the
+    default on load: folders up to :data:`AUTO_VERIFY_BYTES`); ``then``, if given, is called in the thread with the
+    first mismatch or ``None``. :meth:`wait` returns once they match and raises the first mismatch.
 
     >>> pending = ChecksumsOnLoad(["flat/", "bm25/"])     # doctest: +SKIP
     >>> ...                                              # load the indexes, the question encoder  # doctest: +SKIP
     >>> pending.wait()                                   # before the first search  # doctest: +SKIP
     """
 
-    def __init__(self, folders: Sequence[str | os.PathLike | None]) -> None:
+    def __init__(self, folders: Sequence[str | os.PathLike | None], checksums: bool | None = None,
+                 then: Callable[[BaseException | None], None] | None = None) -> None:
         import threading
 
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=([Path(f) for f in folders if f],), daemon=True,
-                                       name="densepr-checksums")
+        self.thread = threading.Thread(target=self._run, args=([Path(f) for f in folders if f], checksums, then),
+                                       daemon=True, name="densepr-checksums")
         self.thread.start()
 
-    def _run(self, folders: list[Path]) -> None:
+    def _run(self, folders: list[Path], checksums: bool | None, then: Callable[[BaseException | None], None] | None) -> None:
         try:
             for folder in folders:
-                check_manifest(folder, checksums=None)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller by wait()
+                check_manifest(folder, checksums=checksums)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by wait() and then()
             self.error = exc
+        if then is not None:
+            then(self.error)
+
+    @property
+    def running(self) -> bool:
+        return self.thread.is_alive()
 
     def wait(self) -> None:
         self.thread.join()

@@ -4,26 +4,24 @@ once the server is up; ``/health`` reports the state, and a folder that fails st
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from densepr import fileio
-from densepr.errors import DenseprError
 
 log = logging.getLogger("densepr")
 
 
 class BackgroundVerify:
-    """``state``: ``ok`` (nothing left to check, or all checked), ``verifying``, or ``failed: <reason>``.
+    """``state``: ``ok`` (nothing left to check, or all checked), ``verifying``, or ``failed: <reason>``; ``idle``:
+    the state when there is nothing to check.
 
     >>> BackgroundVerify.of(["flat/", "bm25/"]).start()     # doctest: +SKIP
     """
 
-    def __init__(self, folders: Sequence[Path], state: str = "ok"):
-        self.folders = list(folders)
-        self.state = "verifying" if self.folders else state
-        self._thread = threading.Thread(target=self._run, name="densepr-verify", daemon=True)
+    def __init__(self, folders: Sequence[Path], idle: str = "ok"):
+        self.folders, self.idle = list(folders), idle
+        self.checks: fileio.ChecksumsOnLoad | None = None
 
     @classmethod
     def of(cls, folders: Sequence[str | None]) -> BackgroundVerify:
@@ -31,20 +29,23 @@ class BackgroundVerify:
         return cls([Path(f) for f in folders if f and fileio.manifest_bytes(f) > fileio.AUTO_VERIFY_BYTES])
 
     @property
+    def state(self) -> str:
+        if not self.folders:
+            return self.idle
+        if self.checks is None or self.checks.running:
+            return "verifying"
+        return f"failed: {self.checks.error}" if self.checks.error is not None else "ok"
+
+    @property
     def failed(self) -> bool:
         return self.state.startswith("failed")
 
     def start(self) -> None:
         if self.folders:
-            self._thread.start()
+            self.checks = fileio.ChecksumsOnLoad(self.folders, checksums=True, then=self._report)
 
-    def _run(self) -> None:
-        for folder in self.folders:
-            try:
-                fileio.check_manifest(folder, checksums=True)
-            except (DenseprError, OSError) as exc:
-                self.state = f"failed: {exc}"
-                log.error("%s: %s; the server refuses to answer from it", folder, exc)
-                return
-        self.state = "ok"
-        log.info("checksums verified: %s", ", ".join(map(str, self.folders)))
+    def _report(self, error: BaseException | None) -> None:
+        if error is not None:
+            log.error("%s; the server refuses to answer from it", error)
+        else:
+            log.info("checksums verified: %s", ", ".join(map(str, self.folders)))
