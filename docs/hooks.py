@@ -108,10 +108,10 @@ def risk_coverage_plot(ax) -> None:
 
 
 def reliability_plot(ax) -> None:
-    """The reliability diagram: accuracy against mean confidence in 10 bins, held-out SQuAD and NQ-open, k = 5."""
+    """The reliability diagram: accuracy against mean confidence in 10 bins, held-out SQuAD and NQ-style, k = 5."""
     data = json.loads((RESULTS / "data" / "calibration.json").read_text(encoding="utf-8"))
     ax.plot([0, 1], [0, 1], color="gray", lw=0.8, ls="--", label="perfectly calibrated")
-    for name, color in (("squad-heldout", "tab:blue"), ("nq-heldout", "tab:orange")):
+    for name, color in (("squad-heldout", "tab:blue"), ("nq-style-heldout", "tab:orange")):
         bins = [b for b in data["sets"].get(name, {}).get("5", {}).get("reliability", []) if b["count"]]
         ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", color=color, label=name)
         for b in bins:

@@ -207,15 +207,18 @@ def fit(a: argparse.Namespace) -> None:
     if a.install:
         model.save(SHIPPED_READER)
     results["model"] = model.to_dict()
-    bins = results["sets"].get("squad-heldout", {}).get("5", {}).get("reliability", [])
+    def bins(name: str) -> str:
+        found = results["sets"].get(name, {}).get("5", {}).get("reliability", [])
+        return f"Reliability ({name}, k = 5): " + ", ".join(
+            f"[{b['low']:.1f}, {b['high']:.1f}) n={b['count']} conf {b['confidence']:.2f} acc {b['accuracy']:.2f}"
+            for b in found if b["count"])
+
     text = "\n".join([f"## calibration: the reader's confidence and abstention ({results['date']})", "",
                       f"{results['cpu']}. Command: `python -m recipes.calibration fit --precision {a.precision}`. "
                       f"Fitted on {len(fit_rows):,} questions (k = 1 and 5 pooled); threshold {model.threshold:.3f} "
                       f"({model.card['threshold_rule']}).", "",
                       *markdown_table(["set", "k", "questions", "EM always", "coverage %", "EM answered", "area (span score)",
-                               "ECE"], lines), "", "Reliability (squad-heldout, k = 5): " +
-                      ", ".join(f"[{b['low']:.1f}, {b['high']:.1f}) n={b['count']} conf {b['confidence']:.2f} acc "
-                                f"{b['accuracy']:.2f}" for b in bins if b["count"])])
+                               "ECE"], lines), "", bins("squad-heldout"), "", bins("nq-style-heldout")])
     publish(out, results, text, "calibration" if a.page else None, page="qa")
 
 
