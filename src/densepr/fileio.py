@@ -287,13 +287,14 @@ def check_manifest(folder: str | os.PathLike, checksums: bool | None = False) ->
     return checked
 
 
-class ChecksumsOnLoad:
+class BackgroundChecksums:
     """The checksums of folders' manifests, made in a thread while the caller goes on (blake2b releases the GIL, so
-    the hashing overlaps loading the same folders). ``checksums``: as :func:`check_manifest` takes it (``None``, the
-    default on load: folders up to :data:`AUTO_VERIFY_BYTES`); ``then``, if given, is called in the thread with the
-    first mismatch or ``None``. :meth:`wait` returns once they match and raises the first mismatch.
+    the hashing overlaps loading the same folders, or serving from them). ``checksums``: as :func:`check_manifest`
+    takes it (``None``, the default on load: folders up to :data:`AUTO_VERIFY_BYTES`); ``then``, if given, is called
+    in the thread with the first mismatch or ``None``. :meth:`wait` returns once they match and raises the first
+    mismatch.
 
-    >>> pending = ChecksumsOnLoad(["flat/", "bm25/"])     # doctest: +SKIP
+    >>> pending = BackgroundChecksums(["flat/", "bm25/"])  # doctest: +SKIP
     >>> ...                                              # load the indexes, the question encoder  # doctest: +SKIP
     >>> pending.wait()                                   # before the first search  # doctest: +SKIP
     """

@@ -22,13 +22,18 @@ def best_spans(start_logits: Any, end_logits: Any, max_answer_len: int = 10) -> 
     [1, 2, 9]
     """
     start, end = np.asarray(start_logits, dtype=np.float32), np.asarray(end_logits, dtype=np.float32)
-    n, length = start.shape
-    i = np.arange(length)
-    width = i[None, :] - i[:, None]
-    allowed = (width >= 0) & (width < max_answer_len)
-    scores = np.where(allowed[None], start[:, :, None] + end[:, None, :], -np.inf)
+    scores = span_scores(start, end, max_answer_len)
+    n, length = scores.shape[:2]
     flat = scores.reshape(n, -1).argmax(-1)
     return flat // length, flat % length, scores.reshape(n, -1)[np.arange(n), flat]
+
+
+def span_scores(start: np.ndarray, end: np.ndarray, max_answer_len: int) -> np.ndarray:
+    """``(N, L, L)``: start + end logit of each span ``[i, j]`` with ``i <= j < i + max_answer_len``; ``-inf`` elsewhere."""
+    i = np.arange(start.shape[1])
+    width = i[None, :] - i[:, None]
+    allowed = (width >= 0) & (width < max_answer_len)
+    return np.where(allowed[None], start[:, :, None] + end[:, None, :], -np.inf)
 
 
 def span_certainty(start_logits: np.ndarray, end_logits: np.ndarray, starts: np.ndarray, ends: np.ndarray,
@@ -50,10 +55,6 @@ def span_certainty(start_logits: np.ndarray, end_logits: np.ndarray, starts: np.
 
     logprob = log_softmax_at(start, starts) + log_softmax_at(end, ends)
     i = np.arange(length)
-    width = i[None, :] - i[:, None]
-    allowed = (width >= 0) & (width < max_answer_len)
     overlaps = (i[None, :, None] <= ends[:, None, None]) & (i[None, None, :] >= starts[:, None, None])
-    scores = np.where(allowed[None] & ~overlaps, start[:, :, None] + end[:, None, :], -np.inf)
-    best = start[rows, starts] + end[rows, ends]
-    margin = np.minimum(best - scores.reshape(len(start), -1).max(-1), cap)
-    return logprob, np.where(np.isfinite(margin), margin, cap)
+    others = np.where(overlaps, -np.inf, span_scores(start, end, max_answer_len)).reshape(len(start), -1).max(-1)
+    return logprob, np.minimum(start[rows, starts] + end[rows, ends] - others, cap)  # none: inf, so the cap

@@ -21,7 +21,7 @@ from densepr.backends.choice import Backend
 from densepr.corpus.passages import Passage, Passages
 from densepr.dense.biencoder import BiEncoder
 from densepr.errors import DenseprError
-from densepr.fileio import ChecksumsOnLoad
+from densepr.fileio import BackgroundChecksums
 from densepr.hits import Hit, ResultEntry, ScoredPassage
 from densepr.questions import Question
 from densepr.retrieve.collection import load_collection
@@ -146,7 +146,7 @@ def open_searcher(spec: SearchSpec | None = None, /, **options: Any) -> Searcher
     if spec.collection:
         return open_collection(spec)
     # by default, the checksums of folders up to AUTO_VERIFY_BYTES are made while the folders load, and awaited
-    pending = ChecksumsOnLoad([spec.dense_dir, spec.bm25_dir]) if spec.verify is None else None
+    pending = BackgroundChecksums([spec.dense_dir, spec.bm25_dir]) if spec.verify is None else None
     try:
         searcher = _open_folders(spec, verify=False if pending else spec.verify)
     except Exception:

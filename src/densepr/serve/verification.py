@@ -21,7 +21,7 @@ class BackgroundVerify:
 
     def __init__(self, folders: Sequence[Path], idle: str = "ok"):
         self.folders, self.idle = list(folders), idle
-        self.checks: fileio.ChecksumsOnLoad | None = None
+        self.checks: fileio.BackgroundChecksums | None = None
 
     @classmethod
     def of(cls, folders: Sequence[str | None]) -> BackgroundVerify:
@@ -42,7 +42,7 @@ class BackgroundVerify:
 
     def start(self) -> None:
         if self.folders:
-            self.checks = fileio.ChecksumsOnLoad(self.folders, checksums=True, then=self._report)
+            self.checks = fileio.BackgroundChecksums(self.folders, checksums=True, then=self._report)
 
     def _report(self, error: BaseException | None) -> None:
         if error is not None:
