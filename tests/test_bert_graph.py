@@ -117,6 +117,17 @@ def test_the_shipped_default_encoder_and_reader_match_torch():
         np.testing.assert_allclose(got, want, atol=1e-3)
 
 
+def test_an_int8_tower_gives_a_text_the_same_vector_alone_as_in_any_batch():
+    """Dynamic int8 quantisation scales activations over the whole batch, so the int8 default encoder runs one text
+    at a time: a question's vector (and so ``ask``'s passages) does not depend on what else is encoded with it."""
+    tower = load_tower("default", graph=True)
+    assert tower.attach(Backend("onnx", "int8"), PASSAGES, question=True) == Backend("onnx", "int8")
+    questions = ["who", "who sang the song a country boy can survive in 1982 and in which album", *TEXTS]
+    alone = np.concatenate([tower.embed([q]) for q in questions])
+    np.testing.assert_array_equal(tower.embed(questions), alone)
+    np.testing.assert_array_equal(tower.embed(questions[::-1], batch_size=4)[::-1], alone)
+
+
 def test_retrieving_and_answering_on_graphs_import_no_torch(tiny_indexes, tiny_bert, tmp_path):
     """A fresh process retrieves and reads with the graph backends and never imports torch or transformers."""
     from densepr.read.model import Reader

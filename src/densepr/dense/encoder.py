@@ -214,6 +214,7 @@ class Encoder(torch.nn.Module):
                 return self._vectors(lite_bf16 or self.model, **tensors).float().cpu().numpy()
 
         budget = CPU_BATCH_TOKENS if device.type == "cpu" else GPU_BATCH_TOKENS
+        batch_size = 1 if getattr(self.runner, "per_row", False) else batch_size  # an int8 graph: see OnnxRunner.per_row
         out = run_batches({k: encoded[k] for k in keys}, self.dim, forward, batch_size, budget, progress)
         self.train(was_training)
         return out

@@ -144,7 +144,8 @@ class GraphTower:
               bf16: bool | None = None, progress: bool | Callable[[int], object] = False,
               warn_truncation: bool = True) -> np.ndarray:
         """Encode texts in length-sorted batches (as :meth:`Encoder.embed <densepr.dense.encoder.Encoder.embed>`;
-        ``bf16`` is the engine's business here); float32 ``(n, dim)`` in input order."""
+        ``bf16`` is the engine's business here; an int8 graph runs one text at a time: :attr:`OnnxRunner.per_row
+        <densepr.backends.onnx.OnnxRunner.per_row>`); float32 ``(n, dim)`` in input order."""
         if batch_size is not None and batch_size < 1:
             raise DenseprError(f"batch size must be >= 1, not {batch_size}")
         if len(texts) == 0:
@@ -152,6 +153,7 @@ class GraphTower:
         if self.runner is None:
             self.runner, self.precision = self._runner(Backend("onnx", "fp32")), "fp32"
         runner = self.runner
+        batch_size = 1 if runner.per_row else batch_size
         encoded = self.tokenize(texts, pairs)
         self.truncated += count_truncated(encoded["input_ids"], self.max_length, warn_truncation)
 
