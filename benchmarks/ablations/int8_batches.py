@@ -1,0 +1,95 @@
+"""Why an int8 encoder graph runs one text at a time: ONNX Runtime's dynamic quantisation scales each layer's
+activations by their range over the whole batch, so a question's vector depended on the questions batched with it.
+
+    python -m benchmarks.ablations.int8_batches [--questions 900] [--rounds 5] [--page]
+
+Over the default index (the default hybrid; the int8 question graph ``auto`` runs on CPUs without bf16 units), for
+NQ-open dev's odd lines: how many questions get another top 5 batched (as the tower ran before: length-sorted batches
+up to the token budget) than encoded alone (as ``ask`` encodes one), the hybrid's top-5 and top-20 answer recall
+each way and with the fp32 graph, and the milliseconds per question each way (medians of ``--rounds`` interleaved
+rounds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.ablations._report import publish
+from benchmarks.harness import DATA, cpu_line, table
+
+
+class Batched:
+    """An int8 runner as the towers ran it before: whole batches (``per_row`` off)."""
+
+    per_row = False
+
+    def __init__(self, runner: Any):
+        self.runner = runner
+
+    def __call__(self, feeds: dict) -> list:
+        return self.runner(feeds)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--questions", type=int, default=900)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--out", default="benchmarks/out/int8_batches")
+    p.add_argument("--page", action="store_true", help="write section int8-batches of docs/results/history.md")
+    a = p.parse_args()
+    logging.disable(logging.WARNING)
+    from densepr.backends.choice import Backend
+    from densepr.evaluate.answers import has_answer
+    from densepr.questions import read_questions
+    from densepr.quickstart import ensure_default_index
+    from densepr.retrieve.searcher import open_searcher
+
+    searcher = open_searcher(ensure_default_index(progress=False))
+    tower = searcher.dense.model.question_encoder
+    int8 = tower.runner
+    if not int8.per_row:
+        raise SystemExit(f"the question encoder runs {tower.backend()}, not int8: nothing to compare on this CPU")
+    questions = read_questions(DATA / "nq-open" / "NQ-open.dev.jsonl")[1::2][: a.questions]
+    texts = [q.text for q in questions]
+    runners = {"batched": Batched(int8), "one at a time": int8}
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    vectors: dict[str, np.ndarray] = {}
+    for _ in range(a.rounds + 1):  # the first round warms up and is not counted
+        for name, runner in runners.items():
+            tower.runner = runner
+            start = time.perf_counter()
+            vectors[name] = tower.embed(texts)
+            times[name].append(time.perf_counter() - start)
+    tower.runner = tower._runner(Backend("onnx", "fp32"))
+    vectors["fp32 graph"] = tower.embed(texts)
+    tower.runner = int8
+    alone = np.concatenate([tower.embed([t]) for t in texts[:100]])
+    assert np.array_equal(alone, vectors["one at a time"][:100]), "one at a time must equal alone"
+
+    found = {name: searcher.passages(texts, 20, v) for name, v in vectors.items()}
+    differ = sum([p["id"] for p in x[:5]] != [p["id"] for p in y[:5]] for x, y in zip(found["batched"], found["one at a time"]))
+    recall = {name: {k: 100 * float(np.mean([any(has_answer(q.answers, p["text"]) for p in ps[:k]) for ps, q in zip(hits, questions)]))
+                     for k in (5, 20)} for name, hits in found.items()}
+    ms = {name: 1000 * statistics.median(t[1:]) / len(texts) for name, t in times.items()}
+    results = {"cpu": cpu_line(), "questions": len(texts), "top5_differ": differ, "ms_per_question": ms, "recall": recall}
+    rows = [[name, f"{ms[name]:.2f}" if name in ms else "", f"{recall[name][5]:.1f}", f"{recall[name][20]:.1f}"] for name in found]
+    text = "\n".join([
+        f"## int8 question vectors one text at a time, {date.today()}", "",
+        f"{cpu_line()}. Command: `python -m benchmarks.ablations.int8_batches --questions {a.questions} --rounds {a.rounds}`. "
+        f"{len(texts)} NQ-open dev questions (odd lines) over the default index, hybrid retrieval.", "",
+        f"Batched, {differ} of {len(texts)} questions got another top 5 than one at a time (which is what `ask` gets: "
+        f"a question alone). Time per question: {ms['one at a time'] / ms['batched']:.2f}x.", "",
+        *table(["question vectors", "ms / question (median)", "top-5 recall", "top-20 recall"], rows)])
+    publish(Path(a.out), results, text, "int8-batches" if a.page else None)
+
+
+if __name__ == "__main__":
+    main()
