@@ -16,6 +16,7 @@ from densepr.dense.biencoder import BiEncoder, load_tower
 from densepr.dense.graph_tower import GraphTower
 from densepr.dense.loading import SHIPPED_DEFAULT, tower_spec
 from densepr.errors import DenseprError
+from densepr.quickstart import default_reader
 from densepr.read.graph_reader import GraphReader, load_reader
 from densepr.read.inference import read_passages
 
@@ -126,6 +127,31 @@ def test_an_int8_tower_gives_a_text_the_same_vector_alone_as_in_any_batch():
     alone = np.concatenate([tower.embed([q]) for q in questions])
     np.testing.assert_array_equal(tower.embed(questions), alone)
     np.testing.assert_array_equal(tower.embed(questions[::-1], batch_size=4)[::-1], alone)
+
+
+def test_the_int8_reader_reads_a_passage_the_same_alone_as_among_others():
+    """The reader's int8 graph (``--precision int8``) reads one passage at a time too: a passage's logits, span and
+    selection do not depend on the passages read with it (before, 15 of 120 held-out SQuAD answers at k = 5 differed)."""
+    passages = [Passage(str(i), text, title) for i, (title, text) in enumerate([
+        ("Albert Einstein", "Albert Einstein was a German-born theoretical physicist who developed the theory of relativity. "
+                            "He was born in Ulm, in the Kingdom of Württemberg, on 14 March 1879."),
+        ("Paris", "Paris is the capital and most populous city of France, with an estimated population of 2,102,650 "
+                  "residents in January 2023."),
+        ("The Last Supper", "The Last Supper is a mural painting by the Italian High Renaissance artist Leonardo da "
+                            "Vinci, dated to c. 1495-1498, in the Convent of Santa Maria delle Grazie in Milan."),
+        ("Apollo 11", "Apollo 11 was the first spaceflight to land humans on the Moon. Neil Armstrong and Buzz Aldrin "
+                      "landed the lunar module Eagle on July 20, 1969."),
+        ("Reba McEntire", "Reba McEntire is an American singer, songwriter and actress, who recorded Does He Love You "
+                          "with Linda Davis in 1993.")])]
+    reader = load_reader(default_reader(), graph=True)
+    reader.runner = reader._runner(Backend("onnx", "int8"))  # the graph itself: whether the gate passes depends on the sample
+    assert reader.runner.per_row
+    ctxs = [p.ctx() for p in passages]
+    for question in ("where was einstein born", "who painted the last supper"):
+        alone = [read_passages(reader, question, [c])[0] for c in ctxs]
+        for mine, theirs in zip(read_passages(reader, question, ctxs), alone):
+            assert (mine.selection, mine.span_score, mine.answer, mine.span_logprob) == (
+                theirs.selection, theirs.span_score, theirs.answer, theirs.span_logprob)
 
 
 def test_retrieving_and_answering_on_graphs_import_no_torch(tiny_indexes, tiny_bert, tmp_path):

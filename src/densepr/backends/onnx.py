@@ -123,8 +123,9 @@ class OnnxRunner:
     def per_row(self) -> bool:
         """True for an int8 graph: dynamic quantisation scales each layer's activations by their range over the whole
         batch, so a text's vector would depend on the texts (and padding) batched with it. Its callers run it one text
-        at a time: on a 2-core AVX2 EPYC that cost 1.5x for questions (3.6 against 2.4 ms each), while 585 of 900
-        NQ-open questions had another top 5 batched than alone (``benchmarks/ablations/int8_batches.py``)."""
+        at a time (the reader one passage at a time): on a 2-core AVX2 EPYC that cost 1.2-1.5x for questions (2.46
+        against 2.02 ms each in the latest run), while 585 of 900 NQ-open questions had another top 5 batched than
+        alone; the reader read 5 passages no slower (``benchmarks/ablations/int8_batches.py``)."""
         return self.precision == "int8"
 
     @property

@@ -38,7 +38,10 @@ class PassageReading:
 
 def read_passages(reader: AnyReader, question: str, ctxs: Sequence[Mapping[str, Any]], batch_size: int = 32,
                   bf16: bool | None = None) -> list[PassageReading]:
-    """Read each passage (``{"title", "text"}``) for ``question``, ``batch_size`` passages per forward pass."""
+    """Read each passage (``{"title", "text"}``) for ``question``, ``batch_size`` passages per forward pass (one
+    for an int8 graph, whose activation scales span the batch: :attr:`OnnxRunner.per_row
+    <densepr.backends.onnx.OnnxRunner.per_row>`; so a passage reads the same whichever others are read with it)."""
+    batch_size = 1 if getattr(reader.runner, "per_row", False) else batch_size
     out: list[PassageReading] = []
     for first in range(0, len(ctxs), batch_size):
         chunk = ctxs[first : first + batch_size]
