@@ -14,7 +14,9 @@ On the readings ``recipes.calibration collect`` stores, it searches each questio
 Each variant is fitted as ``recipes.calibration fit`` fits version 3 (same questions, k = 1 and 5 pooled, the threshold
 for ``--precision`` EM among the answered fit questions) and reports, per held-out set and k: the area under the
 EM-coverage curve and its gain over ranking by span score, coverage and EM among the answered at the threshold, and the
-expected calibration error (10 bins).
+expected calibration error (10 bins). Then how far ranking alone could go: the area if version 3 knew perfectly
+whether one of the passages read holds an answer string (what a reader trained to say "no passage holds it" could
+learn), and if every right answer came first; and EM among the 60% most confident held-out SQuAD answers each way.
 """
 
 from __future__ import annotations
@@ -77,6 +79,21 @@ def extra_table(rows: list[dict], extras: dict, k: int) -> np.ndarray:
     return np.array(x, dtype=np.float64)
 
 
+def answer_in_read(rows: list[dict], extras: dict, k: int) -> np.ndarray:
+    """1 where an answer string is in one of the ``k`` passages read (DPR's matching): what a perfect detector of "no
+    passage read holds the answer" would know, and a reader trained to say so could learn."""
+    from densepr.evaluate.answers import has_answer
+
+    return np.array([any(has_answer(r["answers"], text, r["match"]) for text in extras[r["question"]]["texts"][:k])
+                     for r in rows], dtype=np.float64)
+
+
+def top_share_em(scores: np.ndarray, correct: np.ndarray, share: float) -> float:
+    """EM (percent) among the ``share`` of questions with the highest scores."""
+    n = max(1, round(share * len(correct)))
+    return float(100 * correct[np.argsort(-scores, kind="stable")[:n]].mean())
+
+
 def cell(found: dict, ece: bool = False) -> str:
     """A report cell: area (gain over the span score), with the calibration error if ``ece``."""
     return f"{found['area']:.1f} ({found['gain']:+.1f})" + (f", {found['ece']:.3f}" if ece else "")
@@ -121,6 +138,8 @@ def main() -> None:
         threshold = min((t for t in np.linspace(0.05, 0.95, 181)
                          if (confidence >= t).any() and y[confidence >= t].mean() >= a.precision), default=0.5)
         found = results["variants"][variant] = {"threshold": round(float(threshold), 3)}
+        if not extra:
+            version3 = model  # the shipped features: the ceiling below starts from it
         for name in SETS:
             for k in KS:
                 _, correct, span, _ = tables[(name, k)]
@@ -131,6 +150,21 @@ def main() -> None:
         lines.append([variant, f"{threshold:.3f}", cell(found["squad-heldout k=1"]),
                       *(cell(found[f"{name} k=5"], ece=True) for name in SETS),
                       f"{style['coverage']:.1f}% at {style['em_answered']:.1f}"])
+    ceiling, ceiling_lines = {}, []
+    for name in (SETS[0], SETS[3]):
+        for k in KS:
+            _, correct, span, _ = tables[(name, k)]
+            confidence = version3.probability(columns(name, k, ()))
+            detected = confidence + 10 * answer_in_read(held[name], extras, k)  # answers whose passages hold one first
+            found = ceiling[f"{name} k={k}"] = {
+                "span score": coverage_curve_area(span, correct), "version 3": coverage_curve_area(confidence, correct),
+                "version 3 + perfect detector": coverage_curve_area(detected, correct),
+                "every right answer first": coverage_curve_area(correct, correct),
+                "em_top60": {"version 3": top_share_em(confidence, correct, 0.6),
+                             "version 3 + perfect detector": top_share_em(detected, correct, 0.6)}}
+            ceiling_lines.append([name, k, *(f"{v:.1f}" for key, v in found.items() if key != "em_top60")])
+    results["ceiling"] = ceiling
+    squad_top = ceiling["squad-heldout k=5"]["em_top60"]
     best_name = max(results["variants"], key=lambda v: results["variants"][v]["nq-style-heldout k=5"]["gain"])
     best, v3 = results["variants"][best_name], results["variants"]["version 3"]
     text = "\n".join([f"## Retrieval features for the confidence, {results['date']}", "",
@@ -142,7 +176,13 @@ def main() -> None:
                               "NQ-style k=5", "NQ-style answered"], lines), "",
                       (f"The best NQ-style gain at k = 5 is {best['nq-style-heldout k=5']['gain']:+.1f} ({best_name}; "
                        f"SQuAD k = 1 {best['squad-heldout k=1']['gain']:+.1f}), against version 3's "
-                       f"{v3['nq-style-heldout k=5']['gain']:+.1f} (SQuAD k = 1 {v3['squad-heldout k=1']['gain']:+.1f}).")])
+                       f"{v3['nq-style-heldout k=5']['gain']:+.1f} (SQuAD k = 1 {v3['squad-heldout k=1']['gain']:+.1f})."),
+                      "", ("How far ranking alone could go: areas if version 3 knew perfectly whether a passage read holds "
+                           "an answer string (those answers ranked first), and if every right answer came first."), "",
+                      *table(["held-out set", "k", "span score", "version 3", "version 3 + perfect detector",
+                              "every right answer first"], ceiling_lines), "",
+                      (f"EM among the 60% most confident held-out SQuAD answers at k = 5: {squad_top['version 3']:.1f} "
+                       f"by version 3, {squad_top['version 3 + perfect detector']:.1f} with the perfect detector.")])
     publish(Path(a.out), results, text, "confidence-features" if a.page else None)
 
 
