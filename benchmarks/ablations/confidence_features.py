@@ -21,7 +21,6 @@ learn), and if every right answer came first; and EM among the 60% most confiden
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 from datetime import date
@@ -31,7 +30,7 @@ import numpy as np
 from recipes.calibration import KS, load_rows, mini_wiki, splits
 from recipes.calibration import table as reading_table
 
-from benchmarks.ablations._report import publish
+from benchmarks.ablations._report import ablation_parser, publish
 from benchmarks.harness import cpu_line, table
 
 EXTRA = ("dense_score", "log_bm25_rank", "log_dense_rank", "top_dense_score", "answer_redundancy")
@@ -100,12 +99,10 @@ def cell(found: dict, ece: bool = False) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ablation_parser(__doc__, "confidence-features")
     p.add_argument("--readings", default="benchmarks/out/calibration", help="recipes.calibration collect's --out")
     p.add_argument("--squad-lam", type=float, default=20.0, help="as collect's --squad-lam")
     p.add_argument("--precision", type=float, default=0.56)
-    p.add_argument("--out", default="benchmarks/out/confidence_features")
-    p.add_argument("--page", action="store_true", help="write section confidence-features of docs/results/history.md")
     a = p.parse_args()
     logging.disable(logging.WARNING)
     from densepr.quickstart import ensure_default_index

@@ -14,7 +14,6 @@ milliseconds per question each way.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import statistics
 import time
@@ -24,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.ablations._report import publish
+from benchmarks.ablations._report import ablation_parser, publish
 from benchmarks.harness import DATA, cpu_line, table
 
 
@@ -64,12 +63,10 @@ def reader_rows(questions: list[str], passages: list[list[dict]], rounds: int) -
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ablation_parser(__doc__, "int8-batches")
     p.add_argument("--questions", type=int, default=900)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--reader-questions", type=int, default=120)
-    p.add_argument("--out", default="benchmarks/out/int8_batches")
-    p.add_argument("--page", action="store_true", help="write section int8-batches of docs/results/history.md")
     a = p.parse_args()
     logging.disable(logging.WARNING)
     from densepr.backends.choice import Backend

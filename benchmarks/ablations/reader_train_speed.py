@@ -12,14 +12,13 @@ and the hours the shipped reader's second stage would take at that speed (1,000 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import statistics
 import time
 from datetime import date
 from pathlib import Path
 
-from benchmarks.ablations._report import publish
+from benchmarks.ablations._report import ablation_parser, publish
 from benchmarks.harness import DATA, cpu_line, table
 
 SETTINGS = ((8, 256), (8, 192), (4, 256))  # (passages per question, maximum tokens)
@@ -27,11 +26,9 @@ STAGE2_QUESTIONS = 16_000  # 1,000 steps of 16 questions
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ablation_parser(__doc__, "reader-train-speed")
     p.add_argument("--questions", type=int, default=8)
     p.add_argument("--steps", type=int, default=4)
-    p.add_argument("--out", default="benchmarks/out/reader_train_speed")
-    p.add_argument("--page", action="store_true", help="write section reader-train-speed of docs/results/history.md")
     a = p.parse_args()
     logging.disable(logging.WARNING)
     import torch

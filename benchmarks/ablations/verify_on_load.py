@@ -6,21 +6,18 @@ default verification (checksums made in a thread while the folders load) against
 
 from __future__ import annotations
 
-import argparse
 import logging
 import statistics
 import time
 from pathlib import Path
 
-from benchmarks.ablations._report import publish
+from benchmarks.ablations._report import ablation_parser, publish
 from benchmarks.harness import cpu_line, table
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ablation_parser(__doc__, "verify-on-load")
     p.add_argument("--runs", type=int, default=21)
-    p.add_argument("--out", default="benchmarks/out/verify_on_load")
-    p.add_argument("--page", action="store_true", help="write section verify-on-load of docs/results/history.md")
     a = p.parse_args()
     logging.disable(logging.WARNING)
     from densepr.fileio import check_manifest, manifest_bytes
