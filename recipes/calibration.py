@@ -115,23 +115,30 @@ def load_rows(out: Path) -> dict[str, list[dict]]:
             for p in sorted(out.glob("*.jsonl.gz"))}
 
 
+def stored_readings(row: dict, k: int) -> list:
+    """The stored readings of a question's top ``k`` passages as :class:`~densepr.read.inference.PassageReading` s."""
+    from densepr.read.inference import PassageReading
+
+    return [PassageReading(i, sel, score, 0, 0, answer, -1, logprob, margin)
+            for i, sel, score, answer, logprob, margin in row["readings"]][:k]
+
+
 def table(rows: list[dict], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features, exact match and span score of each question's answer from its top ``k`` passages."""
     from densepr.evaluate.exact_match import exact_match
     from densepr.read.confidence import FEATURES, features
-    from densepr.read.inference import PassageReading, choose
+    from densepr.read.inference import choose
 
     x, y, span = [], [], []
     for row in rows:
-        readings = [PassageReading(i, sel, score, 0, 0, answer, -1, logprob, margin)
-                    for i, sel, score, answer, logprob, margin in row["readings"]][:k]
-        if not readings:
+        read = stored_readings(row, k)
+        if not read:
             x.append(np.zeros(len(FEATURES)))
             y.append(False)
             span.append(-1e9)
             continue
-        best = choose(readings)
-        x.append(features(readings, best, row["scores"][:k]))
+        best = choose(read)
+        x.append(features(read, best, row["scores"][:k]))
         y.append(exact_match(best.answer, row["answers"], row["match"]))
         span.append(best.span_score)
     return np.array(x), np.array(y, dtype=np.float64), np.array(span)

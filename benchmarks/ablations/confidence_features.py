@@ -27,7 +27,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-from recipes.calibration import KS, load_rows, mini_wiki, splits
+from recipes.calibration import KS, load_rows, mini_wiki, splits, stored_readings
 from recipes.calibration import table as reading_table
 
 from benchmarks.ablations._report import ablation_parser, publish
@@ -47,15 +47,13 @@ def retrieval_features(rows: list[dict], searcher) -> dict[str, list[float]]:
     for row, (hits, candidates) in zip(rows, found):
         if [searcher.ids[h.row] for h in hits[:5]] != row["ids"][:5]:
             raise SystemExit(f"{row['question']!r}: the top 5 differ from the passages read; collect the readings again")
-        bm25 = {int(r): i for i, r in enumerate(candidates.bm25.rows)}
-        dense = {int(r): i for i, r in enumerate(candidates.dense.rows)}
+        ranks = candidates.ranks([h.row for h in hits[:5]])  # from 1, in each list holding the passage
         texts = [searcher.store[h.row].text for h in hits]
         per_passage = []
         for h in hits[:5]:
-            d = dense.get(h.row)
-            per_passage.append([float(candidates.dense.scores[d]) if d is not None else float(candidates.dense.scores[-1]),
-                                math.log(bm25.get(h.row, 2000) + 1), math.log((d if d is not None else 2000) + 1),
-                                float(candidates.dense.scores[0])])
+            bm25, dense = ranks.get(h.row, {}).get("bm25", 2001), ranks.get(h.row, {}).get("dense")
+            per_passage.append([float(candidates.dense.scores[dense - 1 if dense else -1]), math.log(bm25),
+                                math.log(dense or 2001), float(candidates.dense.scores[0])])
         out[row["question"]] = {"passages": per_passage, "texts": texts}
     return out
 
@@ -63,16 +61,15 @@ def retrieval_features(rows: list[dict], searcher) -> dict[str, list[float]]:
 def extra_table(rows: list[dict], extras: dict, k: int) -> np.ndarray:
     """The :data:`EXTRA` features of each question's answer from its top ``k`` passages (rows as ``reading_table``)."""
     from densepr.evaluate.answers import has_answer
-    from densepr.read.inference import PassageReading, choose
+    from densepr.read.inference import choose
 
     x = []
     for row in rows:
-        readings = [PassageReading(i, sel, score, 0, 0, answer, -1, logprob, margin)
-                    for i, sel, score, answer, logprob, margin in row["readings"]][:k]
-        if not readings:
+        read = stored_readings(row, k)
+        if not read:
             x.append(np.zeros(len(EXTRA)))
             continue
-        best, found = choose(readings), extras[row["question"]]
+        best, found = choose(read), extras[row["question"]]
         redundancy = sum(has_answer([best.answer], t) for t in found["texts"]) if best.answer.strip() else 0
         x.append(found["passages"][best.index] + [math.log1p(redundancy)])
     return np.array(x, dtype=np.float64)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,21 @@ class Batched:
         return self.runner(feeds)
 
 
+def interleaved(runners: dict[str, Any], attach: Callable[[Any], None], work: Callable[[], Any], rounds: int,
+                items: int) -> tuple[dict[str, Any], dict[str, float]]:
+    """Run ``work`` with each runner attached in turn, ``rounds`` interleaved rounds after one warm-up round: each
+    runner's last output, and its median milliseconds per item (``items`` a run)."""
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    outputs: dict[str, Any] = {}
+    for _ in range(rounds + 1):
+        for name, runner in runners.items():
+            attach(runner)
+            start = time.perf_counter()
+            outputs[name] = work()
+            times[name].append(time.perf_counter() - start)
+    return outputs, {name: 1000 * statistics.median(t[1:]) / items for name, t in times.items()}
+
+
 def reader_rows(questions: list[str], passages: list[list[dict]], rounds: int) -> dict[str, Any]:
     """The default reader's int8 graph reading each question's passages in one batch and one at a time: answers that
     differ, and milliseconds per question (medians of ``rounds`` interleaved rounds after one warm-up)."""
@@ -49,17 +65,12 @@ def reader_rows(questions: list[str], passages: list[list[dict]], rounds: int) -
 
     reader = load_reader(default_reader(), graph=True)
     int8 = reader._runner(Backend("onnx", "int8"))  # the graph itself, whatever the gate says on this sample
-    runners = {"batched": Batched(int8), "one at a time": int8}
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    answers: dict[str, list[str]] = {}
-    for _ in range(rounds + 1):
-        for name, runner in runners.items():
-            reader.runner = runner
-            start = time.perf_counter()
-            answers[name] = [choose(read_passages(reader, q, ps)).answer for q, ps in zip(questions, passages)]
-            times[name].append(time.perf_counter() - start)
+    answers, ms = interleaved({"batched": Batched(int8), "one at a time": int8},
+                              lambda runner: setattr(reader, "runner", runner),
+                              lambda: [choose(read_passages(reader, q, ps)).answer for q, ps in zip(questions, passages)],
+                              rounds, len(questions))
     return {"questions": len(questions), "answers_differ": sum(a != b for a, b in zip(*answers.values())),
-            "ms_per_question": {name: 1000 * statistics.median(t[1:]) / len(questions) for name, t in times.items()}}
+            "ms_per_question": ms}
 
 
 def main() -> None:
@@ -82,15 +93,9 @@ def main() -> None:
         raise SystemExit(f"the question encoder runs {tower.backend()}, not int8: nothing to compare on this CPU")
     questions = read_questions(DATA / "nq-open" / "NQ-open.dev.jsonl")[1::2][: a.questions]
     texts = [q.text for q in questions]
-    runners = {"batched": Batched(int8), "one at a time": int8}
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    vectors: dict[str, np.ndarray] = {}
-    for _ in range(a.rounds + 1):  # the first round warms up and is not counted
-        for name, runner in runners.items():
-            tower.runner = runner
-            start = time.perf_counter()
-            vectors[name] = tower.embed(texts)
-            times[name].append(time.perf_counter() - start)
+    vectors, ms = interleaved({"batched": Batched(int8), "one at a time": int8},
+                              lambda runner: setattr(tower, "runner", runner), lambda: tower.embed(texts), a.rounds,
+                              len(texts))
     tower.runner = tower._runner(Backend("onnx", "fp32"))
     vectors["fp32 graph"] = tower.embed(texts)
     tower.runner = int8
@@ -101,7 +106,6 @@ def main() -> None:
     differ = sum([p["id"] for p in x[:5]] != [p["id"] for p in y[:5]] for x, y in zip(found["batched"], found["one at a time"]))
     recall = {name: {k: 100 * float(np.mean([any(has_answer(q.answers, p["text"]) for p in ps[:k]) for ps, q in zip(hits, questions)]))
                      for k in (5, 20)} for name, hits in found.items()}
-    ms = {name: 1000 * statistics.median(t[1:]) / len(texts) for name, t in times.items()}
     n = a.reader_questions
     reader = reader_rows(texts[:n], [ps[:5] for ps in found["one at a time"][:n]], a.rounds)
     results = {"cpu": cpu_line(), "questions": len(texts), "top5_differ": differ, "ms_per_question": ms, "recall": recall,
